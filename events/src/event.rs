@@ -1,0 +1,260 @@
+//! Every fact the engine records, in the past tense. Each event belongs to one aggregate:
+//! a user's account, an order (kept in its user's partition, so paying for an order and
+//! creating it are one atomic append), or the wallet pool.
+
+use crate::{AggregateKind, EnergyAmount, OrderId, RentalDuration, Sun, TronAddress, UserId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The partition key (and aggregate id) of the one wallet pool.
+pub const WALLET_POOL_KEY: &str = "wallet-pool";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderKind {
+    /// A renter's order, paid from their balance.
+    Rental,
+    /// An operator's manual delegation from a chosen supplier wallet; nobody pays.
+    Manual,
+}
+
+/// Why an order failed: a stable code shown to the renter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// No supplier wallet had the energy.
+    InsufficientPoolEnergy,
+    /// The receiving address does not exist on chain.
+    ReceiverNotActivated,
+    /// The chain refused or failed the delegation.
+    DelegationFailed,
+}
+
+impl FailureReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureReason::InsufficientPoolEnergy => "insufficient_pool_energy",
+            FailureReason::ReceiverNotActivated => "receiver_not_activated",
+            FailureReason::DelegationFailed => "delegation_failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload")]
+pub enum Event {
+    // ---- user account -------------------------------------------------------------
+    BalanceCredited {
+        user_id: UserId,
+        amount: Sun,
+        reference: String,
+        balance_after: Sun,
+    },
+    WalletAdded {
+        user_id: UserId,
+        wallet_id: u32,
+        address: TronAddress,
+    },
+    /// The payment for an order, decided together with the order's creation.
+    BalanceDebited {
+        user_id: UserId,
+        order_id: OrderId,
+        amount: Sun,
+        balance_after: Sun,
+    },
+    /// The payment of a failed order given back. At most once per order.
+    BalanceRefunded {
+        user_id: UserId,
+        order_id: OrderId,
+        amount: Sun,
+        balance_after: Sun,
+    },
+
+    // ---- order --------------------------------------------------------------------
+    OrderPlaced {
+        order_id: OrderId,
+        user_id: UserId,
+        kind: OrderKind,
+        energy: EnergyAmount,
+        duration: RentalDuration,
+        receive_address: TronAddress,
+        price: Sun,
+        /// Set for manual delegations: the operator chose the supplier wallet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pinned_wallet: Option<TronAddress>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_fingerprint: Option<String>,
+        estimated_completion: DateTime<Utc>,
+    },
+    OrderProcessing {
+        order_id: OrderId,
+        supplier_wallet: TronAddress,
+    },
+    /// A delegation transaction was signed. Recorded before it is broadcast, so that after a
+    /// crash the engine asks the chain about this transaction instead of signing another.
+    DelegationSigned {
+        order_id: OrderId,
+        tx_id: String,
+        signed_tx: String,
+        expires_at: DateTime<Utc>,
+    },
+    DelegationBroadcast {
+        order_id: OrderId,
+        tx_id: String,
+    },
+    /// The signed transaction provably did not land and no longer can.
+    DelegationExpired {
+        order_id: OrderId,
+        tx_id: String,
+    },
+    OrderCompleted {
+        order_id: OrderId,
+        transaction_hash: String,
+        block_number: u64,
+        completed_at: DateTime<Utc>,
+        rental_ends_at: DateTime<Utc>,
+    },
+    OrderFailed {
+        order_id: OrderId,
+        reason: FailureReason,
+        detail: String,
+    },
+    OrderRefunded {
+        order_id: OrderId,
+        user_id: UserId,
+        amount: Sun,
+    },
+    ReclaimSigned {
+        order_id: OrderId,
+        tx_id: String,
+        signed_tx: String,
+        expires_at: DateTime<Utc>,
+    },
+    ReclaimBroadcast {
+        order_id: OrderId,
+        tx_id: String,
+    },
+    ReclaimExpired {
+        order_id: OrderId,
+        tx_id: String,
+    },
+    RentalEnded {
+        order_id: OrderId,
+        reclaim_transaction_hash: String,
+        ended_at: DateTime<Utc>,
+    },
+
+    // ---- wallet pool --------------------------------------------------------------
+    SupplierWalletRegistered {
+        address: TronAddress,
+        energy_capacity: EnergyAmount,
+    },
+    EnergyReserved {
+        order_id: OrderId,
+        wallet: TronAddress,
+        energy: EnergyAmount,
+    },
+    EnergyReservationRejected {
+        order_id: OrderId,
+        energy: EnergyAmount,
+    },
+    ReservedEnergyDelegated {
+        order_id: OrderId,
+        wallet: TronAddress,
+        energy: EnergyAmount,
+    },
+    ReservationReleased {
+        order_id: OrderId,
+        wallet: TronAddress,
+        energy: EnergyAmount,
+    },
+    DelegatedEnergyReturned {
+        order_id: OrderId,
+        wallet: TronAddress,
+        energy: EnergyAmount,
+    },
+}
+
+impl Event {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::BalanceCredited { .. } => "BalanceCredited",
+            Event::WalletAdded { .. } => "WalletAdded",
+            Event::BalanceDebited { .. } => "BalanceDebited",
+            Event::BalanceRefunded { .. } => "BalanceRefunded",
+            Event::OrderPlaced { .. } => "OrderPlaced",
+            Event::OrderProcessing { .. } => "OrderProcessing",
+            Event::DelegationSigned { .. } => "DelegationSigned",
+            Event::DelegationBroadcast { .. } => "DelegationBroadcast",
+            Event::DelegationExpired { .. } => "DelegationExpired",
+            Event::OrderCompleted { .. } => "OrderCompleted",
+            Event::OrderFailed { .. } => "OrderFailed",
+            Event::OrderRefunded { .. } => "OrderRefunded",
+            Event::ReclaimSigned { .. } => "ReclaimSigned",
+            Event::ReclaimBroadcast { .. } => "ReclaimBroadcast",
+            Event::ReclaimExpired { .. } => "ReclaimExpired",
+            Event::RentalEnded { .. } => "RentalEnded",
+            Event::SupplierWalletRegistered { .. } => "SupplierWalletRegistered",
+            Event::EnergyReserved { .. } => "EnergyReserved",
+            Event::EnergyReservationRejected { .. } => "EnergyReservationRejected",
+            Event::ReservedEnergyDelegated { .. } => "ReservedEnergyDelegated",
+            Event::ReservationReleased { .. } => "ReservationReleased",
+            Event::DelegatedEnergyReturned { .. } => "DelegatedEnergyReturned",
+        }
+    }
+
+    /// The order an event is about, if any.
+    pub fn order_id(&self) -> Option<OrderId> {
+        match self {
+            Event::BalanceCredited { .. }
+            | Event::WalletAdded { .. }
+            | Event::SupplierWalletRegistered { .. } => None,
+            Event::BalanceDebited { order_id, .. }
+            | Event::BalanceRefunded { order_id, .. }
+            | Event::OrderPlaced { order_id, .. }
+            | Event::OrderProcessing { order_id, .. }
+            | Event::DelegationSigned { order_id, .. }
+            | Event::DelegationBroadcast { order_id, .. }
+            | Event::DelegationExpired { order_id, .. }
+            | Event::OrderCompleted { order_id, .. }
+            | Event::OrderFailed { order_id, .. }
+            | Event::OrderRefunded { order_id, .. }
+            | Event::ReclaimSigned { order_id, .. }
+            | Event::ReclaimBroadcast { order_id, .. }
+            | Event::ReclaimExpired { order_id, .. }
+            | Event::RentalEnded { order_id, .. }
+            | Event::EnergyReserved { order_id, .. }
+            | Event::EnergyReservationRejected { order_id, .. }
+            | Event::ReservedEnergyDelegated { order_id, .. }
+            | Event::ReservationReleased { order_id, .. }
+            | Event::DelegatedEnergyReturned { order_id, .. } => Some(*order_id),
+        }
+    }
+
+    /// The aggregate this event belongs to, and its id.
+    pub fn aggregate(&self) -> (AggregateKind, String) {
+        match self {
+            Event::BalanceCredited { user_id, .. }
+            | Event::WalletAdded { user_id, .. }
+            | Event::BalanceDebited { user_id, .. }
+            | Event::BalanceRefunded { user_id, .. } => (AggregateKind::UserAccount, user_id.to_string()),
+            Event::SupplierWalletRegistered { .. }
+            | Event::EnergyReserved { .. }
+            | Event::EnergyReservationRejected { .. }
+            | Event::ReservedEnergyDelegated { .. }
+            | Event::ReservationReleased { .. }
+            | Event::DelegatedEnergyReturned { .. } => (AggregateKind::WalletPool, WALLET_POOL_KEY.to_owned()),
+            other => (
+                AggregateKind::Order,
+                other.order_id().expect("every order event names its order").to_string(),
+            ),
+        }
+    }
+
+    /// The current schema version written for this event type.
+    pub fn schema_version(&self) -> u16 {
+        crate::codec::current_version(self.event_type())
+    }
+}

@@ -1,0 +1,22 @@
+//! The vocabulary of flashrent's event log: the value types every event is made of
+//! (each constructed only through its parser), the events themselves, the envelope
+//! that carries them, their JSON encoding with upcasting of old schema versions,
+//! and the [`EventLog`] trait that both log backends implement.
+
+pub mod address;
+pub mod codec;
+pub mod envelope;
+pub mod event;
+pub mod ids;
+pub mod log;
+pub mod rental;
+pub mod sun;
+
+pub use address::TronAddress;
+pub use codec::{decode_record, encode_record, DecodeError};
+pub use envelope::{AggregateKind, CommandRecord, Envelope};
+pub use event::{Event, FailureReason, OrderKind, WALLET_POOL_KEY};
+pub use ids::{OrderId, UserId};
+pub use log::{partition_for_key, AppendFuture, EventLog, LogError, Offset, PartitionId, StoredRecord};
+pub use rental::{EnergyAmount, RentalDuration};
+pub use sun::{Sun, SunDelta};

@@ -1,0 +1,112 @@
+//! The event log as the rest of the engine sees it: partitions, offsets, durable appends.
+//! The embedded log and the Kafka log both implement [`EventLog`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub type PartitionId = u32;
+/// Position of a record inside its partition; the first record is at offset 0.
+pub type Offset = u64;
+
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub partition: PartitionId,
+    pub offset: Offset,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    #[error("the event log is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the event log failed: {0}")]
+    Failed(String),
+    #[error("no partition {0}")]
+    NoSuchPartition(PartitionId),
+}
+
+/// Resolves once the record is durable, with its offset.
+pub type AppendFuture = Pin<Box<dyn Future<Output = Result<Offset, LogError>> + Send>>;
+
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    fn partition_count(&self) -> u32;
+
+    /// Queues one record. Records appended to a partition keep the order of the calls
+    /// to `append` (the call itself enqueues; the returned future only waits).
+    fn append(&self, partition: PartitionId, record: Vec<u8>) -> AppendFuture;
+
+    /// Up to `max` durable records from `from` on. Waits up to `wait` when none is there yet.
+    async fn read(
+        &self,
+        partition: PartitionId,
+        from: Offset,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// The offset the next durable record will get (Kafka's high watermark).
+    async fn end_offset(&self, partition: PartitionId) -> Result<Offset, LogError>;
+}
+
+/// Kafka's default partitioner (murmur2 of the key, positive, modulo the partition count),
+/// so a record lands where any Kafka client would put it.
+pub fn partition_for_key(key: &[u8], partitions: u32) -> PartitionId {
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let len = data.len();
+    let mut h: u32 = SEED ^ (len as u32);
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    match tail.len() {
+        3 => {
+            h ^= u32::from(tail[2]) << 16;
+            h ^= u32::from(tail[1]) << 8;
+            h ^= u32::from(tail[0]);
+            h = h.wrapping_mul(M);
+        }
+        2 => {
+            h ^= u32::from(tail[1]) << 8;
+            h ^= u32::from(tail[0]);
+            h = h.wrapping_mul(M);
+        }
+        1 => {
+            h ^= u32::from(tail[0]);
+            h = h.wrapping_mul(M);
+        }
+        _ => {}
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafkas_java_client() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21") as i32, -973932308);
+        assert_eq!(murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
+        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+    }
+}
