@@ -1,1 +1,52 @@
-fn main() {}
+use clap::{Parser, Subcommand};
+use flashrent::config::{ServeArgs, StoreArgs};
+use flashrent::startup::{self, Application};
+
+/// flashrent — an event-sourced order engine for renting TRON energy.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (embedded event log and simulated chain by default).
+    Serve(Box<ServeArgs>),
+    /// Drop the read models and rebuild them from the event log (stop `serve` first).
+    Rebuild(StoreArgs),
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing(args.log_json);
+            let app = Application::build(*args).await?;
+            // Tests and scripts read this line to learn the port when listening on port 0.
+            println!("flashrent listening on http://127.0.0.1:{}", app.port());
+            app.run_until_stopped().await
+        }
+        Command::Rebuild(store) => {
+            init_tracing(false);
+            let records = startup::rebuild(&store).await?;
+            println!("rebuilt the read models from {records} records");
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -91,7 +91,10 @@ mod tests {
     #[test]
     fn the_seeds_renter_address_is_valid_but_its_example_supplier_is_not() {
         let renter = TronAddress::parse("TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2").unwrap();
-        assert_eq!(renter.to_hex(), "419acebe100b1bddc86152d74aa53897b3b3319c16");
+        assert_eq!(
+            renter.to_hex(),
+            "419acebe100b1bddc86152d74aa53897b3b3319c16"
+        );
         // The seed's sample `selected_wallet` has checksum c63a1f73 where 7d1def94 is due.
         assert_eq!(
             TronAddress::parse("TVj7RNVHNv1ym6JxWePCHnKgdvnGqr4f2S"),

@@ -13,10 +13,20 @@ use serde_json::{Map, Value};
 pub enum DecodeError {
     #[error("record is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("event {event_type} has schema version {version}, newer than this build knows ({known})")]
-    FromTheFuture { event_type: String, version: u16, known: u16 },
+    #[error(
+        "event {event_type} has schema version {version}, newer than this build knows ({known})"
+    )]
+    FromTheFuture {
+        event_type: String,
+        version: u16,
+        known: u16,
+    },
     #[error("cannot upcast {event_type} v{version}: {why}")]
-    Upcast { event_type: String, version: u16, why: String },
+    Upcast {
+        event_type: String,
+        version: u16,
+        why: String,
+    },
 }
 
 /// Current schema version of each event type. Bump it when a payload changes shape, and
@@ -87,7 +97,12 @@ pub fn decode_record(bytes: &[u8]) -> Result<CommandRecord, DecodeError> {
         };
         events.push(envelope);
     }
-    Ok(CommandRecord { command_id: wire.command_id, key: wire.key, writer_epoch: wire.writer_epoch, events })
+    Ok(CommandRecord {
+        command_id: wire.command_id,
+        key: wire.key,
+        writer_epoch: wire.writer_epoch,
+        events,
+    })
 }
 
 /// Rewrites a payload of `version` into the shape of `version + 1`.
@@ -100,7 +115,9 @@ fn upcast(event_type: &str, version: u16, payload: &mut Map<String, Value>) -> R
             };
             let price = Sun::parse_trx(&cost).map_err(|e| e.to_string())?;
             payload.insert("price".into(), Value::from(price.as_sun()));
-            payload.entry("kind").or_insert_with(|| Value::from("rental"));
+            payload
+                .entry("kind")
+                .or_insert_with(|| Value::from("rental"));
             Ok(())
         }
         _ => Err("no upcaster for this version".into()),
@@ -147,6 +164,9 @@ mod tests {
             "correlation_id":"0190a1b2-0000-7000-8000-000000000003",
             "causation_id":"0190a1b2-0000-7000-8000-000000000001",
             "type":"WalletAdded","payload":{}}]}"#;
-        assert!(matches!(decode_record(rec.as_bytes()), Err(DecodeError::FromTheFuture { .. })));
+        assert!(matches!(
+            decode_record(rec.as_bytes()),
+            Err(DecodeError::FromTheFuture { .. })
+        ));
     }
 }

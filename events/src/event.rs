@@ -239,16 +239,23 @@ impl Event {
             Event::BalanceCredited { user_id, .. }
             | Event::WalletAdded { user_id, .. }
             | Event::BalanceDebited { user_id, .. }
-            | Event::BalanceRefunded { user_id, .. } => (AggregateKind::UserAccount, user_id.to_string()),
+            | Event::BalanceRefunded { user_id, .. } => {
+                (AggregateKind::UserAccount, user_id.to_string())
+            }
             Event::SupplierWalletRegistered { .. }
             | Event::EnergyReserved { .. }
             | Event::EnergyReservationRejected { .. }
             | Event::ReservedEnergyDelegated { .. }
             | Event::ReservationReleased { .. }
-            | Event::DelegatedEnergyReturned { .. } => (AggregateKind::WalletPool, WALLET_POOL_KEY.to_owned()),
+            | Event::DelegatedEnergyReturned { .. } => {
+                (AggregateKind::WalletPool, WALLET_POOL_KEY.to_owned())
+            }
             other => (
                 AggregateKind::Order,
-                other.order_id().expect("every order event names its order").to_string(),
+                other
+                    .order_id()
+                    .expect("every order event names its order")
+                    .to_string(),
             ),
         }
     }

@@ -17,6 +17,8 @@ pub use codec::{decode_record, encode_record, DecodeError};
 pub use envelope::{AggregateKind, CommandRecord, Envelope};
 pub use event::{Event, FailureReason, OrderKind, WALLET_POOL_KEY};
 pub use ids::{OrderId, UserId};
-pub use log::{partition_for_key, AppendFuture, EventLog, LogError, Offset, PartitionId, StoredRecord};
+pub use log::{
+    partition_for_key, AppendFuture, EventLog, LogError, Offset, PartitionId, StoredRecord,
+};
 pub use rental::{EnergyAmount, RentalDuration};
 pub use sun::{Sun, SunDelta};

@@ -7,7 +7,9 @@ use std::fmt;
 pub const SUN_PER_TRX: u64 = 1_000_000;
 
 /// A non-negative amount of SUN. Arithmetic is checked: an overflow is an error, never a wrap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Sun(u64);
 
@@ -65,7 +67,10 @@ impl Sun {
             None => (text, ""),
         };
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !digits(whole) || !(frac.is_empty() || digits(frac)) || (text.contains('.') && frac.is_empty()) {
+        if !digits(whole)
+            || !(frac.is_empty() || digits(frac))
+            || (text.contains('.') && frac.is_empty())
+        {
             return Err(AmountError::NotANumber);
         }
         let frac_trimmed = frac.trim_end_matches('0');
@@ -124,7 +129,10 @@ mod tests {
         assert_eq!(Sun::parse_trx("1e3"), Err(AmountError::NotANumber));
         assert_eq!(Sun::parse_trx("1."), Err(AmountError::NotANumber));
         assert_eq!(Sun::parse_trx(".5"), Err(AmountError::NotANumber));
-        assert_eq!(Sun::parse_trx("99999999999999999999"), Err(AmountError::TooLarge));
+        assert_eq!(
+            Sun::parse_trx("99999999999999999999"),
+            Err(AmountError::TooLarge)
+        );
     }
 
     #[test]

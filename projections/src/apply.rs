@@ -1,0 +1,409 @@
+//! How each event changes the read models. Deterministic: it reads only the event, its
+//! envelope and the read models themselves, so a rebuild gives the same bytes.
+
+use crate::keys;
+use crate::store::StoreError;
+use crate::views::*;
+use flashrent_events::{Envelope, Event, Sun};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+
+/// The changes of one projector step, readable before they are written.
+pub struct Staged<'a> {
+    tree: &'a sled::Tree,
+    pub(crate) writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Staged<'a> {
+    pub fn new(tree: &'a sled::Tree) -> Staged<'a> {
+        Staged {
+            tree,
+            writes: BTreeMap::new(),
+        }
+    }
+
+    fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.raw(key)?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.writes.insert(
+            key,
+            Some(serde_json::to_vec(value).expect("views serialize")),
+        );
+    }
+
+    pub(crate) fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    fn bump_count(&mut self, status: &str, by: i64) -> Result<(), StoreError> {
+        let key = keys::status_count(status);
+        let n = self.raw(&key)?.map_or(0, |v| {
+            u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8]))
+        });
+        self.put_raw(key, n.saturating_add_signed(by).to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    fn update_order(
+        &mut self,
+        env: &Envelope,
+        f: impl FnOnce(&mut OrderView),
+    ) -> Result<Option<OrderView>, StoreError> {
+        let Some(id) = env.event.order_id() else {
+            return Ok(None);
+        };
+        let key = keys::order(&id);
+        let Some(mut view) = self.get::<OrderView>(&key)? else {
+            return Ok(None);
+        };
+        let before = view.status.clone();
+        f(&mut view);
+        view.updated_at = env.occurred_at;
+        if view.status != before {
+            self.bump_count(&before, -1)?;
+            self.bump_count(&view.status, 1)?;
+            self.put_raw(
+                keys::user_order(view.user_id, &id),
+                view.status.clone().into_bytes(),
+            );
+        }
+        let finished = view.status == "refunded" || view.rental_ended_at.is_some();
+        if finished {
+            self.delete(keys::active(&id));
+        }
+        self.put(key, &view);
+        Ok(Some(view))
+    }
+
+    fn ledger(
+        &mut self,
+        env: &Envelope,
+        user: flashrent_events::UserId,
+        delta: i64,
+        after: Sun,
+        cause: &str,
+        reference: Option<String>,
+    ) -> Result<(), StoreError> {
+        let key = keys::balance(user);
+        let mut bal = self.get::<BalanceView>(&key)?.unwrap_or(BalanceView {
+            user_id: user,
+            balance: Sun::ZERO,
+            last_updated: env.occurred_at,
+            ledger_entries: 0,
+        });
+        bal.balance = after;
+        bal.last_updated = env.occurred_at;
+        bal.ledger_entries += 1;
+        let entry = LedgerEntry {
+            seq: bal.ledger_entries,
+            at: env.occurred_at,
+            delta,
+            balance_after: after,
+            cause: cause.to_owned(),
+            order_id: env.event.order_id(),
+            reference,
+            event_id: env.event_id,
+        };
+        self.put(keys::ledger(user, entry.seq), &entry);
+        self.put(key, &bal);
+        Ok(())
+    }
+
+    pub fn apply(&mut self, env: &Envelope) -> Result<(), StoreError> {
+        let at = env.occurred_at;
+        match &env.event {
+            Event::BalanceCredited {
+                user_id,
+                amount,
+                reference,
+                balance_after,
+            } => {
+                self.ledger(
+                    env,
+                    *user_id,
+                    amount.as_sun() as i64,
+                    *balance_after,
+                    "credit",
+                    Some(reference.clone()),
+                )?;
+            }
+            Event::BalanceDebited {
+                user_id,
+                amount,
+                balance_after,
+                ..
+            } => {
+                self.ledger(
+                    env,
+                    *user_id,
+                    -(amount.as_sun() as i64),
+                    *balance_after,
+                    "order_payment",
+                    None,
+                )?;
+                self.update_order(env, |o| o.paid = true)?;
+            }
+            Event::BalanceRefunded {
+                user_id,
+                amount,
+                balance_after,
+                ..
+            } => {
+                self.ledger(
+                    env,
+                    *user_id,
+                    amount.as_sun() as i64,
+                    *balance_after,
+                    "refund",
+                    None,
+                )?;
+            }
+            Event::WalletAdded {
+                user_id,
+                wallet_id,
+                address,
+            } => {
+                let key = keys::wallets(*user_id);
+                let mut list: Vec<WalletView> = self.get(&key)?.unwrap_or_default();
+                list.push(WalletView {
+                    id: *wallet_id,
+                    wallet_address: *address,
+                    created_at: at,
+                });
+                self.put(key, &list);
+            }
+            Event::OrderPlaced {
+                order_id,
+                user_id,
+                kind,
+                energy,
+                duration,
+                receive_address,
+                price,
+                estimated_completion,
+                pinned_wallet,
+                ..
+            } => {
+                let view = OrderView {
+                    order_id: *order_id,
+                    user_id: *user_id,
+                    kind: *kind,
+                    status: "pending".into(),
+                    energy_amount: *energy,
+                    duration: *duration,
+                    receive_address: *receive_address,
+                    price: *price,
+                    paid: false,
+                    created_at: at,
+                    estimated_completion: *estimated_completion,
+                    updated_at: at,
+                    supplier_wallet: *pinned_wallet,
+                    pending_transaction: None,
+                    pending_signed_tx: None,
+                    pending_expires_at: None,
+                    broadcast_at: None,
+                    transaction_hash: None,
+                    block_number: None,
+                    completed_at: None,
+                    rental_ends_at: None,
+                    failure_reason: None,
+                    failure_detail: None,
+                    failed_at: None,
+                    refunded_at: None,
+                    reclaim_transaction: None,
+                    reclaim_signed_tx: None,
+                    reclaim_expires_at: None,
+                    reclaim_broadcast: false,
+                    reclaim_transaction_hash: None,
+                    rental_ended_at: None,
+                };
+                self.put(keys::order(order_id), &view);
+                self.put_raw(keys::user_order(*user_id, order_id), b"pending".to_vec());
+                self.put_raw(keys::active(order_id), vec![]);
+                self.bump_count("pending", 1)?;
+            }
+            Event::OrderProcessing {
+                supplier_wallet, ..
+            } => {
+                self.update_order(env, |o| {
+                    o.status = "processing".into();
+                    o.supplier_wallet = Some(*supplier_wallet);
+                })?;
+            }
+            Event::DelegationSigned {
+                tx_id,
+                signed_tx,
+                expires_at,
+                ..
+            } => {
+                self.update_order(env, |o| {
+                    o.pending_transaction = Some(tx_id.clone());
+                    o.pending_signed_tx = Some(signed_tx.clone());
+                    o.pending_expires_at = Some(*expires_at);
+                })?;
+            }
+            Event::DelegationBroadcast { .. } => {
+                self.update_order(env, |o| o.broadcast_at = Some(at))?;
+            }
+            Event::DelegationExpired { .. } => {
+                self.update_order(env, |o| {
+                    o.pending_transaction = None;
+                    o.pending_signed_tx = None;
+                    o.pending_expires_at = None;
+                    o.broadcast_at = None;
+                })?;
+            }
+            Event::OrderCompleted {
+                transaction_hash,
+                block_number,
+                completed_at,
+                rental_ends_at,
+                ..
+            } => {
+                self.update_order(env, |o| {
+                    o.status = "completed".into();
+                    o.pending_transaction = None;
+                    o.pending_signed_tx = None;
+                    o.transaction_hash = Some(transaction_hash.clone());
+                    o.block_number = Some(*block_number);
+                    o.completed_at = Some(*completed_at);
+                    o.rental_ends_at = Some(*rental_ends_at);
+                })?;
+            }
+            Event::OrderFailed { reason, detail, .. } => {
+                let view = self.update_order(env, |o| {
+                    o.status = "failed".into();
+                    o.failure_reason = Some(*reason);
+                    o.failure_detail = Some(detail.clone());
+                    o.failed_at = Some(at);
+                    o.pending_transaction = None;
+                    o.pending_signed_tx = None;
+                })?;
+                // Nothing to give back for an unpaid (manual) order: its story ends here.
+                if let Some(v) = view.filter(|v| !v.paid) {
+                    self.delete(keys::active(&v.order_id));
+                }
+            }
+            Event::OrderRefunded { .. } => {
+                self.update_order(env, |o| {
+                    o.status = "refunded".into();
+                    o.refunded_at = Some(at);
+                })?;
+            }
+            Event::ReclaimSigned {
+                tx_id,
+                signed_tx,
+                expires_at,
+                ..
+            } => {
+                self.update_order(env, |o| {
+                    o.reclaim_transaction = Some(tx_id.clone());
+                    o.reclaim_signed_tx = Some(signed_tx.clone());
+                    o.reclaim_expires_at = Some(*expires_at);
+                    o.reclaim_broadcast = false;
+                })?;
+            }
+            Event::ReclaimBroadcast { .. } => {
+                self.update_order(env, |o| o.reclaim_broadcast = true)?;
+            }
+            Event::ReclaimExpired { .. } => {
+                self.update_order(env, |o| {
+                    o.reclaim_transaction = None;
+                    o.reclaim_signed_tx = None;
+                    o.reclaim_broadcast = false;
+                })?;
+            }
+            Event::RentalEnded {
+                reclaim_transaction_hash,
+                ended_at,
+                ..
+            } => {
+                self.update_order(env, |o| {
+                    o.reclaim_transaction = None;
+                    o.reclaim_signed_tx = None;
+                    o.reclaim_transaction_hash = Some(reclaim_transaction_hash.clone());
+                    o.rental_ended_at = Some(*ended_at);
+                })?;
+            }
+            Event::SupplierWalletRegistered {
+                address,
+                energy_capacity,
+            } => {
+                let view = PoolWalletView {
+                    address: *address,
+                    energy_capacity: energy_capacity.get(),
+                    reserved: 0,
+                    delegated: 0,
+                    registered_at: at,
+                    updated_at: at,
+                };
+                self.put(keys::pool_wallet(address), &view);
+            }
+            Event::EnergyReserved { wallet, energy, .. } => {
+                self.pool(wallet, at, |w| w.reserved += energy.get())?
+            }
+            Event::EnergyReservationRejected { .. } => {}
+            Event::ReservedEnergyDelegated { wallet, energy, .. } => {
+                self.pool(wallet, at, |w| {
+                    w.reserved = w.reserved.saturating_sub(energy.get());
+                    w.delegated += energy.get();
+                })?
+            }
+            Event::ReservationReleased { wallet, energy, .. } => self.pool(wallet, at, |w| {
+                w.reserved = w.reserved.saturating_sub(energy.get())
+            })?,
+            Event::DelegatedEnergyReturned { wallet, energy, .. } => {
+                self.pool(wallet, at, |w| {
+                    w.delegated = w.delegated.saturating_sub(energy.get())
+                })?
+            }
+        }
+        Ok(())
+    }
+
+    fn pool(
+        &mut self,
+        wallet: &flashrent_events::TronAddress,
+        at: chrono::DateTime<chrono::Utc>,
+        f: impl FnOnce(&mut PoolWalletView),
+    ) -> Result<(), StoreError> {
+        let key = keys::pool_wallet(wallet);
+        if let Some(mut w) = self.get::<PoolWalletView>(&key)? {
+            f(&mut w);
+            w.updated_at = at;
+            self.put(key, &w);
+        }
+        Ok(())
+    }
+
+    pub fn into_batch(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        batch
+    }
+}

@@ -1,0 +1,172 @@
+//! The projector loop: one step function that applies a run of records and stores the
+//! new position in the same atomic batch, and a task per partition that drives it.
+
+use crate::apply::Staged;
+use crate::keys;
+use crate::store::{ReadModels, StoreError};
+use flashrent_events::{decode_record, CommandRecord, EventLog, LogError, Offset, PartitionId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// A record the projector has applied, passed on to reactors (the saga) that act on events.
+#[derive(Debug, Clone)]
+pub struct ProjectedRecord {
+    pub partition: PartitionId,
+    pub offset: Offset,
+    pub record: Arc<CommandRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("partition {partition} offset {offset} cannot be decoded: {why}")]
+    Decode {
+        partition: PartitionId,
+        offset: Offset,
+        why: String,
+    },
+}
+
+pub struct Projector {
+    pub name: &'static str,
+    pub models: ReadModels,
+}
+
+pub const READ_MODELS: &str = "read_models";
+
+impl Projector {
+    pub fn new(models: ReadModels) -> Projector {
+        Projector {
+            name: READ_MODELS,
+            models,
+        }
+    }
+
+    /// Applies the records (which must start at this partition's checkpoint or before it)
+    /// and advances the checkpoint, atomically. Records below the checkpoint are skipped,
+    /// so applying a record twice changes nothing.
+    pub fn step(
+        &self,
+        partition: PartitionId,
+        records: &[(Offset, Arc<CommandRecord>)],
+    ) -> Result<Offset, ProjectError> {
+        let mut next = self.models.checkpoint(self.name, partition)?;
+        let mut staged = Staged::new(&self.models.tree);
+        for (offset, record) in records {
+            if *offset < next {
+                continue;
+            }
+            for env in &record.events {
+                staged.apply(env)?;
+            }
+            next = offset + 1;
+        }
+        staged.put_raw(
+            keys::checkpoint(self.name, partition),
+            next.to_be_bytes().to_vec(),
+        );
+        self.models
+            .tree
+            .apply_batch(staged.into_batch())
+            .map_err(StoreError::from)?;
+        if let Some(a) = self.models.applied.get(partition as usize) {
+            a.send_replace(next);
+        }
+        Ok(next)
+    }
+
+    /// Reads and applies everything the partition has now; returns its new position.
+    pub async fn catch_up(
+        &self,
+        log: &dyn EventLog,
+        partition: PartitionId,
+    ) -> Result<Offset, ProjectError> {
+        loop {
+            let from = self.models.checkpoint(self.name, partition)?;
+            let batch = read_decoded(log, partition, from, Duration::ZERO).await?;
+            if batch.is_empty() {
+                if let Some(a) = self.models.applied.get(partition as usize) {
+                    a.send_replace(from);
+                }
+                return Ok(from);
+            }
+            self.step(partition, &batch)?;
+        }
+    }
+}
+
+async fn read_decoded(
+    log: &dyn EventLog,
+    partition: PartitionId,
+    from: Offset,
+    wait: Duration,
+) -> Result<Vec<(Offset, Arc<CommandRecord>)>, ProjectError> {
+    let raw = log.read(partition, from, 1024, wait).await?;
+    raw.into_iter()
+        .map(|r| {
+            decode_record(&r.bytes)
+                .map(|rec| (r.offset, Arc::new(rec)))
+                .map_err(|e| ProjectError::Decode {
+                    partition,
+                    offset: r.offset,
+                    why: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Runs a projector task per partition until `shutdown` turns true. Each applied record is
+/// then offered to `reactor` (if any). A step that fails is retried from the same position
+/// after a pause: the projector never skips a record.
+pub fn spawn_projectors(
+    log: Arc<dyn EventLog>,
+    models: ReadModels,
+    reactor: Option<mpsc::Sender<ProjectedRecord>>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..log.partition_count())
+        .map(|partition| {
+            let log = log.clone();
+            let projector = Projector::new(models.clone());
+            let reactor = reactor.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    let from = match projector.models.checkpoint(projector.name, partition) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::error!(partition, error = %e, "projector cannot read its checkpoint");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    };
+                    let batch = tokio::select! {
+                        b = read_decoded(log.as_ref(), partition, from, Duration::from_millis(500)) => b,
+                        _ = shutdown.changed() => break,
+                    };
+                    let result = batch.and_then(|b| projector.step(partition, &b).map(|_| b));
+                    match result {
+                        Ok(batch) => {
+                            if let Some(r) = &reactor {
+                                for (offset, record) in batch {
+                                    let _ = r.send(ProjectedRecord { partition, offset, record }).await;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(partition, error = %e, "projector step failed; retrying from the same position");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}

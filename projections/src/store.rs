@@ -1,0 +1,227 @@
+//! Opening the sled store and the queries the HTTP layer asks of it.
+
+use crate::keys;
+use crate::views::*;
+use flashrent_events::{OrderId, PartitionId, UserId};
+use serde::de::DeserializeOwned;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("read-model store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("read-model value at {key} is not valid: {source}")]
+    Corrupt {
+        key: String,
+        source: serde_json::Error,
+    },
+}
+
+/// The read models, plus how far each partition has been applied (for read-your-writes).
+#[derive(Clone)]
+pub struct ReadModels {
+    pub(crate) db: sled::Db,
+    pub(crate) tree: sled::Tree,
+    pub(crate) applied: Arc<Vec<watch::Sender<u64>>>,
+}
+
+/// The tree's name; `rebuild` drops it whole.
+const TREE: &str = "read_models_v1";
+
+impl ReadModels {
+    /// `cache_bytes` bounds sled's page cache (its default, 1 GiB, is far above our budget).
+    pub fn open(dir: &Path, partitions: u32, cache_bytes: u64) -> Result<ReadModels, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(500))
+            .open()?;
+        let tree = db.open_tree(TREE)?;
+        let models = ReadModels {
+            db,
+            tree,
+            applied: Arc::new((0..partitions).map(|_| watch::channel(0).0).collect()),
+        };
+        Ok(models)
+    }
+
+    /// Drops every read model and every projector position.
+    pub fn drop_all(&mut self) -> Result<(), StoreError> {
+        self.db.drop_tree(TREE)?;
+        self.tree = self.db.open_tree(TREE)?;
+        for a in self.applied.iter() {
+            a.send_replace(0);
+        }
+        Ok(())
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn checkpoint(&self, projector: &str, partition: PartitionId) -> Result<u64, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::checkpoint(projector, partition))?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0))
+    }
+
+    /// Waits until the records of `partition` up to and including `offset` are applied.
+    pub async fn wait_applied(&self, partition: PartitionId, offset: u64) {
+        if let Some(a) = self.applied.get(partition as usize) {
+            let mut rx = a.subscribe();
+            let _ = rx.wait_for(|applied| *applied > offset).await;
+        }
+    }
+
+    pub fn applied(&self, partition: PartitionId) -> u64 {
+        self.applied
+            .get(partition as usize)
+            .map_or(0, |a| *a.borrow())
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into(),
+                    source,
+                }),
+        }
+    }
+
+    pub fn order(&self, id: &OrderId) -> Result<Option<OrderView>, StoreError> {
+        self.get(&keys::order(id))
+    }
+
+    pub fn balance(&self, user: UserId) -> Result<Option<BalanceView>, StoreError> {
+        self.get(&keys::balance(user))
+    }
+
+    pub fn wallets(&self, user: UserId) -> Result<Vec<WalletView>, StoreError> {
+        Ok(self.get(&keys::wallets(user))?.unwrap_or_default())
+    }
+
+    /// A user's orders, newest first, optionally of one status; `after` is the last order id
+    /// of the previous page.
+    pub fn user_orders(
+        &self,
+        user: UserId,
+        status: Option<&str>,
+        after: Option<OrderId>,
+        limit: usize,
+    ) -> Result<Vec<OrderView>, StoreError> {
+        let prefix = keys::user_orders_prefix(user);
+        let end = match after {
+            Some(id) => keys::user_order(user, &id),
+            None => {
+                let mut e = prefix.clone();
+                e.push(0xff);
+                e
+            }
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range(prefix.clone()..end).rev() {
+            let (key, value) = item?;
+            if status.is_some_and(|s| s.as_bytes() != value.as_ref()) {
+                continue;
+            }
+            let id = std::str::from_utf8(&key[prefix.len()..])
+                .ok()
+                .and_then(|t| OrderId::parse(t).ok());
+            if let Some(view) = id.map(|id| self.order(&id)).transpose()?.flatten() {
+                out.push(view);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A user's ledger, oldest first, from entry `from_seq` on.
+    pub fn ledger(
+        &self,
+        user: UserId,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut out = Vec::new();
+        let mut end = keys::ledger_prefix(user);
+        end.push(0xff);
+        for item in self
+            .tree
+            .range(keys::ledger(user, from_seq)..end)
+            .take(limit)
+        {
+            let (k, v) = item?;
+            out.push(
+                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into(),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn pool_wallets(&self) -> Result<Vec<PoolWalletView>, StoreError> {
+        self.scan(keys::POOL_PREFIX)
+    }
+
+    /// Orders with unfinished work, for the saga to resume after a restart.
+    pub fn active_orders(&self) -> Result<Vec<OrderId>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(keys::ACTIVE_PREFIX) {
+            let (k, _) = item?;
+            if let Some(id) = std::str::from_utf8(&k[keys::ACTIVE_PREFIX.len()..])
+                .ok()
+                .and_then(|t| OrderId::parse(t).ok())
+            {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn status_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"s/") {
+            let (k, v) = item?;
+            let n = u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]));
+            out.push((String::from_utf8_lossy(&k[2..]).into_owned(), n));
+        }
+        Ok(out)
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix) {
+            let (k, v) = item?;
+            out.push(
+                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into(),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every key and value, for comparing two builds of the read models.
+    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.tree
+            .iter()
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
+            .collect()
+    }
+}

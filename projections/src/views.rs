@@ -1,0 +1,89 @@
+//! The shapes stored in the read models. The HTTP layer renders them into the API's JSON.
+
+use chrono::{DateTime, Utc};
+use flashrent_events::{
+    EnergyAmount, FailureReason, OrderId, OrderKind, RentalDuration, Sun, TronAddress, UserId,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub kind: OrderKind,
+    pub status: String,
+    pub energy_amount: EnergyAmount,
+    pub duration: RentalDuration,
+    pub receive_address: TronAddress,
+    pub price: Sun,
+    pub paid: bool,
+    pub created_at: DateTime<Utc>,
+    pub estimated_completion: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub supplier_wallet: Option<TronAddress>,
+    /// The delegation transaction signed for this order, before it is confirmed.
+    pub pending_transaction: Option<String>,
+    /// Its signed bytes (public once broadcast), kept so a restart can re-broadcast them.
+    pub pending_signed_tx: Option<String>,
+    pub pending_expires_at: Option<DateTime<Utc>>,
+    pub broadcast_at: Option<DateTime<Utc>>,
+    pub transaction_hash: Option<String>,
+    pub block_number: Option<u64>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub rental_ends_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<FailureReason>,
+    pub failure_detail: Option<String>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub refunded_at: Option<DateTime<Utc>>,
+    pub reclaim_transaction: Option<String>,
+    pub reclaim_signed_tx: Option<String>,
+    pub reclaim_expires_at: Option<DateTime<Utc>>,
+    pub reclaim_broadcast: bool,
+    pub reclaim_transaction_hash: Option<String>,
+    pub rental_ended_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BalanceView {
+    pub user_id: UserId,
+    pub balance: Sun,
+    pub last_updated: DateTime<Utc>,
+    pub ledger_entries: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub delta: i64,
+    pub balance_after: Sun,
+    /// `credit`, `order_payment` or `refund`.
+    pub cause: String,
+    pub order_id: Option<OrderId>,
+    pub reference: Option<String>,
+    pub event_id: uuid::Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalletView {
+    pub id: u32,
+    pub wallet_address: TronAddress,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolWalletView {
+    pub address: TronAddress,
+    pub energy_capacity: u64,
+    pub reserved: u64,
+    pub delegated: u64,
+    pub registered_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PoolWalletView {
+    pub fn available(&self) -> u64 {
+        self.energy_capacity
+            .saturating_sub(self.reserved + self.delegated)
+    }
+}

@@ -1,0 +1,65 @@
+//! The chain port: what the saga needs from TRON. The simulated chain implements it in
+//! process; the java-tron HTTP client implements it against a real node.
+
+pub mod simulated;
+
+use chrono::{DateTime, Utc};
+use flashrent_events::{EnergyAmount, TronAddress};
+
+/// Energy delegated (or taken back) from a supplier wallet to a renter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    pub from: TronAddress,
+    pub to: TronAddress,
+    pub energy: EnergyAmount,
+    /// How long the renter is protected by TRON's delegation lock (0 for none).
+    pub lock_seconds: u64,
+}
+
+/// A transaction signed locally: its id, its bytes as hex, and when it stops being valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTransaction {
+    pub tx_id: String,
+    pub signed_tx: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxStatus {
+    /// The chain has not seen it (yet, or ever: compare with its expiry).
+    Unknown,
+    /// Seen but not yet in a block.
+    Pending,
+    Confirmed {
+        block: u64,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChainError {
+    /// Try again later (network trouble, node busy).
+    #[error("chain temporarily unavailable: {0}")]
+    Retryable(String),
+    /// The chain refuses this for good (validation failure, insufficient stake).
+    #[error("chain refused: {0}")]
+    Refused(String),
+}
+
+#[async_trait::async_trait]
+pub trait Chain: Send + Sync + 'static {
+    /// Whether the address exists on chain (energy cannot be delegated to one that does not).
+    async fn is_activated(&self, address: &TronAddress) -> Result<bool, ChainError>;
+    async fn sign_delegation(
+        &self,
+        delegation: &Delegation,
+    ) -> Result<SignedTransaction, ChainError>;
+    async fn sign_reclaim(&self, delegation: &Delegation) -> Result<SignedTransaction, ChainError>;
+    /// Sends a signed transaction. Sending the same bytes again is harmless.
+    async fn broadcast(&self, tx: &SignedTransaction) -> Result<(), ChainError>;
+    async fn status(&self, tx_id: &str) -> Result<TxStatus, ChainError>;
+    /// The chain's typical time from broadcast to confirmation, for estimates shown to users.
+    fn expected_confirmation(&self) -> std::time::Duration;
+}

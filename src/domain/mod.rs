@@ -1,0 +1,13 @@
+//! The pure core: for each aggregate a `decide(state, command) -> events` and an
+//! `evolve(state, event) -> state`. Nothing here reads a clock, a disk or a network:
+//! "now", prices and chain results arrive as command fields.
+
+pub mod account;
+pub mod error;
+pub mod order;
+pub mod partition;
+pub mod pool;
+pub mod pricing;
+
+pub use error::DomainError;
+pub use partition::PartitionState;

@@ -1,0 +1,403 @@
+//! An order's life: `pending → processing → completed`, `processing → failed → refunded`
+//! (and `pending → failed` when the pool cannot serve). Every step the saga takes is a
+//! command here; a command whose effect is already recorded decides nothing, so the saga
+//! can repeat any step after a crash.
+
+use super::DomainError;
+use chrono::{DateTime, Utc};
+use flashrent_events::{
+    EnergyAmount, Event, FailureReason, OrderId, OrderKind, RentalDuration, Sun, TronAddress,
+    UserId,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Processing => "processing",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+}
+
+/// A transaction the engine signed, and what is known of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    pub tx_id: String,
+    pub signed_tx: String,
+    pub expires_at: DateTime<Utc>,
+    pub broadcast: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub kind: OrderKind,
+    pub energy: EnergyAmount,
+    pub duration: RentalDuration,
+    pub receive_address: TronAddress,
+    pub price: Sun,
+    pub pinned_wallet: Option<TronAddress>,
+    pub status: OrderStatus,
+    pub paid: bool,
+    pub refunded: bool,
+    pub supplier_wallet: Option<TronAddress>,
+    pub delegation: Option<SignedTx>,
+    pub transaction_hash: Option<String>,
+    pub rental_ends_at: Option<DateTime<Utc>>,
+    pub reclaim: Option<SignedTx>,
+    pub rental_ended: bool,
+    pub version: u64,
+}
+
+pub enum Command {
+    StartProcessing {
+        supplier_wallet: TronAddress,
+    },
+    RecordDelegationSigned {
+        tx_id: String,
+        signed_tx: String,
+        expires_at: DateTime<Utc>,
+    },
+    RecordDelegationBroadcast {
+        tx_id: String,
+    },
+    ExpireDelegation {
+        tx_id: String,
+    },
+    Complete {
+        transaction_hash: String,
+        block_number: u64,
+        now: DateTime<Utc>,
+        rental_ends_at: DateTime<Utc>,
+    },
+    /// `failed_tx` names the live delegation the chain refused; with a live delegation and no
+    /// such proof the order cannot fail, as the transaction might still land.
+    Fail {
+        reason: FailureReason,
+        detail: String,
+        failed_tx: Option<String>,
+    },
+    RecordReclaimSigned {
+        tx_id: String,
+        signed_tx: String,
+        expires_at: DateTime<Utc>,
+    },
+    RecordReclaimBroadcast {
+        tx_id: String,
+    },
+    ExpireReclaim {
+        tx_id: String,
+    },
+    EndRental {
+        reclaim_transaction_hash: String,
+        now: DateTime<Utc>,
+    },
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::StartProcessing { .. } => "start processing",
+            Command::RecordDelegationSigned { .. } => "record a signed delegation",
+            Command::RecordDelegationBroadcast { .. } => "record a broadcast",
+            Command::ExpireDelegation { .. } => "expire a delegation",
+            Command::Complete { .. } => "complete",
+            Command::Fail { .. } => "fail",
+            Command::RecordReclaimSigned { .. } => "record a signed reclaim",
+            Command::RecordReclaimBroadcast { .. } => "record a reclaim broadcast",
+            Command::ExpireReclaim { .. } => "expire a reclaim",
+            Command::EndRental { .. } => "end the rental",
+        }
+    }
+}
+
+pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError> {
+    use OrderStatus::*;
+    let order_id = order.order_id;
+    let refuse = |c: &Command| {
+        Err(DomainError::InvalidTransition {
+            order: order_id,
+            status: order.status.as_str(),
+            action: c.name(),
+        })
+    };
+    let unsettled_tx = |tx: &Option<SignedTx>| tx.as_ref().is_some_and(|t| !t.tx_id.is_empty());
+    match (&command, order.status) {
+        (Command::StartProcessing { supplier_wallet }, Pending) => {
+            Ok(vec![Event::OrderProcessing {
+                order_id,
+                supplier_wallet: *supplier_wallet,
+            }])
+        }
+        (Command::StartProcessing { supplier_wallet }, Processing)
+            if order.supplier_wallet == Some(*supplier_wallet) =>
+        {
+            Ok(vec![])
+        }
+        (
+            Command::RecordDelegationSigned {
+                tx_id,
+                signed_tx,
+                expires_at,
+            },
+            Processing,
+        ) => {
+            if unsettled_tx(&order.delegation) {
+                // One live transaction per order: the old one must be expired first.
+                return if order.delegation.as_ref().is_some_and(|t| &t.tx_id == tx_id) {
+                    Ok(vec![])
+                } else {
+                    refuse(&command)
+                };
+            }
+            Ok(vec![Event::DelegationSigned {
+                order_id,
+                tx_id: tx_id.clone(),
+                signed_tx: signed_tx.clone(),
+                expires_at: *expires_at,
+            }])
+        }
+        (Command::RecordDelegationBroadcast { tx_id }, Processing) => match &order.delegation {
+            Some(t) if &t.tx_id == tx_id && t.broadcast => Ok(vec![]),
+            Some(t) if &t.tx_id == tx_id => Ok(vec![Event::DelegationBroadcast {
+                order_id,
+                tx_id: tx_id.clone(),
+            }]),
+            _ => refuse(&command),
+        },
+        (Command::ExpireDelegation { tx_id }, Processing) => match &order.delegation {
+            Some(t) if &t.tx_id == tx_id => Ok(vec![Event::DelegationExpired {
+                order_id,
+                tx_id: tx_id.clone(),
+            }]),
+            _ => Ok(vec![]),
+        },
+        (
+            Command::Complete {
+                transaction_hash,
+                block_number,
+                now,
+                rental_ends_at,
+            },
+            Processing,
+        ) => {
+            if order.delegation.as_ref().map(|t| &t.tx_id) != Some(transaction_hash) {
+                return refuse(&command);
+            }
+            Ok(vec![Event::OrderCompleted {
+                order_id,
+                transaction_hash: transaction_hash.clone(),
+                block_number: *block_number,
+                completed_at: *now,
+                rental_ends_at: *rental_ends_at,
+            }])
+        }
+        (
+            Command::Complete {
+                transaction_hash, ..
+            },
+            Completed,
+        ) if order.transaction_hash.as_ref() == Some(transaction_hash) => Ok(vec![]),
+        (
+            Command::Fail {
+                reason,
+                detail,
+                failed_tx,
+            },
+            Pending | Processing,
+        ) => match &order.delegation {
+            Some(t) if Some(&t.tx_id) != failed_tx.as_ref() => refuse(&command),
+            _ => Ok(vec![Event::OrderFailed {
+                order_id,
+                reason: *reason,
+                detail: detail.clone(),
+            }]),
+        },
+        (Command::Fail { .. }, Failed | Refunded) => Ok(vec![]),
+        (
+            Command::RecordReclaimSigned {
+                tx_id,
+                signed_tx,
+                expires_at,
+            },
+            Completed,
+        ) if !order.rental_ended => {
+            if unsettled_tx(&order.reclaim) {
+                return if order.reclaim.as_ref().is_some_and(|t| &t.tx_id == tx_id) {
+                    Ok(vec![])
+                } else {
+                    refuse(&command)
+                };
+            }
+            Ok(vec![Event::ReclaimSigned {
+                order_id,
+                tx_id: tx_id.clone(),
+                signed_tx: signed_tx.clone(),
+                expires_at: *expires_at,
+            }])
+        }
+        (Command::RecordReclaimBroadcast { tx_id }, Completed) => match &order.reclaim {
+            Some(t) if &t.tx_id == tx_id && t.broadcast => Ok(vec![]),
+            Some(t) if &t.tx_id == tx_id => Ok(vec![Event::ReclaimBroadcast {
+                order_id,
+                tx_id: tx_id.clone(),
+            }]),
+            _ => refuse(&command),
+        },
+        (Command::ExpireReclaim { tx_id }, Completed) => match &order.reclaim {
+            Some(t) if &t.tx_id == tx_id && !order.rental_ended => {
+                Ok(vec![Event::ReclaimExpired {
+                    order_id,
+                    tx_id: tx_id.clone(),
+                }])
+            }
+            _ => Ok(vec![]),
+        },
+        (
+            Command::EndRental {
+                reclaim_transaction_hash,
+                now,
+            },
+            Completed,
+        ) => {
+            if order.rental_ended {
+                return Ok(vec![]);
+            }
+            if order.reclaim.as_ref().map(|t| &t.tx_id) != Some(reclaim_transaction_hash) {
+                return refuse(&command);
+            }
+            Ok(vec![Event::RentalEnded {
+                order_id,
+                reclaim_transaction_hash: reclaim_transaction_hash.clone(),
+                ended_at: *now,
+            }])
+        }
+        _ => refuse(&command),
+    }
+}
+
+/// Builds the order from its first event.
+pub fn start(event: &Event) -> Option<Order> {
+    match event {
+        Event::OrderPlaced {
+            order_id,
+            user_id,
+            kind,
+            energy,
+            duration,
+            receive_address,
+            price,
+            pinned_wallet,
+            ..
+        } => Some(Order {
+            order_id: *order_id,
+            user_id: *user_id,
+            kind: *kind,
+            energy: *energy,
+            duration: *duration,
+            receive_address: *receive_address,
+            price: *price,
+            pinned_wallet: *pinned_wallet,
+            status: OrderStatus::Pending,
+            paid: false,
+            refunded: false,
+            supplier_wallet: None,
+            delegation: None,
+            transaction_hash: None,
+            rental_ends_at: None,
+            reclaim: None,
+            rental_ended: false,
+            version: 1,
+        }),
+        _ => None,
+    }
+}
+
+pub fn evolve(mut order: Order, event: &Event) -> Order {
+    let signed = |tx_id: &String, signed_tx: &String, expires_at: &DateTime<Utc>| SignedTx {
+        tx_id: tx_id.clone(),
+        signed_tx: signed_tx.clone(),
+        expires_at: *expires_at,
+        broadcast: false,
+    };
+    match event {
+        Event::BalanceDebited { .. } => {
+            // The account's event; the order only notes that it is paid.
+            order.paid = true;
+            return order;
+        }
+        Event::BalanceRefunded { .. } => return order,
+        Event::OrderProcessing {
+            supplier_wallet, ..
+        } => {
+            order.status = OrderStatus::Processing;
+            order.supplier_wallet = Some(*supplier_wallet);
+        }
+        Event::DelegationSigned {
+            tx_id,
+            signed_tx,
+            expires_at,
+            ..
+        } => order.delegation = Some(signed(tx_id, signed_tx, expires_at)),
+        Event::DelegationBroadcast { .. } => {
+            if let Some(t) = order.delegation.as_mut() {
+                t.broadcast = true;
+            }
+        }
+        Event::DelegationExpired { .. } => order.delegation = None,
+        Event::OrderCompleted {
+            transaction_hash,
+            rental_ends_at,
+            ..
+        } => {
+            order.status = OrderStatus::Completed;
+            order.transaction_hash = Some(transaction_hash.clone());
+            order.rental_ends_at = Some(*rental_ends_at);
+            // The signed bytes are no longer needed once the delegation is on chain.
+            order.delegation = order.delegation.take().map(|t| SignedTx {
+                signed_tx: String::new(),
+                ..t
+            });
+        }
+        Event::OrderFailed { .. } => order.status = OrderStatus::Failed,
+        Event::OrderRefunded { .. } => {
+            order.status = OrderStatus::Refunded;
+            order.refunded = true;
+        }
+        Event::ReclaimSigned {
+            tx_id,
+            signed_tx,
+            expires_at,
+            ..
+        } => order.reclaim = Some(signed(tx_id, signed_tx, expires_at)),
+        Event::ReclaimBroadcast { .. } => {
+            if let Some(t) = order.reclaim.as_mut() {
+                t.broadcast = true;
+            }
+        }
+        Event::ReclaimExpired { .. } => order.reclaim = None,
+        Event::RentalEnded { .. } => {
+            order.rental_ended = true;
+            order.reclaim = order.reclaim.take().map(|t| SignedTx {
+                signed_tx: String::new(),
+                ..t
+            });
+        }
+        _ => return order,
+    }
+    order.version += 1;
+    order
+}

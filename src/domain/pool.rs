@@ -1,0 +1,245 @@
+//! The wallet pool: supplier wallets with their energy capacity, and which order holds
+//! which energy. One aggregate, so no two orders can ever reserve the same energy.
+
+use super::DomainError;
+use flashrent_events::{EnergyAmount, Event, OrderId, TronAddress};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SupplierWallet {
+    pub capacity: u64,
+    pub reserved: u64,
+    pub delegated: u64,
+}
+
+impl SupplierWallet {
+    pub fn available(&self) -> u64 {
+        self.capacity.saturating_sub(self.reserved + self.delegated)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    Reserved,
+    Delegated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub wallet: TronAddress,
+    pub energy: EnergyAmount,
+    pub holding: Holding,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalletPool {
+    pub wallets: BTreeMap<TronAddress, SupplierWallet>,
+    /// Energy held for orders, until it is released or returned.
+    pub reservations: HashMap<OrderId, Reservation>,
+    /// Orders the pool turned away (a repeated request gets the same answer).
+    pub rejected: HashSet<OrderId>,
+    pub version: u64,
+}
+
+pub enum Command {
+    Register {
+        address: TronAddress,
+        energy_capacity: EnergyAmount,
+    },
+    Reserve {
+        order_id: OrderId,
+        energy: EnergyAmount,
+        pinned_wallet: Option<TronAddress>,
+    },
+    MarkDelegated {
+        order_id: OrderId,
+    },
+    Release {
+        order_id: OrderId,
+    },
+    Return {
+        order_id: OrderId,
+    },
+}
+
+impl WalletPool {
+    /// The wallet that best fits `energy`: the one with the least available energy that
+    /// still covers it (best fit). Small orders fill nearly-used wallets and large wallets
+    /// stay whole for large orders, so fewer orders are turned away for fragmentation.
+    pub fn best_fit(&self, energy: EnergyAmount) -> Option<(TronAddress, u64)> {
+        best_fit(
+            self.wallets.iter().map(|(a, w)| (*a, w.available())),
+            energy,
+        )
+    }
+
+    pub fn largest_available(&self) -> u64 {
+        self.wallets
+            .values()
+            .map(SupplierWallet::available)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn total_available(&self) -> u64 {
+        self.wallets.values().map(SupplierWallet::available).sum()
+    }
+}
+
+/// Best fit over `(wallet, available energy)` pairs; ties go to the lower address so the
+/// choice is deterministic.
+pub fn best_fit(
+    wallets: impl Iterator<Item = (TronAddress, u64)>,
+    energy: EnergyAmount,
+) -> Option<(TronAddress, u64)> {
+    wallets
+        .filter(|(_, avail)| *avail >= energy.get())
+        .min_by_key(|(a, avail)| (*avail, *a))
+}
+
+pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainError> {
+    match command {
+        Command::Register {
+            address,
+            energy_capacity,
+        } => {
+            if pool.wallets.contains_key(&address) {
+                return Err(DomainError::SupplierWalletExists(address));
+            }
+            Ok(vec![Event::SupplierWalletRegistered {
+                address,
+                energy_capacity,
+            }])
+        }
+        Command::Reserve {
+            order_id,
+            energy,
+            pinned_wallet,
+        } => {
+            if pool.reservations.contains_key(&order_id) || pool.rejected.contains(&order_id) {
+                return Ok(vec![]);
+            }
+            // A pinned wallet (an operator's manual delegation) is checked by the HTTP layer
+            // first; if it ran short since, the reservation is turned away like any other.
+            let chosen = match pinned_wallet {
+                Some(address) => pool
+                    .wallets
+                    .get(&address)
+                    .filter(|w| w.available() >= energy.get())
+                    .map(|_| address),
+                None => pool.best_fit(energy).map(|(a, _)| a),
+            };
+            Ok(vec![match chosen {
+                Some(wallet) => Event::EnergyReserved {
+                    order_id,
+                    wallet,
+                    energy,
+                },
+                None => Event::EnergyReservationRejected { order_id, energy },
+            }])
+        }
+        Command::MarkDelegated { order_id } => Ok(match pool.reservations.get(&order_id) {
+            Some(r) if r.holding == Holding::Reserved => {
+                vec![Event::ReservedEnergyDelegated {
+                    order_id,
+                    wallet: r.wallet,
+                    energy: r.energy,
+                }]
+            }
+            _ => vec![],
+        }),
+        Command::Release { order_id } => Ok(match pool.reservations.get(&order_id) {
+            Some(r) if r.holding == Holding::Reserved => {
+                vec![Event::ReservationReleased {
+                    order_id,
+                    wallet: r.wallet,
+                    energy: r.energy,
+                }]
+            }
+            _ => vec![],
+        }),
+        Command::Return { order_id } => Ok(match pool.reservations.get(&order_id) {
+            Some(r) if r.holding == Holding::Delegated => {
+                vec![Event::DelegatedEnergyReturned {
+                    order_id,
+                    wallet: r.wallet,
+                    energy: r.energy,
+                }]
+            }
+            _ => vec![],
+        }),
+    }
+}
+
+pub fn evolve(mut pool: WalletPool, event: &Event) -> WalletPool {
+    match event {
+        Event::SupplierWalletRegistered {
+            address,
+            energy_capacity,
+        } => {
+            pool.wallets.insert(
+                *address,
+                SupplierWallet {
+                    capacity: energy_capacity.get(),
+                    ..Default::default()
+                },
+            );
+        }
+        Event::EnergyReserved {
+            order_id,
+            wallet,
+            energy,
+        } => {
+            if let Some(w) = pool.wallets.get_mut(wallet) {
+                w.reserved += energy.get();
+            }
+            pool.reservations.insert(
+                *order_id,
+                Reservation {
+                    wallet: *wallet,
+                    energy: *energy,
+                    holding: Holding::Reserved,
+                },
+            );
+        }
+        Event::EnergyReservationRejected { order_id, .. } => {
+            pool.rejected.insert(*order_id);
+        }
+        Event::ReservedEnergyDelegated {
+            order_id,
+            wallet,
+            energy,
+        } => {
+            if let Some(w) = pool.wallets.get_mut(wallet) {
+                w.reserved = w.reserved.saturating_sub(energy.get());
+                w.delegated += energy.get();
+            }
+            if let Some(r) = pool.reservations.get_mut(order_id) {
+                r.holding = Holding::Delegated;
+            }
+        }
+        Event::ReservationReleased {
+            order_id,
+            wallet,
+            energy,
+        } => {
+            if let Some(w) = pool.wallets.get_mut(wallet) {
+                w.reserved = w.reserved.saturating_sub(energy.get());
+            }
+            pool.reservations.remove(order_id);
+        }
+        Event::DelegatedEnergyReturned {
+            order_id,
+            wallet,
+            energy,
+        } => {
+            if let Some(w) = pool.wallets.get_mut(wallet) {
+                w.delegated = w.delegated.saturating_sub(energy.get());
+            }
+            pool.reservations.remove(order_id);
+        }
+        _ => return pool,
+    }
+    pool.version += 1;
+    pool
+}

@@ -1,0 +1,222 @@
+//! The commands of each aggregate, as calls on the engine: each routes to the right
+//! partition and runs the aggregate's pure `decide` there.
+
+use super::{CommandMeta, Engine, EngineError, Executed};
+use crate::domain::account::{self, Placed};
+use crate::domain::{order, pool, DomainError};
+use flashrent_events::{EnergyAmount, OrderId, Sun, TronAddress, UserId, WALLET_POOL_KEY};
+
+/// Where the pool put an order's energy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    Reserved { wallet: TronAddress },
+    Rejected,
+}
+
+fn key(user: UserId) -> String {
+    user.to_string()
+}
+
+impl Engine {
+    pub async fn credit(
+        &self,
+        meta: CommandMeta,
+        user: UserId,
+        amount: Sun,
+        reference: String,
+    ) -> Result<Executed<Sun>, EngineError> {
+        self.execute(&key(user), meta, move |s| {
+            let acc = s.account(user);
+            let events = account::decide(&acc, account::Command::Credit { amount, reference })?;
+            let after = events.iter().find_map(|e| match e {
+                flashrent_events::Event::BalanceCredited { balance_after, .. } => {
+                    Some(*balance_after)
+                }
+                _ => None,
+            });
+            Ok((events, after.unwrap_or(acc.balance)))
+        })
+        .await
+    }
+
+    pub async fn add_wallet(
+        &self,
+        meta: CommandMeta,
+        user: UserId,
+        address: TronAddress,
+    ) -> Result<Executed<u32>, EngineError> {
+        self.execute(&key(user), meta, move |s| {
+            let acc = s.account(user);
+            let id = acc.wallets.len() as u32 + 1;
+            Ok((
+                account::decide(&acc, account::Command::AddWallet { address })?,
+                id,
+            ))
+        })
+        .await
+    }
+
+    pub async fn place_order(
+        &self,
+        meta: CommandMeta,
+        user: UserId,
+        order: account::PlaceOrder,
+    ) -> Result<Executed<Placed>, EngineError> {
+        self.execute(&key(user), meta, move |s| {
+            let acc = s.account(user);
+            let replay = order
+                .idempotency
+                .as_ref()
+                .and_then(|(k, _)| acc.idempotent_order(k))
+                .map(|(id, _)| *id);
+            let new_id = order.order_id;
+            let events = account::decide(&acc, account::Command::PlaceOrder(Box::new(order)))?;
+            let placed = match replay {
+                Some(id) if events.is_empty() => Placed::Replayed(id),
+                _ => Placed::New(new_id),
+            };
+            Ok((events, placed))
+        })
+        .await
+    }
+
+    /// Pays an order; the reply says whether this call paid it (false: it was paid already).
+    pub async fn deduct(
+        &self,
+        meta: CommandMeta,
+        user: UserId,
+        order_id: OrderId,
+        amount: Sun,
+    ) -> Result<Executed<bool>, EngineError> {
+        self.execute(&key(user), meta, move |s| {
+            let acc = s.account(user);
+            let order = s.orders.get(&order_id).cloned();
+            let events = account::decide(
+                &acc,
+                account::Command::Deduct {
+                    order,
+                    order_id,
+                    amount,
+                },
+            )?;
+            let paid_now = !events.is_empty();
+            Ok((events, paid_now))
+        })
+        .await
+    }
+
+    pub async fn refund(
+        &self,
+        meta: CommandMeta,
+        user: UserId,
+        order_id: OrderId,
+    ) -> Result<Executed<()>, EngineError> {
+        self.execute(&key(user), meta, move |s| {
+            let order = s
+                .orders
+                .get(&order_id)
+                .cloned()
+                .ok_or(DomainError::OrderNotFound(order_id))?;
+            if order.status != order::OrderStatus::Failed && !order.refunded {
+                return Err(DomainError::InvalidTransition {
+                    order: order_id,
+                    status: order.status.as_str(),
+                    action: "refund",
+                });
+            }
+            Ok((
+                account::decide(&s.account(user), account::Command::Refund { order })?,
+                (),
+            ))
+        })
+        .await
+    }
+
+    pub async fn order_command(
+        &self,
+        meta: CommandMeta,
+        user: UserId,
+        order_id: OrderId,
+        command: order::Command,
+    ) -> Result<Executed<()>, EngineError> {
+        self.execute(&key(user), meta, move |s| {
+            let order = s
+                .orders
+                .get(&order_id)
+                .ok_or(DomainError::OrderNotFound(order_id))?;
+            Ok((order::decide(order, command)?, ()))
+        })
+        .await
+    }
+
+    pub async fn register_supplier(
+        &self,
+        meta: CommandMeta,
+        address: TronAddress,
+        energy_capacity: EnergyAmount,
+    ) -> Result<Executed<()>, EngineError> {
+        self.execute(WALLET_POOL_KEY, meta, move |s| {
+            Ok((
+                pool::decide(
+                    &s.pool,
+                    pool::Command::Register {
+                        address,
+                        energy_capacity,
+                    },
+                )?,
+                (),
+            ))
+        })
+        .await
+    }
+
+    pub async fn reserve(
+        &self,
+        meta: CommandMeta,
+        order_id: OrderId,
+        energy: EnergyAmount,
+        pinned_wallet: Option<TronAddress>,
+    ) -> Result<Executed<ReserveOutcome>, EngineError> {
+        self.execute(WALLET_POOL_KEY, meta, move |s| {
+            let events = pool::decide(
+                &s.pool,
+                pool::Command::Reserve {
+                    order_id,
+                    energy,
+                    pinned_wallet,
+                },
+            )?;
+            let outcome = events
+                .iter()
+                .find_map(|e| match e {
+                    flashrent_events::Event::EnergyReserved { wallet, .. } => {
+                        Some(ReserveOutcome::Reserved { wallet: *wallet })
+                    }
+                    flashrent_events::Event::EnergyReservationRejected { .. } => {
+                        Some(ReserveOutcome::Rejected)
+                    }
+                    _ => None,
+                })
+                .or_else(|| {
+                    s.pool
+                        .reservations
+                        .get(&order_id)
+                        .map(|r| ReserveOutcome::Reserved { wallet: r.wallet })
+                })
+                .unwrap_or(ReserveOutcome::Rejected);
+            Ok((events, outcome))
+        })
+        .await
+    }
+
+    pub async fn pool_command(
+        &self,
+        meta: CommandMeta,
+        command: pool::Command,
+    ) -> Result<Executed<()>, EngineError> {
+        self.execute(WALLET_POOL_KEY, meta, move |s| {
+            Ok((pool::decide(&s.pool, command)?, ()))
+        })
+        .await
+    }
+}

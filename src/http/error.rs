@@ -1,0 +1,245 @@
+//! Every error a client can see: a stable `error` code, a `message` in Chinese (the seed's
+//! language) or English (`Accept-Language: en`), the right status, and any extra fields.
+//! Domain refusals are 4xx; system failures are an opaque 5xx with the cause in the log.
+
+use crate::domain::DomainError;
+use crate::engine::EngineError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use flashrent_events::{LogError, Sun};
+use serde_json::{json, Map, Value};
+use std::fmt;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    zh: String,
+    en: String,
+    extra: Map<String, Value>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        zh: impl Into<String>,
+        en: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            zh: zh.into(),
+            en: en.into(),
+            extra: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(
+        code: &'static str,
+        zh: impl Into<String>,
+        en: impl Into<String>,
+    ) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, zh, en)
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> ApiError {
+        self.extra.insert(key.to_owned(), value);
+        self
+    }
+
+    pub fn internal(what: impl fmt::Display) -> ApiError {
+        tracing::error!(error = %what, "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "服务器内部错误，请稍后重试",
+            "internal server error, please retry later",
+        )
+    }
+
+    pub fn unavailable(what: impl fmt::Display) -> ApiError {
+        tracing::warn!(error = %what, "event log unavailable");
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "服务暂时不可用，请稍后重试",
+            "service temporarily unavailable, please retry",
+        );
+        e.retry_after = Some(2);
+        e
+    }
+
+    pub fn body(&self, english: bool) -> Value {
+        let mut body = Map::new();
+        body.insert("error".into(), Value::from(self.code));
+        body.insert(
+            "message".into(),
+            Value::from(if english { &self.en } else { &self.zh }.as_str()),
+        );
+        body.extend(self.extra.clone());
+        Value::Object(body)
+    }
+
+    pub fn response(&self, english: bool) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status);
+        if let Some(s) = self.retry_after {
+            r.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        r.json(self.body(english))
+    }
+
+    /// The error for a status actix produced before our code ran (unknown route, wrong method,
+    /// oversized body…), in our shape.
+    pub fn from_status(status: StatusCode, detail: &str) -> ApiError {
+        let (code, zh, en) = match status.as_u16() {
+            404 => ("not_found", "请求的资源不存在", "no such resource"),
+            405 => (
+                "method_not_allowed",
+                "不支持该请求方法",
+                "method not allowed",
+            ),
+            413 => ("payload_too_large", "请求体过大", "request body too large"),
+            415 => (
+                "unsupported_media_type",
+                "不支持的内容类型",
+                "unsupported content type",
+            ),
+            s if s < 500 => ("bad_request", "请求无效", "bad request"),
+            _ => return ApiError::internal(detail),
+        };
+        ApiError::new(status, code, zh, en)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.en)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        self.response(false)
+    }
+}
+
+/// TRX as an exact JSON number (`5.85`, `3.50`), never through a float.
+pub fn trx_json(sun: Sun, min_decimals: usize) -> Value {
+    serde_json::from_str(&sun.trx_text(min_decimals)).expect("decimal text is a JSON number")
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> ApiError {
+        use DomainError::*;
+        let conflict = StatusCode::CONFLICT;
+        match e {
+            InsufficientBalance { required, current } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_balance",
+                format!(
+                    "用户余额不足，当前余额: {} TRX，需要: {} TRX",
+                    current.trx_text(2),
+                    required.trx_text(2)
+                ),
+                format!(
+                    "insufficient balance: current balance {} TRX, required {} TRX",
+                    current.trx_text(2),
+                    required.trx_text(2)
+                ),
+            )
+            .with("required_amount", trx_json(required, 2))
+            .with("current_balance", trx_json(current, 2)),
+            DuplicateWallet(a) => ApiError::new(
+                conflict,
+                "wallet_already_exists",
+                format!("钱包地址 {a} 已添加"),
+                format!("wallet {a} is already added"),
+            )
+            .with("wallet_address", json!(a.to_string())),
+            TooManyWallets(n) => ApiError::new(
+                conflict,
+                "too_many_wallets",
+                format!("每个用户最多绑定 {n} 个钱包"),
+                format!("a user can bind at most {n} wallets"),
+            ),
+            CreditReferenceConflict { reference, amount } => ApiError::new(
+                conflict,
+                "credit_reference_conflict",
+                format!("充值凭证 {reference} 已用于金额 {} TRX", amount.trx_text(2)),
+                format!(
+                    "reference {reference} was already used for {} TRX",
+                    amount.trx_text(2)
+                ),
+            )
+            .with("credited_amount", trx_json(amount, 0)),
+            IdempotencyKeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "该 Idempotency-Key 已用于另一个不同的请求",
+                "this Idempotency-Key was used for a different request",
+            ),
+            OrderNotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "order_not_found",
+                format!("订单 {id} 不存在"),
+                format!("order {id} does not exist"),
+            ),
+            OrderNotOwned(id) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "order_not_owned",
+                format!("订单 {id} 不属于该用户"),
+                format!("order {id} belongs to another user"),
+            ),
+            AmountMismatch { expected, given } => ApiError::bad_request(
+                "amount_mismatch",
+                format!(
+                    "扣款金额 {} TRX 与订单金额 {} TRX 不符",
+                    given.trx_text(2),
+                    expected.trx_text(2)
+                ),
+                format!(
+                    "amount {} TRX does not match the order's {} TRX",
+                    given.trx_text(2),
+                    expected.trx_text(2)
+                ),
+            )
+            .with("expected_amount", trx_json(expected, 0)),
+            SupplierWalletExists(a) => ApiError::new(
+                conflict,
+                "supplier_wallet_exists",
+                format!("供应商钱包 {a} 已注册"),
+                format!("supplier wallet {a} is already registered"),
+            ),
+            InvalidTransition { .. } => ApiError::new(
+                conflict,
+                "invalid_order_state",
+                "订单当前状态不允许该操作",
+                "the order's state does not allow this",
+            ),
+            Overflow => ApiError::bad_request("amount_too_large", "金额过大", "amount too large"),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Domain(d) => d.into(),
+            EngineError::Log(LogError::Unavailable(why)) => ApiError::unavailable(why),
+            EngineError::Stopped => ApiError::unavailable("engine stopping"),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<flashrent_projections::StoreError> for ApiError {
+    fn from(e: flashrent_projections::StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}

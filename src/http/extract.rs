@@ -1,0 +1,161 @@
+//! Turning request parts into domain values, once, at the edge.
+
+use super::error::ApiError;
+use super::AppState;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use flashrent_events::{EnergyAmount, OrderId, RentalDuration, Sun, TronAddress, UserId};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use std::future::{ready, Ready};
+
+pub fn user_id(text: &str) -> Result<UserId, ApiError> {
+    UserId::parse(text).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_user_id",
+            format!("用户ID格式无效: {text}"),
+            format!("invalid user id: {text}"),
+        )
+    })
+}
+
+pub fn order_id(text: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(text).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_order_id",
+            format!("订单ID格式无效: {text}"),
+            format!("invalid order id: {text}"),
+        )
+    })
+}
+
+pub fn address(field: &str, text: &str) -> Result<TronAddress, ApiError> {
+    TronAddress::parse(text).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_wallet_address",
+            format!("无效的TRON地址: {text}"),
+            format!("invalid TRON address in {field}: {e}"),
+        )
+        .with("field", field.into())
+    })
+}
+
+pub fn duration(text: &str) -> Result<RentalDuration, ApiError> {
+    RentalDuration::parse(text).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_duration",
+            format!("无效的租用时长: {text}"),
+            format!("invalid duration: {text} (e.g. \"1h\")"),
+        )
+    })
+}
+
+pub fn energy(units: u64) -> Result<EnergyAmount, ApiError> {
+    EnergyAmount::new(units).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_energy_amount",
+            "能量数量必须为正整数",
+            "energy_amount must be a positive integer",
+        )
+    })
+}
+
+/// A TRX amount from the JSON text of a number or a string, exactly; zero refused when `positive`.
+pub fn trx_amount(field: &str, raw: &RawValue, positive: bool) -> Result<Sun, ApiError> {
+    let text = raw.get().trim().trim_matches('"');
+    let bad = |why: String| {
+        ApiError::bad_request(
+            "invalid_amount",
+            format!("金额 {field} 无效: {why}"),
+            format!("invalid {field}: {why}"),
+        )
+        .with("field", field.into())
+    };
+    let sun = Sun::parse_trx(text).map_err(|e| bad(e.to_string()))?;
+    if positive && sun.is_zero() {
+        return Err(bad("must be greater than zero".into()));
+    }
+    Ok(sun)
+}
+
+/// The JSON body as `T`, with our error shape for every way it can be wrong.
+pub fn json_body<T: DeserializeOwned>(body: &web::Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        let (code, zh) = match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                ("invalid_json", "请求体不是有效的JSON")
+            }
+            Category::Data => ("invalid_field", "请求字段缺失或类型错误"),
+        };
+        ApiError::bad_request(
+            code,
+            format!("{zh}: {e}"),
+            format!("invalid request body: {e}"),
+        )
+    })
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Compares secrets without an early exit, so timing tells nothing about them.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "缺少或无效的访问令牌",
+        "missing or invalid credentials",
+    )
+}
+
+/// Proof that the request carries the admin token.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .expect("app state is registered");
+        let ok = bearer(req).is_some_and(|t| same_secret(t, state.admin_token.expose()));
+        ready(if ok { Ok(Admin) } else { Err(unauthorized()) })
+    }
+}
+
+/// Proof that the request may use client routes: always, unless API keys are configured,
+/// then one of them in `X-API-Key` or as a bearer token.
+pub struct Client;
+
+impl FromRequest for Client {
+    type Error = ApiError;
+    type Future = Ready<Result<Client, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .expect("app state is registered");
+        if state.api_keys.is_empty() {
+            return ready(Ok(Client));
+        }
+        let given = req
+            .headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| bearer(req));
+        let ok = given.is_some_and(|g| state.api_keys.iter().any(|k| same_secret(g, k.expose())));
+        ready(if ok { Ok(Client) } else { Err(unauthorized()) })
+    }
+}

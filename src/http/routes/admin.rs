@@ -1,0 +1,107 @@
+//! Operator routes: crediting balances and registering supplier wallets.
+
+use super::orders::energy_field;
+use super::{meta, Reply};
+use crate::http::error::{trx_json, ApiError};
+use crate::http::extract::{self, Admin};
+use crate::http::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use flashrent_projections::PoolWalletView;
+use serde::Deserialize;
+use serde_json::{json, value::RawValue};
+
+#[derive(Deserialize)]
+struct Credit {
+    amount_trx: Box<RawValue>,
+    reference: String,
+}
+
+/// Credits a balance. The reference (a deposit id, say) makes it idempotent per user.
+pub async fn credit(
+    _: Admin,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Reply {
+    let user = extract::user_id(&path)?;
+    let b: Credit = extract::json_body(&body)?;
+    let amount = extract::trx_amount("amount_trx", &b.amount_trx, true)?;
+    let reference = b.reference.trim().to_owned();
+    if reference.is_empty() || reference.len() > 128 {
+        return Err(ApiError::bad_request(
+            "invalid_reference",
+            "reference 必须为 1 到 128 个字符",
+            "reference must be 1 to 128 characters",
+        ));
+    }
+    let done = state
+        .engine
+        .credit(meta(&req), user, amount, reference.clone())
+        .await?;
+    if let Some(offset) = done.offset {
+        state.models.wait_applied(done.partition, offset).await;
+    }
+    let credited = done.offset.is_some();
+    let status = if credited {
+        actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(json!({
+        "user_id": user.to_string(),
+        "reference": reference,
+        "amount_trx": trx_json(amount, 0),
+        "credited": credited,
+        "balance_trx": trx_json(done.reply, 6),
+        "balance_sun": done.reply.as_sun(),
+    })))
+}
+
+fn render(w: &PoolWalletView) -> serde_json::Value {
+    json!({
+        "address": w.address,
+        "energy_capacity": w.energy_capacity,
+        "reserved_energy": w.reserved,
+        "delegated_energy": w.delegated,
+        "available_energy": w.available(),
+        "registered_at": w.registered_at,
+        "updated_at": w.updated_at,
+    })
+}
+
+#[derive(Deserialize)]
+struct Register {
+    address: String,
+    energy_capacity: serde_json::Value,
+}
+
+pub async fn register_supplier(
+    _: Admin,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Reply {
+    let b: Register = extract::json_body(&body)?;
+    let address = extract::address("address", &b.address)?;
+    let capacity = energy_field(&b.energy_capacity)?;
+    let done = state
+        .engine
+        .register_supplier(meta(&req), address, capacity)
+        .await?;
+    if let Some(offset) = done.offset {
+        state.models.wait_applied(done.partition, offset).await;
+    }
+    let view = state
+        .models
+        .pool_wallets()?
+        .into_iter()
+        .find(|w| w.address == address)
+        .ok_or_else(|| ApiError::internal("registered wallet missing"))?;
+    Ok(HttpResponse::Created().json(render(&view)))
+}
+
+pub async fn list_suppliers(_: Admin, state: web::Data<AppState>) -> Reply {
+    let wallets = state.models.pool_wallets()?;
+    Ok(HttpResponse::Ok().json(json!({"wallets": wallets.iter().map(render).collect::<Vec<_>>()})))
+}

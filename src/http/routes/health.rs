@@ -1,0 +1,19 @@
+use crate::http::AppState;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready once the read models have caught up with the log at startup.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.ready.load(Ordering::Acquire) {
+        HttpResponse::Ok()
+            .json(json!({"status": "ready", "saga_in_flight": state.saga.in_flight()}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(json!({"error": "not_ready", "message": "read models are catching up"}))
+    }
+}

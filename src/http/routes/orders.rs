@@ -1,0 +1,307 @@
+//! Orders (seed §3, §4, §7): creation with payment, the explicit deduction, status.
+
+use super::{meta, Reply};
+use crate::domain::account::{PlaceOrder, Placed};
+use crate::http::error::{trx_json, ApiError};
+use crate::http::extract::{self, Client};
+use crate::http::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use flashrent_events::{OrderId, OrderKind, UserId};
+use flashrent_projections::OrderView;
+use serde::Deserialize;
+use serde_json::{json, value::RawValue, Value};
+
+pub fn render(o: &OrderView) -> Value {
+    json!({
+        "order_id": o.order_id,
+        "status": o.status,
+        "user_id": o.user_id.to_string(),
+        "energy_amount": o.energy_amount,
+        "duration": o.duration,
+        "receive_address": o.receive_address,
+        "cost_trx": trx_json(o.price, 0),
+        "cost_sun": o.price.as_sun(),
+        "transaction_hash": o.transaction_hash,
+        "created_at": o.created_at,
+        "completed_at": o.completed_at,
+        "estimated_completion": o.estimated_completion,
+        "kind": o.kind,
+        "paid": o.paid,
+        "supplier_wallet": o.supplier_wallet,
+        "pending_transaction": o.pending_transaction,
+        "block_number": o.block_number,
+        "failure_reason": o.failure_reason.map(|r| r.code()),
+        "failure_message": o.failure_detail,
+        "failed_at": o.failed_at,
+        "refunded_at": o.refunded_at,
+        "rental_ends_at": o.rental_ends_at,
+        "rental_ended_at": o.rental_ended_at,
+        "reclaim_transaction_hash": o.reclaim_transaction_hash,
+        "updated_at": o.updated_at,
+    })
+}
+
+/// A user id given as a JSON number or string.
+pub fn user_field(v: &Value) -> Result<UserId, ApiError> {
+    match v {
+        Value::String(s) => extract::user_id(s),
+        Value::Number(n) => extract::user_id(&n.to_string()),
+        other => extract::user_id(&other.to_string()),
+    }
+}
+
+/// A positive integer field (energy amounts), with our error for floats, negatives and text.
+pub fn energy_field(v: &Value) -> Result<flashrent_events::EnergyAmount, ApiError> {
+    extract::energy(v.as_u64().unwrap_or(0))
+}
+
+#[derive(Deserialize)]
+struct CreateOrder {
+    user_id: Value,
+    energy_amount: Value,
+    duration: String,
+    receive_address: String,
+    cost_trx: Option<Box<RawValue>>,
+}
+
+pub async fn create(
+    _: Client,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Reply {
+    let b: CreateOrder = extract::json_body(&body)?;
+    let user = user_field(&b.user_id)?;
+    let energy = energy_field(&b.energy_amount)?;
+    let duration = extract::duration(&b.duration)?;
+    let receive_address = extract::address("receive_address", &b.receive_address)?;
+    let price = state
+        .prices
+        .quote(energy, duration)
+        .map_err(|e| pricing_error(&state, e))?;
+    if let Some(raw) = &b.cost_trx {
+        let offered = extract::trx_amount("cost_trx", raw, true)?;
+        if offered != price {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "price_mismatch",
+                format!(
+                    "订单金额不符：报价为 {} TRX，请求为 {} TRX",
+                    price.trx_text(2),
+                    offered.trx_text(2)
+                ),
+                format!(
+                    "price mismatch: the price is {} TRX, the request says {} TRX",
+                    price.trx_text(2),
+                    offered.trx_text(2)
+                ),
+            )
+            .with("quoted_cost_trx", trx_json(price, 0))
+            .with("quoted_cost_sun", json!(price.as_sun())));
+        }
+    }
+    let idempotency = idempotency_key(&req)?.map(|k| {
+        (
+            k,
+            format!(
+                "{user}|{energy}|{duration}|{receive_address}|{}",
+                price.as_sun()
+            ),
+        )
+    });
+    let m = meta(&req);
+    let estimated_completion = m.now
+        + chrono::Duration::from_std(state.chain.expected_confirmation()).unwrap_or_default()
+        + chrono::Duration::seconds(5);
+    let order = PlaceOrder {
+        order_id: OrderId::new_v7(),
+        kind: OrderKind::Rental,
+        energy,
+        duration,
+        receive_address,
+        price,
+        pinned_wallet: None,
+        idempotency,
+        estimated_completion,
+    };
+    let done = state.engine.place_order(m, user, order).await?;
+    if let Some(offset) = done.offset {
+        state.models.wait_applied(done.partition, offset).await;
+    }
+    match done.reply {
+        Placed::New(order_id) => Ok(HttpResponse::Created().json(json!({
+            "order_id": order_id,
+            "status": "pending",
+            "created_at": m.now,
+            "estimated_completion": estimated_completion,
+            "user_id": user.to_string(),
+            "cost_trx": trx_json(price, 0),
+            "cost_sun": price.as_sun(),
+        }))),
+        Placed::Replayed(order_id) => {
+            let view = state
+                .models
+                .order(&order_id)?
+                .ok_or_else(|| ApiError::internal("replayed order missing"))?;
+            Ok(HttpResponse::Ok()
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(json!({
+                    "order_id": order_id,
+                    "status": view.status,
+                    "created_at": view.created_at,
+                    "estimated_completion": view.estimated_completion,
+                    "user_id": user.to_string(),
+                    "cost_trx": trx_json(view.price, 0),
+                    "cost_sun": view.price.as_sun(),
+                })))
+        }
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(Some(k.trim().to_owned())),
+        _ => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key 必须是 1 到 255 个可见字符",
+            "Idempotency-Key must be 1 to 255 visible characters",
+        )),
+    }
+}
+
+pub fn pricing_error(state: &AppState, e: crate::domain::pricing::PricingError) -> ApiError {
+    use crate::domain::pricing::PricingError::*;
+    match e {
+        DurationNotOffered(d) => {
+            let offered: Vec<&str> = state.prices.durations().map(|(d, _)| d).collect();
+            ApiError::bad_request(
+                "duration_not_offered",
+                format!("不提供该租用时长: {d}"),
+                format!("duration {d} is not offered"),
+            )
+            .with("allowed_durations", json!(offered))
+        }
+        EnergyOutOfBounds { min, max } => ApiError::bad_request(
+            "energy_out_of_range",
+            format!("能量数量必须在 {min} 到 {max} 之间"),
+            format!("energy_amount must be between {min} and {max}"),
+        )
+        .with("min_energy", json!(min))
+        .with("max_energy", json!(max)),
+        Overflow | BadEntry(_) => ApiError::bad_request(
+            "invalid_energy_amount",
+            "能量数量无效",
+            "invalid energy amount",
+        ),
+    }
+}
+
+pub async fn get(_: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+    let id = extract::order_id(&path)?;
+    match state.models.order(&id)? {
+        Some(o) => Ok(HttpResponse::Ok().json(render(&o))),
+        None => Err(crate::domain::DomainError::OrderNotFound(id).into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+const STATUSES: [&str; 5] = ["pending", "processing", "completed", "failed", "refunded"];
+
+pub async fn list_for_user(
+    _: Client,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Reply {
+    let user = extract::user_id(&path)?;
+    if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        return Err(ApiError::bad_request(
+            "invalid_status",
+            format!("无效的订单状态: {s}"),
+            format!("invalid status: {s}"),
+        )
+        .with("allowed_statuses", json!(STATUSES)));
+    }
+    let after = q.after.as_deref().map(extract::order_id).transpose()?;
+    let limit = q.limit.unwrap_or(20).clamp(1, 200);
+    let orders = state
+        .models
+        .user_orders(user, q.status.as_deref(), after, limit)?;
+    let next = (orders.len() == limit)
+        .then(|| orders.last().map(|o| o.order_id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({
+        "user_id": user.to_string(),
+        "orders": orders.iter().map(render).collect::<Vec<_>>(),
+        "next_after": next,
+    })))
+}
+
+#[derive(Deserialize)]
+struct Deduct {
+    amount: Box<RawValue>,
+    order_id: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub async fn deduct(
+    _: Client,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Reply {
+    let user = extract::user_id(&path)?;
+    let b: Deduct = extract::json_body(&body)?;
+    let amount = extract::trx_amount("amount", &b.amount, true)?;
+    let order_id = extract::order_id(&b.order_id)?;
+    if let Some(r) = b.reason.as_deref().filter(|r| *r != "energy_purchase") {
+        return Err(ApiError::bad_request(
+            "invalid_reason",
+            format!("不支持的扣款原因: {r}"),
+            format!("unsupported reason: {r}"),
+        )
+        .with("allowed_reasons", json!(["energy_purchase"])));
+    }
+    let done = state
+        .engine
+        .deduct(meta(&req), user, order_id, amount)
+        .await?;
+    if let Some(offset) = done.offset {
+        state.models.wait_applied(done.partition, offset).await;
+    }
+    let balance = state
+        .models
+        .balance(user)?
+        .map(|b| b.balance)
+        .unwrap_or_default();
+    let (status, zh, en) = if done.reply {
+        ("deducted", "扣款成功", "deducted")
+    } else {
+        (
+            "already_deducted",
+            "该订单已扣款，本次未重复扣款",
+            "this order was already paid; nothing was deducted again",
+        )
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "order_id": order_id,
+        "user_id": user.to_string(),
+        "amount": trx_json(amount, 0),
+        "status": status,
+        "deducted": done.reply,
+        "message": if req.headers().get("accept-language").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("en")) { en } else { zh },
+        "balance_trx": trx_json(balance, 6),
+    })))
+}

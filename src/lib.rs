@@ -1,0 +1,15 @@
+//! flashrent: an event-sourced order engine for renting TRON energy.
+//!
+//! A request enters at `http/`, becomes a command decided in `engine/` against the pure
+//! `domain/`, and leaves as events appended to the log (`log/`). Projectors
+//! (`flashrent-projections`) turn the log into sled read models that `http/` reads, and the
+//! `saga/` reacts to events by driving each order through the pool and the `chain/`.
+
+pub mod chain;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod log;
+pub mod saga;
+pub mod startup;

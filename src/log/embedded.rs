@@ -1,0 +1,365 @@
+//! The embedded event log: Kafka's semantics (partitions, offsets, total order inside a
+//! partition, durable before acknowledged) in one append-only file on local disk.
+//!
+//! All partitions share one file so a single `fdatasync` makes a whole group of concurrent
+//! appends durable (group commit): a dedicated writer thread takes everything queued since
+//! its last sync, writes it, syncs once, then acknowledges each append. Readers only ever
+//! see synced records, like a Kafka consumer only sees records below the high watermark.
+//!
+//! Frame: `len: u32 | crc32(partition, offset, payload): u32 | partition: u32 | offset: u64 | payload`.
+//! On open, a frame cut short by a crash (or failing its CRC) ends the log: it was never
+//! acknowledged, so it is truncated away.
+
+use flashrent_events::{AppendFuture, EventLog, LogError, Offset, PartitionId, StoredRecord};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+const HEADER: usize = 20;
+/// How much one group commit may gather before it syncs.
+const MAX_GROUP_BYTES: usize = 4 << 20;
+
+struct Job {
+    partition: PartitionId,
+    offset: Offset,
+    frame: Vec<u8>,
+    done: oneshot::Sender<Result<Offset, LogError>>,
+}
+
+struct Shared {
+    /// File position of every durable record, per partition (the offset is the index).
+    index: RwLock<Vec<Vec<u64>>>,
+    reader: File,
+    /// Durable end offset per partition, for readers waiting on new records.
+    ends: Vec<watch::Sender<Offset>>,
+}
+
+pub struct EmbeddedLog {
+    shared: Arc<Shared>,
+    /// Next offset to hand out per partition, and the writer's queue. One lock, so offsets
+    /// are handed out in exactly the order jobs reach the writer.
+    tail: Mutex<(Vec<Offset>, Option<mpsc::Sender<Job>>)>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log in `dir`. The partition count is fixed at creation;
+    /// reopening with another count is refused rather than silently remapping keys.
+    pub fn open(dir: &Path, partitions: u32) -> Result<EmbeddedLog, LogError> {
+        let io = |e: std::io::Error| LogError::Failed(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let meta = dir.join("partitions");
+        match std::fs::read_to_string(&meta) {
+            Ok(text) if text.trim() != partitions.to_string() => {
+                return Err(LogError::Failed(format!(
+                    "the log in {} has {} partitions, {partitions} were configured",
+                    dir.display(),
+                    text.trim()
+                )))
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::write(&meta, partitions.to_string()).map_err(io)?,
+        }
+        let path = dir.join("events.wal");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        let (index, valid_len) = scan(&mut file, partitions).map_err(io)?;
+        if valid_len < file.metadata().map_err(io)?.len() {
+            tracing::warn!(
+                valid_len,
+                "truncating an unacknowledged torn write at the end of the log"
+            );
+            file.set_len(valid_len).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        let next: Vec<Offset> = index.iter().map(|p| p.len() as Offset).collect();
+        let ends = next.iter().map(|n| watch::channel(*n).0).collect();
+        let shared = Arc::new(Shared {
+            index: RwLock::new(index),
+            reader: file.try_clone().map_err(io)?,
+            ends,
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || write_loop(file, valid_len, rx, writer_shared))
+            .map_err(io)?;
+        Ok(EmbeddedLog {
+            shared,
+            tail: Mutex::new((next, Some(tx))),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Stops accepting appends, lets the writer finish what is queued, and waits for it.
+    pub fn close(&self) {
+        self.tail.lock().expect("log tail lock").1.take();
+        if let Some(h) = self.writer.lock().expect("log writer lock").take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn scan(file: &mut File, partitions: u32) -> std::io::Result<(Vec<Vec<u64>>, u64)> {
+    let mut index = vec![Vec::new(); partitions as usize];
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, &*file);
+    let mut pos = 0u64;
+    let mut header = [0u8; HEADER];
+    let mut payload = Vec::new();
+    while pos + HEADER as u64 <= len {
+        reader.read_exact(&mut header)?;
+        let plen = u32::from_le_bytes(header[0..4].try_into().unwrap()) as u64;
+        let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
+        let partition = u32::from_le_bytes(header[8..12].try_into().unwrap());
+        let offset = u64::from_le_bytes(header[12..20].try_into().unwrap());
+        if pos + HEADER as u64 + plen > len {
+            break;
+        }
+        payload.resize(plen as usize, 0);
+        reader.read_exact(&mut payload)?;
+        let valid = partition < partitions
+            && crc == checksum(&header[8..20], &payload)
+            && index[partition as usize].len() as u64 == offset;
+        if !valid {
+            break;
+        }
+        index[partition as usize].push(pos);
+        pos += HEADER as u64 + plen;
+    }
+    Ok((index, pos))
+}
+
+fn checksum(head: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(head);
+    h.update(payload);
+    h.finalize()
+}
+
+fn frame(partition: PartitionId, offset: Offset, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(HEADER + payload.len());
+    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(&partition.to_le_bytes());
+    f.extend_from_slice(&offset.to_le_bytes());
+    f.extend_from_slice(payload);
+    let crc = checksum(&f[8..20], payload);
+    f[4..8].copy_from_slice(&crc.to_le_bytes());
+    f
+}
+
+fn write_loop(mut file: File, mut pos: u64, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
+    let mut failed: Option<String> = None;
+    let mut buf = Vec::with_capacity(MAX_GROUP_BYTES);
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        let mut bytes = group[0].frame.len();
+        while bytes < MAX_GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.frame.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(why) = &failed {
+            for job in group {
+                let _ = job.done.send(Err(LogError::Failed(why.clone())));
+            }
+            continue;
+        }
+        buf.clear();
+        let mut positions = Vec::with_capacity(group.len());
+        for job in &group {
+            positions.push(pos + buf.len() as u64);
+            buf.extend_from_slice(&job.frame);
+        }
+        let result = file.write_all(&buf).and_then(|_| file.sync_data());
+        if let Err(e) = result {
+            // After a failed write or sync the file's state is unknown; refuse everything
+            // from here on (a restart re-reads what is really on disk).
+            let why = format!("write to the event log failed: {e}");
+            tracing::error!("{why}");
+            failed = Some(why.clone());
+            for job in group {
+                let _ = job.done.send(Err(LogError::Failed(why.clone())));
+            }
+            continue;
+        }
+        pos += buf.len() as u64;
+        {
+            let mut index = shared.index.write().expect("log index lock");
+            for (job, p) in group.iter().zip(&positions) {
+                index[job.partition as usize].push(*p);
+            }
+        }
+        for job in group {
+            shared.ends[job.partition as usize].send_replace(job.offset + 1);
+            let _ = job.done.send(Ok(job.offset));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for EmbeddedLog {
+    fn partition_count(&self) -> u32 {
+        self.shared.ends.len() as u32
+    }
+
+    fn append(&self, partition: PartitionId, record: Vec<u8>) -> AppendFuture {
+        let (done, rx) = oneshot::channel();
+        let queued = (|| {
+            let mut tail = self.tail.lock().expect("log tail lock");
+            let (next, sender) = &mut *tail;
+            let slot = next
+                .get_mut(partition as usize)
+                .ok_or(LogError::NoSuchPartition(partition))?;
+            let sender = sender
+                .as_ref()
+                .ok_or_else(|| LogError::Unavailable("the log is closed".into()))?;
+            let offset = *slot;
+            sender
+                .send(Job {
+                    partition,
+                    offset,
+                    frame: frame(partition, offset, &record),
+                    done,
+                })
+                .map_err(|_| LogError::Failed("the log writer stopped".into()))?;
+            *slot += 1;
+            Ok(())
+        })();
+        Box::pin(async move {
+            queued?;
+            rx.await
+                .map_err(|_| LogError::Failed("the log writer stopped".into()))?
+        })
+    }
+
+    async fn read(
+        &self,
+        partition: PartitionId,
+        from: Offset,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        let end = self
+            .shared
+            .ends
+            .get(partition as usize)
+            .ok_or(LogError::NoSuchPartition(partition))?;
+        if *end.borrow() <= from && !wait.is_zero() {
+            let mut rx = end.subscribe();
+            let _ = tokio::time::timeout(wait, rx.wait_for(|e| *e > from)).await;
+        }
+        let shared = self.shared.clone();
+        let read = move || -> Result<Vec<StoredRecord>, LogError> {
+            let positions: Vec<u64> = {
+                let index = shared.index.read().expect("log index lock");
+                let p = &index[partition as usize];
+                let start = (from as usize).min(p.len());
+                p[start..(start + max).min(p.len())].to_vec()
+            };
+            let mut out = Vec::with_capacity(positions.len());
+            let mut header = [0u8; HEADER];
+            for (i, pos) in positions.into_iter().enumerate() {
+                let io =
+                    |e: std::io::Error| LogError::Failed(format!("reading the event log: {e}"));
+                shared.reader.read_exact_at(&mut header, pos).map_err(io)?;
+                let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
+                let mut bytes = vec![0u8; len];
+                shared
+                    .reader
+                    .read_exact_at(&mut bytes, pos + HEADER as u64)
+                    .map_err(io)?;
+                out.push(StoredRecord {
+                    partition,
+                    offset: from + i as u64,
+                    bytes,
+                });
+            }
+            Ok(out)
+        };
+        // Reads are page-cache hits almost always; a blocking-pool hop costs more than it saves.
+        read()
+    }
+
+    async fn end_offset(&self, partition: PartitionId) -> Result<Offset, LogError> {
+        let end = self
+            .shared
+            .ends
+            .get(partition as usize)
+            .ok_or(LogError::NoSuchPartition(partition))?;
+        Ok(*end.borrow())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn appends_survive_a_reopen_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = EmbeddedLog::open(dir.path(), 4).unwrap();
+            let futs: Vec<_> = (0..100u32)
+                .map(|i| log.append(i % 4, format!("r{i}").into_bytes()))
+                .collect();
+            for (i, f) in futs.into_iter().enumerate() {
+                assert_eq!(f.await.unwrap(), (i / 4) as u64);
+            }
+        }
+        // A crash in the middle of a write leaves half a frame behind.
+        let wal = dir.path().join("events.wal");
+        let mut f = OpenOptions::new().append(true).open(&wal).unwrap();
+        f.write_all(&frame(1, 25, b"never acknowledged")[..30])
+            .unwrap();
+        drop(f);
+        let log = EmbeddedLog::open(dir.path(), 4).unwrap();
+        assert_eq!(log.end_offset(1).await.unwrap(), 25);
+        let recs = log.read(1, 0, 1000, Duration::ZERO).await.unwrap();
+        assert_eq!(recs.len(), 25);
+        assert_eq!(recs[3].bytes, b"r13");
+        assert_eq!(log.append(1, b"next".to_vec()).await.unwrap(), 25);
+        assert!(EmbeddedLog::open(&dir.path().join("other"), 4).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_reader_waits_for_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(EmbeddedLog::open(dir.path(), 1).unwrap());
+        let reader = {
+            let log = log.clone();
+            tokio::spawn(async move { log.read(0, 0, 10, Duration::from_secs(5)).await.unwrap() })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        log.append(0, b"x".to_vec()).await.unwrap();
+        assert_eq!(reader.await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn reopening_with_another_partition_count_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedLog::open(dir.path(), 4).unwrap());
+        assert!(EmbeddedLog::open(dir.path(), 8).is_err());
+    }
+}

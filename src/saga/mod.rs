@@ -1,0 +1,507 @@
+//! The order saga: a reactor that moves each paid order through the pool and the chain.
+//!
+//! It keeps no progress of its own. What it does next is computed from the order's read
+//! model (itself derived from the log); every step it takes is a command whose events are
+//! the record of that step. After a crash, every order the read models mark active is
+//! resumed from its last recorded step.
+//!
+//! Exactly one delegation per order: a transaction is signed and its id recorded in an
+//! event *before* it is broadcast. On resume, a recorded transaction is asked about on chain
+//! first; a new one is built only after the old one is recorded as expired, which happens
+//! only once the chain has not seen it and its expiry has passed.
+//!
+//! When the pool and the order both change, the pool is told first and the order's event
+//! comes last, so an order whose step is recorded never has pool work left undone.
+
+pub mod step;
+
+use crate::chain::{Chain, ChainError, Delegation, TxStatus};
+use crate::domain::{order::Command as OrderCmd, pool::Command as PoolCmd};
+use crate::engine::{CommandMeta, Engine, EngineError, Executed, ReserveOutcome};
+use chrono::{DateTime, Utc};
+use flashrent_events::{FailureReason, OrderId};
+use flashrent_projections::{OrderView, ProjectedRecord, ReadModels};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use step::Step;
+use tokio::sync::{mpsc, watch, Notify};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct SagaConfig {
+    pub poll_interval: Duration,
+    /// Rental durations are multiplied by this (tests use 1/60 to turn minutes into seconds).
+    pub rental_time_scale: f64,
+    /// Delegations that fail on chain are retried this many times before the order fails.
+    pub max_delegation_attempts: u32,
+}
+
+impl Default for SagaConfig {
+    fn default() -> Self {
+        SagaConfig {
+            poll_interval: Duration::from_millis(100),
+            rental_time_scale: 1.0,
+            max_delegation_attempts: 3,
+        }
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    models: ReadModels,
+    chain: Arc<dyn Chain>,
+    config: SagaConfig,
+    in_flight: Mutex<HashSet<OrderId>>,
+    timers: Mutex<BTreeSet<(DateTime<Utc>, OrderId)>>,
+    timer_changed: Notify,
+    shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Clone)]
+pub struct Saga(Arc<Inner>);
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Store(#[from] flashrent_projections::StoreError),
+}
+
+impl Saga {
+    pub fn new(
+        engine: Engine,
+        models: ReadModels,
+        chain: Arc<dyn Chain>,
+        config: SagaConfig,
+        shutdown: watch::Receiver<bool>,
+    ) -> Saga {
+        Saga(Arc::new(Inner {
+            engine,
+            models,
+            chain,
+            config,
+            in_flight: Mutex::new(HashSet::new()),
+            timers: Mutex::new(BTreeSet::new()),
+            timer_changed: Notify::new(),
+            shutdown,
+        }))
+    }
+
+    /// Resumes every unfinished order, then follows the projected records for new work.
+    pub fn spawn(
+        &self,
+        mut records: mpsc::Receiver<ProjectedRecord>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, flashrent_projections::StoreError> {
+        let active = self.0.models.active_orders()?;
+        tracing::info!(orders = active.len(), "saga resuming unfinished orders");
+        for id in active {
+            self.kick(id);
+        }
+        let this = self.clone();
+        let follower = tokio::spawn(async move {
+            while let Some(r) = records.recv().await {
+                let mut last = None;
+                for env in &r.record.events {
+                    if let Some(id) = env.event.order_id().filter(|id| Some(*id) != last) {
+                        this.kick(id);
+                        last = Some(id);
+                    }
+                }
+            }
+        });
+        let this = self.clone();
+        let timers = tokio::spawn(async move { this.run_timers().await });
+        Ok(vec![follower, timers])
+    }
+
+    /// Makes sure a driver is working on this order.
+    pub fn kick(&self, id: OrderId) {
+        if *self.0.shutdown.borrow() || !self.0.in_flight.lock().expect("saga lock").insert(id) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.drive(id).await;
+            this.0.in_flight.lock().expect("saga lock").remove(&id);
+        });
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.0.in_flight.lock().expect("saga lock").len()
+    }
+
+    async fn run_timers(&self) {
+        let mut shutdown = self.0.shutdown.clone();
+        loop {
+            let now = Utc::now();
+            let due: Vec<OrderId> = {
+                let mut t = self.0.timers.lock().expect("saga lock");
+                let later = t.split_off(&(
+                    now,
+                    OrderId::parse("ffffffff-ffff-ffff-ffff-ffffffffffff").expect("max uuid"),
+                ));
+                std::mem::replace(&mut *t, later)
+                    .into_iter()
+                    .map(|(_, id)| id)
+                    .collect()
+            };
+            for id in due {
+                self.kick(id);
+            }
+            let next = self
+                .0
+                .timers
+                .lock()
+                .expect("saga lock")
+                .first()
+                .map(|(at, _)| *at);
+            let wait = next.map_or(Duration::from_secs(1), |at| {
+                (at - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(Duration::from_secs(1))
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.0.timer_changed.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn drive(&self, id: OrderId) {
+        let correlation = Uuid::now_v7();
+        let mut attempts = 0u32;
+        let mut backoff = self.0.config.poll_interval;
+        loop {
+            if *self.0.shutdown.borrow() {
+                return;
+            }
+            let view = match self.0.models.order(&id) {
+                Ok(Some(v)) => v,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(order_id = %id, error = %e, "saga cannot read the order");
+                    return;
+                }
+            };
+            let step = step::next_step(&view, Utc::now());
+            match self.take(&view, step, correlation, &mut attempts).await {
+                Ok(true) => backoff = self.0.config.poll_interval,
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(order_id = %id, user_id = %view.user_id, error = %e, "saga step failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Runs one step; `Ok(false)` when there is nothing more to do for now.
+    async fn take(
+        &self,
+        o: &OrderView,
+        step: Step,
+        correlation: Uuid,
+        attempts: &mut u32,
+    ) -> Result<bool, StepError> {
+        let meta = || CommandMeta::new(correlation);
+        let e = &self.0.engine;
+        let (user, id) = (o.user_id, o.order_id);
+        let delegation = |wallet| Delegation {
+            from: wallet,
+            to: o.receive_address,
+            energy: o.energy_amount,
+            lock_seconds: self.rental_seconds(o),
+        };
+        match step {
+            Step::Done => return Ok(false),
+            Step::Reserve => {
+                if !self.0.chain.is_activated(&o.receive_address).await? {
+                    self.fail(
+                        o,
+                        FailureReason::ReceiverNotActivated,
+                        "the receiving address is not activated on chain",
+                        None,
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+                let pinned = if o.kind == flashrent_events::OrderKind::Manual {
+                    o.supplier_wallet
+                } else {
+                    None
+                };
+                match e.reserve(meta(), id, o.energy_amount, pinned).await?.reply {
+                    ReserveOutcome::Reserved { wallet } => {
+                        self.settled(
+                            e.order_command(
+                                meta(),
+                                user,
+                                id,
+                                OrderCmd::StartProcessing {
+                                    supplier_wallet: wallet,
+                                },
+                            )
+                            .await?,
+                        )
+                        .await;
+                    }
+                    ReserveOutcome::Rejected => {
+                        self.fail(
+                            o,
+                            FailureReason::InsufficientPoolEnergy,
+                            "no supplier wallet has enough energy",
+                            None,
+                        )
+                        .await?;
+                    }
+                }
+            }
+            Step::SignDelegation => {
+                let wallet = o
+                    .supplier_wallet
+                    .expect("a processing order has its supplier wallet");
+                match self.0.chain.sign_delegation(&delegation(wallet)).await {
+                    Ok(tx) => {
+                        let cmd = OrderCmd::RecordDelegationSigned {
+                            tx_id: tx.tx_id,
+                            signed_tx: tx.signed_tx,
+                            expires_at: tx.expires_at,
+                        };
+                        self.settled(e.order_command(meta(), user, id, cmd).await?)
+                            .await;
+                    }
+                    Err(ChainError::Refused(why)) => {
+                        self.fail(o, FailureReason::DelegationFailed, &why, None)
+                            .await?
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Step::BroadcastDelegation(tx) => match self.0.chain.broadcast(&tx).await {
+                Ok(()) => {
+                    self.settled(
+                        e.order_command(
+                            meta(),
+                            user,
+                            id,
+                            OrderCmd::RecordDelegationBroadcast { tx_id: tx.tx_id },
+                        )
+                        .await?,
+                    )
+                    .await;
+                }
+                Err(ChainError::Refused(why)) if Utc::now() > tx.expires_at => {
+                    tracing::info!(order_id = %id, why, "delegation expired before broadcast; signing anew");
+                    self.settled(
+                        e.order_command(
+                            meta(),
+                            user,
+                            id,
+                            OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
+                        )
+                        .await?,
+                    )
+                    .await;
+                }
+                Err(ChainError::Refused(why)) => {
+                    self.fail(o, FailureReason::DelegationFailed, &why, Some(tx.tx_id))
+                        .await?
+                }
+                Err(err) => return Err(err.into()),
+            },
+            Step::AwaitDelegation(tx) => match self.0.chain.status(&tx.tx_id).await? {
+                TxStatus::Confirmed { block } => {
+                    e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id })
+                        .await?;
+                    let now = Utc::now();
+                    let rental_ends_at =
+                        now + chrono::Duration::seconds(self.rental_seconds(o) as i64);
+                    let cmd = OrderCmd::Complete {
+                        transaction_hash: tx.tx_id,
+                        block_number: block,
+                        now,
+                        rental_ends_at,
+                    };
+                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                        .await;
+                }
+                TxStatus::Failed { reason } => {
+                    *attempts += 1;
+                    if *attempts >= self.0.config.max_delegation_attempts {
+                        self.fail(o, FailureReason::DelegationFailed, &reason, Some(tx.tx_id))
+                            .await?;
+                    } else {
+                        tracing::warn!(order_id = %id, reason, attempt = *attempts, "delegation failed on chain; trying again");
+                        self.settled(
+                            e.order_command(
+                                meta(),
+                                user,
+                                id,
+                                OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
+                            )
+                            .await?,
+                        )
+                        .await;
+                    }
+                }
+                TxStatus::Unknown if Utc::now() > tx.expires_at => {
+                    self.settled(
+                        e.order_command(
+                            meta(),
+                            user,
+                            id,
+                            OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
+                        )
+                        .await?,
+                    )
+                    .await;
+                }
+                TxStatus::Unknown => {
+                    // Never seen (a broadcast lost, or a restart): the same bytes again are harmless.
+                    self.0.chain.broadcast(&tx).await.ok();
+                    tokio::time::sleep(self.0.config.poll_interval).await;
+                }
+                TxStatus::Pending => tokio::time::sleep(self.0.config.poll_interval).await,
+            },
+            Step::Settle { refund } => {
+                e.pool_command(meta(), PoolCmd::Release { order_id: id })
+                    .await?;
+                if !refund {
+                    return Ok(false);
+                }
+                self.settled(e.refund(meta(), user, id).await?).await;
+            }
+            Step::AwaitRentalEnd(at) => {
+                self.0.timers.lock().expect("saga lock").insert((at, id));
+                self.0.timer_changed.notify_one();
+                return Ok(false);
+            }
+            Step::SignReclaim => {
+                let wallet = o
+                    .supplier_wallet
+                    .expect("a completed order has its supplier wallet");
+                let tx = self.0.chain.sign_reclaim(&delegation(wallet)).await?;
+                let cmd = OrderCmd::RecordReclaimSigned {
+                    tx_id: tx.tx_id,
+                    signed_tx: tx.signed_tx,
+                    expires_at: tx.expires_at,
+                };
+                self.settled(e.order_command(meta(), user, id, cmd).await?)
+                    .await;
+            }
+            Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
+                Ok(()) => {
+                    self.settled(
+                        e.order_command(
+                            meta(),
+                            user,
+                            id,
+                            OrderCmd::RecordReclaimBroadcast { tx_id: tx.tx_id },
+                        )
+                        .await?,
+                    )
+                    .await;
+                }
+                Err(ChainError::Refused(why)) => {
+                    tracing::warn!(order_id = %id, why, "reclaim refused; signing anew");
+                    tokio::time::sleep(self.0.config.poll_interval).await;
+                    self.settled(
+                        e.order_command(
+                            meta(),
+                            user,
+                            id,
+                            OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
+                        )
+                        .await?,
+                    )
+                    .await;
+                }
+                Err(err) => return Err(err.into()),
+            },
+            Step::AwaitReclaim(tx) => match self.0.chain.status(&tx.tx_id).await? {
+                TxStatus::Confirmed { .. } => {
+                    e.pool_command(meta(), PoolCmd::Return { order_id: id })
+                        .await?;
+                    let cmd = OrderCmd::EndRental {
+                        reclaim_transaction_hash: tx.tx_id,
+                        now: Utc::now(),
+                    };
+                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                        .await;
+                }
+                TxStatus::Failed { reason } => {
+                    tracing::warn!(order_id = %id, reason, "reclaim failed on chain; signing anew");
+                    tokio::time::sleep(self.0.config.poll_interval).await;
+                    self.settled(
+                        e.order_command(
+                            meta(),
+                            user,
+                            id,
+                            OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
+                        )
+                        .await?,
+                    )
+                    .await;
+                }
+                TxStatus::Unknown if Utc::now() > tx.expires_at => {
+                    self.settled(
+                        e.order_command(
+                            meta(),
+                            user,
+                            id,
+                            OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
+                        )
+                        .await?,
+                    )
+                    .await;
+                }
+                TxStatus::Unknown => {
+                    self.0.chain.broadcast(&tx).await.ok();
+                    tokio::time::sleep(self.0.config.poll_interval).await;
+                }
+                TxStatus::Pending => tokio::time::sleep(self.0.config.poll_interval).await,
+            },
+        }
+        Ok(true)
+    }
+
+    fn rental_seconds(&self, o: &OrderView) -> u64 {
+        (o.duration.seconds() as f64 * self.0.config.rental_time_scale).ceil() as u64
+    }
+
+    async fn fail(
+        &self,
+        o: &OrderView,
+        reason: FailureReason,
+        detail: &str,
+        failed_tx: Option<String>,
+    ) -> Result<(), StepError> {
+        tracing::warn!(order_id = %o.order_id, user_id = %o.user_id, reason = reason.code(), detail, "order failed");
+        let cmd = OrderCmd::Fail {
+            reason,
+            detail: detail.to_owned(),
+            failed_tx,
+        };
+        let done = self
+            .0
+            .engine
+            .order_command(CommandMeta::new(Uuid::now_v7()), o.user_id, o.order_id, cmd)
+            .await?;
+        self.settled(done).await;
+        Ok(())
+    }
+
+    /// Waits until the read models show what a command recorded, so the next step sees it.
+    async fn settled<R>(&self, done: Executed<R>) {
+        if let Some(offset) = done.offset {
+            self.0.models.wait_applied(done.partition, offset).await;
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Building and running the service: open the log and the read models, catch up, start
+//! the writers, the projectors and the saga, then serve HTTP.
+
+use crate::chain::simulated::{SimulatedChain, SimulatedChainConfig};
+use crate::chain::Chain;
+use crate::config::{Secret, ServeArgs, StoreArgs};
+use crate::engine::{CommandMeta, Engine};
+use crate::http::{self, AppState};
+use crate::log::EmbeddedLog;
+use crate::saga::{Saga, SagaConfig};
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use anyhow::Context;
+use flashrent_events::{EnergyAmount, EventLog, TronAddress};
+use flashrent_projections::{spawn_projectors, Projector, ReadModels};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+/// The demo supplier wallet of the simulated chain (tron-protocol.md §8 vector A's address).
+pub const DEMO_SUPPLIER: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    log: Arc<EmbeddedLog>,
+    models: ReadModels,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub fn open_store(store: &StoreArgs) -> anyhow::Result<(Arc<EmbeddedLog>, ReadModels)> {
+    let log = EmbeddedLog::open(&store.data_dir.join("log"), store.partitions)
+        .context("opening the event log")?;
+    let models = ReadModels::open(
+        &store.data_dir.join("read-models"),
+        store.partitions,
+        store.sled_cache_mb << 20,
+    )
+    .context("opening the read models (is another flashrent using this data dir?)")?;
+    Ok((Arc::new(log), models))
+}
+
+/// Applies everything in the log to the read models.
+pub async fn catch_up(log: &dyn EventLog, models: &ReadModels) -> anyhow::Result<u64> {
+    let projector = Projector::new(models.clone());
+    let mut total = 0;
+    for p in 0..log.partition_count() {
+        total += projector.catch_up(log, p).await?;
+    }
+    Ok(total)
+}
+
+impl Application {
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
+        let prices = args.price_table()?;
+        let (log, models) = open_store(&args.store)?;
+        let dyn_log: Arc<dyn EventLog> = log.clone();
+        let records = catch_up(dyn_log.as_ref(), &models).await?;
+        tracing::info!(records, data_dir = %args.store.data_dir.display(), "read models caught up with the event log");
+        let engine = Engine::start(dyn_log.clone())
+            .await
+            .context("loading aggregate state from the event log")?;
+
+        let chain: Arc<dyn Chain> = Arc::new(SimulatedChain::new(SimulatedChainConfig {
+            confirmation_delay: Duration::from_millis(args.sim_confirm_ms),
+            failure_rate: args.sim_failure_rate,
+            ..Default::default()
+        }));
+        tracing::info!(
+            confirm_ms = args.sim_confirm_ms,
+            failure_rate = args.sim_failure_rate,
+            "using the in-process simulated chain"
+        );
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (reactor_tx, reactor_rx) = mpsc::channel(16_384);
+        let saga = Saga::new(
+            engine.clone(),
+            models.clone(),
+            chain.clone(),
+            SagaConfig {
+                poll_interval: Duration::from_millis(args.poll_ms.max(1)),
+                rental_time_scale: args.rental_time_scale,
+                ..Default::default()
+            },
+            shutdown_rx.clone(),
+        );
+        let mut tasks = spawn_projectors(
+            dyn_log.clone(),
+            models.clone(),
+            Some(reactor_tx),
+            shutdown_rx,
+        );
+        tasks.extend(saga.spawn(reactor_rx)?);
+
+        if args.demo_supplier_energy > 0 && models.pool_wallets()?.is_empty() {
+            let address = TronAddress::parse(DEMO_SUPPLIER).expect("demo address is valid");
+            let energy = EnergyAmount::new(args.demo_supplier_energy).expect("positive");
+            engine
+                .register_supplier(CommandMeta::new(Uuid::now_v7()), address, energy)
+                .await?;
+            tracing::info!(%address, energy = args.demo_supplier_energy, "registered the demo supplier wallet of the simulated chain");
+        }
+
+        let admin_token = admin_token(&args)?;
+        let ready = Arc::new(AtomicBool::new(true));
+        let state = web::Data::new(AppState {
+            engine,
+            models: models.clone(),
+            prices,
+            admin_token,
+            api_keys: args
+                .api_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .map(Secret::new)
+                .collect(),
+            chain,
+            ready: ready.clone(),
+            saga,
+        });
+        let listener = std::net::TcpListener::bind(&args.listen)
+            .with_context(|| format!("binding {}", args.listen))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(http::localize))
+                .configure(http::configure)
+        })
+        .listen(listener)?
+        .backlog(4096)
+        .shutdown_timeout(5)
+        .run();
+        Ok(Application {
+            port,
+            server,
+            log,
+            models,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until a stop signal, then stops every task and syncs the stores.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        tracing::info!("stopping");
+        self.shutdown.send_replace(true);
+        for t in self.tasks {
+            t.abort();
+        }
+        self.models.flush()?;
+        self.log.close();
+        Ok(())
+    }
+}
+
+/// The configured admin token, or the one kept in the data dir (created, mode 0600, on first start).
+fn admin_token(args: &ServeArgs) -> anyhow::Result<Secret> {
+    if let Some(t) = args.admin_token.as_ref().filter(|t| !t.is_empty()) {
+        return Ok(Secret::new(t.clone()));
+    }
+    let path = args.store.data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        tracing::info!(path = %path.display(), "admin token read from the data dir");
+        return Ok(Secret::new(t.trim().to_owned()));
+    }
+    let token = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    write_private(&path, &token)?;
+    tracing::info!(path = %path.display(), "generated an admin token and stored it (mode 0600)");
+    Ok(Secret::new(token))
+}
+
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(content.as_bytes())?;
+    Ok(())
+}
+
+/// `flashrent rebuild`: drops the read models and rebuilds them from offset 0.
+pub async fn rebuild(store: &StoreArgs) -> anyhow::Result<u64> {
+    let (log, mut models) = open_store(store)?;
+    models.drop_all()?;
+    let records = catch_up(log.as_ref() as &dyn EventLog, &models).await?;
+    models.flush()?;
+    log.close();
+    Ok(records)
+}
+
+pub fn mark_ready(flag: &AtomicBool) {
+    flag.store(true, Ordering::Release);
+}
