@@ -15,7 +15,13 @@ enum Command {
     /// Run the HTTP service (embedded event log and simulated chain by default).
     Serve(Box<ServeArgs>),
     /// Drop the read models and rebuild them from the event log (stop `serve` first).
-    Rebuild(StoreArgs),
+    Rebuild {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Compare the rebuilt read models with the ones they replace; exit 1 on any difference.
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 #[actix_web::main]
@@ -29,10 +35,19 @@ async fn main() -> anyhow::Result<()> {
             println!("flashrent listening on http://127.0.0.1:{}", app.port());
             app.run_until_stopped().await
         }
-        Command::Rebuild(store) => {
+        Command::Rebuild { store, verify } => {
             init_tracing(false);
-            let records = startup::rebuild(&store).await?;
-            println!("rebuilt the read models from {records} records");
+            let report = startup::rebuild(&store, verify).await?;
+            println!("rebuilt the read models from {} records", report.records);
+            match report.differences {
+                Some(0) => {
+                    println!("verified: the rebuilt read models are identical to the previous ones")
+                }
+                Some(n) => anyhow::bail!(
+                    "the rebuilt read models differ from the previous ones in {n} keys"
+                ),
+                None => {}
+            }
             Ok(())
         }
     }

@@ -192,14 +192,48 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub struct RebuildReport {
+    pub records: u64,
+    /// With `verify`: how many keys differ between the old and the rebuilt read models.
+    pub differences: Option<usize>,
+}
+
 /// `flashrent rebuild`: drops the read models and rebuilds them from offset 0.
-pub async fn rebuild(store: &StoreArgs) -> anyhow::Result<u64> {
+pub async fn rebuild(store: &StoreArgs, verify: bool) -> anyhow::Result<RebuildReport> {
     let (log, mut models) = open_store(store)?;
+    let log_ref = log.as_ref() as &dyn EventLog;
+    let before = if verify {
+        // Bring the old models up to the end of the log first, so both cover the same records.
+        catch_up(log_ref, &models).await?;
+        Some(models.dump()?)
+    } else {
+        None
+    };
     models.drop_all()?;
-    let records = catch_up(log.as_ref() as &dyn EventLog, &models).await?;
+    let records = catch_up(log_ref, &models).await?;
     models.flush()?;
+    let differences = match before {
+        Some(before) => {
+            let after = models.dump()?;
+            let old: std::collections::BTreeMap<_, _> = before.into_iter().collect();
+            let new: std::collections::BTreeMap<_, _> = after.into_iter().collect();
+            let keys: std::collections::BTreeSet<_> = old.keys().chain(new.keys()).collect();
+            let diff: Vec<_> = keys
+                .into_iter()
+                .filter(|k| old.get(*k) != new.get(*k))
+                .collect();
+            for k in diff.iter().take(20) {
+                tracing::error!(key = %String::from_utf8_lossy(k), "read model differs after rebuild");
+            }
+            Some(diff.len())
+        }
+        None => None,
+    };
     log.close();
-    Ok(records)
+    Ok(RebuildReport {
+        records,
+        differences,
+    })
 }
 
 pub fn mark_ready(flag: &AtomicBool) {

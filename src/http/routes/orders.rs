@@ -274,6 +274,11 @@ pub async fn deduct(
         )
         .with("allowed_reasons", json!(["energy_purchase"])));
     }
+    // Orders live in their owner's partition, so another user's writer cannot see them:
+    // tell "not yours" apart from "does not exist" here.
+    if let Some(o) = state.models.order(&order_id)?.filter(|o| o.user_id != user) {
+        return Err(crate::domain::DomainError::OrderNotOwned(o.order_id).into());
+    }
     let done = state
         .engine
         .deduct(meta(&req), user, order_id, amount)

@@ -1,0 +1,226 @@
+//! `TestApp`: the real `flashrent` binary on port 0 with its own data dir, driven over HTTP.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN: &str = "test-admin-token";
+pub const RENTER: &str = "TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2";
+pub const SUPPLIER: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+
+pub struct TestApp {
+    pub base: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    _temp: Option<tempfile::TempDir>,
+    pub http: reqwest::Client,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(env: &[(&str, &str)]) -> TestApp {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut app = Self::start(&dir, env);
+        app._temp = Some(temp);
+        app.wait_healthy().await;
+        app
+    }
+
+    /// Starts a server on an existing data dir (the caller keeps the dir alive).
+    pub async fn spawn_in(dir: &Path, env: &[(&str, &str)]) -> TestApp {
+        let app = Self::start(dir, env);
+        app.wait_healthy().await;
+        app
+    }
+
+    fn start(dir: &Path, env: &[(&str, &str)]) -> TestApp {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flashrent"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("FLASHRENT_ADMIN_TOKEN", ADMIN)
+            .env("FLASHRENT_SIM_CONFIRM_MS", "50")
+            .env("FLASHRENT_POLL_MS", "20")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("flashrent starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let base = line
+            .trim()
+            .strip_prefix("flashrent listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {line:?}; see {}/server.log",
+                    dir.display()
+                )
+            })
+            .to_owned();
+        TestApp {
+            base,
+            data_dir: dir.to_path_buf(),
+            child,
+            _temp: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server never became healthy");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the server the way an operator does (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let r = req.send().await.expect("request sent");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Resp {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(ADMIN)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn credit(&self, user: &str, amount_trx: &str, reference: &str) -> Resp {
+        let body: Value = serde_json::from_str(&format!(
+            r#"{{"amount_trx": {amount_trx}, "reference": "{reference}"}}"#
+        ))
+        .unwrap();
+        self.admin_post(&format!("/api/admin/users/{user}/credit"), &body)
+            .await
+    }
+
+    pub async fn order(&self, user: &str, energy: u64, duration: &str, cost: &str) -> Resp {
+        let body = format!(
+            r#"{{"user_id": "{user}", "energy_amount": {energy}, "duration": "{duration}", "receive_address": "{RENTER}", "cost_trx": {cost}}}"#
+        );
+        self.post_raw("/api/orders", &body, &[]).await
+    }
+
+    pub async fn balance_sun(&self, user: &str) -> u64 {
+        self.get(&format!("/api/users/{user}/balance")).await.body["balance_sun"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Polls the order until `done` holds for it (or panics after `secs`).
+    pub async fn wait_order(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self.get(&format!("/api/orders/{id}")).await;
+            if r.status == 200 && done(&r.body) {
+                return r.body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order {id} did not get there in time: {}",
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_final(&self, id: &str) -> Value {
+        self.wait_order(id, 30, |o| {
+            o["status"] == "completed" || o["status"] == "refunded"
+        })
+        .await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn seed_order_body() -> Value {
+    json!({"user_id": "123", "energy_amount": 65000, "duration": "1h", "receive_address": RENTER, "cost_trx": 5.85})
+}
