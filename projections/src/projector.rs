@@ -170,3 +170,52 @@ pub fn spawn_projectors(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use flashrent_events::{AggregateKind, Envelope, Event, Sun, UserId};
+    use uuid::Uuid;
+
+    fn credit(n: u64) -> Arc<CommandRecord> {
+        let user_id = UserId::parse("5").unwrap();
+        Arc::new(CommandRecord {
+            command_id: Uuid::now_v7(),
+            key: "5".into(),
+            writer_epoch: 0,
+            events: vec![Envelope {
+                event_id: Uuid::now_v7(),
+                aggregate: AggregateKind::UserAccount,
+                aggregate_id: "5".into(),
+                sequence: n,
+                occurred_at: Utc::now(),
+                schema_version: 1,
+                correlation_id: Uuid::now_v7(),
+                causation_id: Uuid::now_v7(),
+                event: Event::BalanceCredited {
+                    user_id,
+                    amount: Sun::from_sun(1_000_000),
+                    reference: format!("r{n}"),
+                    balance_after: Sun::from_sun(n * 1_000_000),
+                },
+            }],
+        })
+    }
+
+    #[test]
+    fn applying_a_record_twice_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = ReadModels::open(dir.path(), 1, 1 << 20).unwrap();
+        let p = Projector::new(models.clone());
+        let records: Vec<_> = (1..=3).map(|n| (n - 1, credit(n))).collect();
+        assert_eq!(p.step(0, &records[..2]).unwrap(), 2);
+        let once = models.dump().unwrap();
+        // A restart that re-reads from before the checkpoint: the overlap is skipped.
+        assert_eq!(p.step(0, &records[..2]).unwrap(), 2);
+        assert_eq!(models.dump().unwrap(), once);
+        assert_eq!(p.step(0, &records).unwrap(), 3);
+        let bal = models.balance(UserId::parse("5").unwrap()).unwrap().unwrap();
+        assert_eq!((bal.balance.as_sun(), bal.ledger_entries), (3_000_000, 3));
+    }
+}

@@ -11,3 +11,6 @@ pub mod pricing;
 
 pub use error::DomainError;
 pub use partition::PartitionState;
+
+#[cfg(test)]
+mod tests;
