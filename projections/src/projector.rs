@@ -215,7 +215,10 @@ mod tests {
         assert_eq!(p.step(0, &records[..2]).unwrap(), 2);
         assert_eq!(models.dump().unwrap(), once);
         assert_eq!(p.step(0, &records).unwrap(), 3);
-        let bal = models.balance(UserId::parse("5").unwrap()).unwrap().unwrap();
+        let bal = models
+            .balance(UserId::parse("5").unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!((bal.balance.as_sun(), bal.ledger_entries), (3_000_000, 3));
     }
 }

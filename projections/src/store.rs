@@ -27,6 +27,9 @@ pub struct ReadModels {
     pub(crate) applied: Arc<Vec<watch::Sender<u64>>>,
 }
 
+/// One raw entry of the read-model tree.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The tree's name; `rebuild` drops it whole.
 const TREE: &str = "read_models_v1";
 
@@ -215,7 +218,7 @@ impl ReadModels {
     }
 
     /// Every key and value, for comparing two builds of the read models.
-    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn dump(&self) -> Result<Vec<KeyValue>, StoreError> {
         self.tree
             .iter()
             .map(|r| {

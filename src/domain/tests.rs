@@ -6,7 +6,10 @@ use super::order::{self, OrderStatus};
 use super::pool;
 use super::{DomainError, PartitionState};
 use chrono::{TimeZone, Utc};
-use flashrent_events::{EnergyAmount, Event, FailureReason, OrderId, OrderKind, RentalDuration, Sun, TronAddress, UserId};
+use flashrent_events::{
+    EnergyAmount, Event, FailureReason, OrderId, OrderKind, RentalDuration, Sun, TronAddress,
+    UserId,
+};
 use proptest::prelude::*;
 
 fn user() -> UserId {
@@ -45,7 +48,12 @@ fn place(id: OrderId, price: Sun) -> account::Command {
 }
 
 fn credited(amount: &str, reference: &str) -> Event {
-    Event::BalanceCredited { user_id: user(), amount: trx(amount), reference: reference.into(), balance_after: trx(amount) }
+    Event::BalanceCredited {
+        user_id: user(),
+        amount: trx(amount),
+        reference: reference.into(),
+        balance_after: trx(amount),
+    }
 }
 
 #[test]
@@ -57,7 +65,12 @@ fn placing_an_order_pays_for_it_in_the_same_decision() {
     assert!(matches!(events[0], Event::OrderPlaced { .. }));
     assert_eq!(
         events[1],
-        Event::BalanceDebited { user_id: user(), order_id: id, amount: trx("5.85"), balance_after: trx("4.15") }
+        Event::BalanceDebited {
+            user_id: user(),
+            order_id: id,
+            amount: trx("5.85"),
+            balance_after: trx("4.15")
+        }
     );
 }
 
@@ -66,7 +79,10 @@ fn an_order_above_the_balance_is_refused_with_both_amounts() {
     let s = given(&[credited("3.5", "d")]);
     assert_eq!(
         account::decide(&s.account(user()), place(OrderId::new_v7(), trx("5.85"))),
-        Err(DomainError::InsufficientBalance { required: trx("5.85"), current: trx("3.5") })
+        Err(DomainError::InsufficientBalance {
+            required: trx("5.85"),
+            current: trx("3.5")
+        })
     );
 }
 
@@ -74,9 +90,24 @@ fn an_order_above_the_balance_is_refused_with_both_amounts() {
 fn a_credit_reference_credits_once_and_conflicts_on_another_amount() {
     let s = given(&[credited("10", "d")]);
     let acc = s.account(user());
-    assert_eq!(account::decide(&acc, account::Command::Credit { amount: trx("10"), reference: "d".into() }), Ok(vec![]));
+    assert_eq!(
+        account::decide(
+            &acc,
+            account::Command::Credit {
+                amount: trx("10"),
+                reference: "d".into()
+            }
+        ),
+        Ok(vec![])
+    );
     assert!(matches!(
-        account::decide(&acc, account::Command::Credit { amount: trx("11"), reference: "d".into() }),
+        account::decide(
+            &acc,
+            account::Command::Credit {
+                amount: trx("11"),
+                reference: "d".into()
+            }
+        ),
         Err(DomainError::CreditReferenceConflict { .. })
     ));
 }
@@ -88,7 +119,10 @@ fn a_processing_order_with_a_live_transaction_cannot_fail_without_naming_it() {
     for e in account::decide(&s.account(user()), place(id, trx("5.85"))).unwrap() {
         s.evolve(&e);
     }
-    s.evolve(&Event::OrderProcessing { order_id: id, supplier_wallet: supplier() });
+    s.evolve(&Event::OrderProcessing {
+        order_id: id,
+        supplier_wallet: supplier(),
+    });
     s.evolve(&Event::DelegationSigned {
         order_id: id,
         tx_id: "aa".into(),
@@ -105,23 +139,59 @@ fn a_processing_order_with_a_live_transaction_cannot_fail_without_naming_it() {
     assert!(order::decide(o, fail(Some("bb"))).is_err());
     assert_eq!(order::decide(o, fail(Some("aa"))).unwrap().len(), 1);
     // A second signature while one is live is refused: one delegation per order.
-    let resign = order::Command::RecordDelegationSigned { tx_id: "cc".into(), signed_tx: "01".into(), expires_at: Utc::now() };
+    let resign = order::Command::RecordDelegationSigned {
+        tx_id: "cc".into(),
+        signed_tx: "01".into(),
+        expires_at: Utc::now(),
+    };
     assert!(order::decide(o, resign).is_err());
 }
 
 #[test]
 fn the_pool_never_reserves_the_same_energy_twice() {
-    let s = given(&[Event::SupplierWalletRegistered { address: supplier(), energy_capacity: EnergyAmount::new(100_000).unwrap() }]);
+    let s = given(&[Event::SupplierWalletRegistered {
+        address: supplier(),
+        energy_capacity: EnergyAmount::new(100_000).unwrap(),
+    }]);
     let e = EnergyAmount::new(65_000).unwrap();
     let (a, b) = (OrderId::new_v7(), OrderId::new_v7());
     let mut s = s;
-    for ev in pool::decide(&s.pool, pool::Command::Reserve { order_id: a, energy: e, pinned_wallet: None }).unwrap() {
+    for ev in pool::decide(
+        &s.pool,
+        pool::Command::Reserve {
+            order_id: a,
+            energy: e,
+            pinned_wallet: None,
+        },
+    )
+    .unwrap()
+    {
         s.evolve(&ev);
     }
-    assert_eq!(pool::decide(&s.pool, pool::Command::Reserve { order_id: a, energy: e, pinned_wallet: None }), Ok(vec![]));
     assert_eq!(
-        pool::decide(&s.pool, pool::Command::Reserve { order_id: b, energy: e, pinned_wallet: None }),
-        Ok(vec![Event::EnergyReservationRejected { order_id: b, energy: e }])
+        pool::decide(
+            &s.pool,
+            pool::Command::Reserve {
+                order_id: a,
+                energy: e,
+                pinned_wallet: None
+            }
+        ),
+        Ok(vec![])
+    );
+    assert_eq!(
+        pool::decide(
+            &s.pool,
+            pool::Command::Reserve {
+                order_id: b,
+                energy: e,
+                pinned_wallet: None
+            }
+        ),
+        Ok(vec![Event::EnergyReservationRejected {
+            order_id: b,
+            energy: e
+        }])
     );
 }
 
@@ -154,23 +224,47 @@ fn settle(s: &PartitionState, id: OrderId, complete: bool) -> Vec<Event> {
         }
     };
     if o.status == OrderStatus::Pending {
-        apply(&mut s, order::decide(&o, order::Command::StartProcessing { supplier_wallet: supplier() }).unwrap());
+        apply(
+            &mut s,
+            order::decide(
+                &o,
+                order::Command::StartProcessing {
+                    supplier_wallet: supplier(),
+                },
+            )
+            .unwrap(),
+        );
     }
     if complete && s.orders[&id].status == OrderStatus::Processing {
-        let tx = order::Command::RecordDelegationSigned { tx_id: "t".into(), signed_tx: "s".into(), expires_at: Utc::now() };
+        let tx = order::Command::RecordDelegationSigned {
+            tx_id: "t".into(),
+            signed_tx: "s".into(),
+            expires_at: Utc::now(),
+        };
         let evs = order::decide(&s.orders[&id], tx).unwrap();
         apply(&mut s, evs);
         let now = Utc::now();
-        let done = order::Command::Complete { transaction_hash: "t".into(), block_number: 1, now, rental_ends_at: now };
+        let done = order::Command::Complete {
+            transaction_hash: "t".into(),
+            block_number: 1,
+            now,
+            rental_ends_at: now,
+        };
         let evs = order::decide(&s.orders[&id], done).unwrap();
         apply(&mut s, evs);
     } else if s.orders[&id].status == OrderStatus::Processing {
-        let fail = order::Command::Fail { reason: FailureReason::DelegationFailed, detail: String::new(), failed_tx: None };
+        let fail = order::Command::Fail {
+            reason: FailureReason::DelegationFailed,
+            detail: String::new(),
+            failed_tx: None,
+        };
         let evs = order::decide(&s.orders[&id], fail).unwrap();
         apply(&mut s, evs);
     }
     if s.orders[&id].status == OrderStatus::Failed {
-        let refund = account::Command::Refund { order: s.orders[&id].clone() };
+        let refund = account::Command::Refund {
+            order: s.orders[&id].clone(),
+        };
         let evs = account::decide(&s.account(o.user_id), refund).unwrap();
         apply(&mut s, evs);
     }
