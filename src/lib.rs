@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod consistency;
 pub mod domain;
 pub mod engine;
 pub mod http;

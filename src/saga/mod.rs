@@ -500,8 +500,6 @@ impl Saga {
 
     /// Waits until the read models show what a command recorded, so the next step sees it.
     async fn settled<R>(&self, done: Executed<R>) {
-        if let Some(offset) = done.offset {
-            self.0.models.wait_applied(done.partition, offset).await;
-        }
+        crate::consistency::projected(&self.0.models, &done).await;
     }
 }

@@ -39,9 +39,7 @@ pub async fn credit(
         .engine
         .credit(meta(&req), user, amount, reference.clone())
         .await?;
-    if let Some(offset) = done.offset {
-        state.models.wait_applied(done.partition, offset).await;
-    }
+    crate::consistency::projected(&state.models, &done).await;
     let credited = done.offset.is_some();
     let status = if credited {
         actix_web::http::StatusCode::CREATED
@@ -89,9 +87,7 @@ pub async fn register_supplier(
         .engine
         .register_supplier(meta(&req), address, capacity)
         .await?;
-    if let Some(offset) = done.offset {
-        state.models.wait_applied(done.partition, offset).await;
-    }
+    crate::consistency::projected(&state.models, &done).await;
     let view = state
         .models
         .pool_wallets()?

@@ -126,9 +126,7 @@ pub async fn create(
         estimated_completion,
     };
     let done = state.engine.place_order(m, user, order).await?;
-    if let Some(offset) = done.offset {
-        state.models.wait_applied(done.partition, offset).await;
-    }
+    crate::consistency::projected(&state.models, &done).await;
     match done.reply {
         Placed::New(order_id) => Ok(HttpResponse::Created().json(json!({
             "order_id": order_id,
@@ -283,9 +281,7 @@ pub async fn deduct(
         .engine
         .deduct(meta(&req), user, order_id, amount)
         .await?;
-    if let Some(offset) = done.offset {
-        state.models.wait_applied(done.partition, offset).await;
-    }
+    crate::consistency::projected(&state.models, &done).await;
     let balance = state
         .models
         .balance(user)?

@@ -35,9 +35,7 @@ pub async fn add(
     let b: AddWallet = extract::json_body(&body)?;
     let address = extract::address("wallet_address", &b.wallet_address)?;
     let done = state.engine.add_wallet(meta(&req), user, address).await?;
-    if let Some(offset) = done.offset {
-        state.models.wait_applied(done.partition, offset).await;
-    }
+    crate::consistency::projected(&state.models, &done).await;
     let wallet = state
         .models
         .wallets(user)?
