@@ -87,8 +87,9 @@ impl<'a> Staged<'a> {
                 view.status.clone().into_bytes(),
             );
         }
-        let finished = view.status == "refunded" || view.rental_ended_at.is_some();
-        if finished {
+        // A completed order's remaining work (the rental's end) is found by the rental-end
+        // index, so it leaves the active set once completed.
+        if view.status == "refunded" || view.status == "completed" {
             self.delete(keys::active(&id));
         }
         self.put(key, &view);
@@ -280,7 +281,7 @@ impl<'a> Staged<'a> {
                 rental_ends_at,
                 ..
             } => {
-                self.update_order(env, |o| {
+                let view = self.update_order(env, |o| {
                     o.status = "completed".into();
                     o.pending_transaction = None;
                     o.pending_signed_tx = None;
@@ -289,6 +290,9 @@ impl<'a> Staged<'a> {
                     o.completed_at = Some(*completed_at);
                     o.rental_ends_at = Some(*rental_ends_at);
                 })?;
+                if let Some(v) = view {
+                    self.put_raw(keys::rental_end(*rental_ends_at, &v.order_id), vec![]);
+                }
             }
             Event::OrderFailed { reason, detail, .. } => {
                 let view = self.update_order(env, |o| {
@@ -338,12 +342,15 @@ impl<'a> Staged<'a> {
                 ended_at,
                 ..
             } => {
-                self.update_order(env, |o| {
+                let view = self.update_order(env, |o| {
                     o.reclaim_transaction = None;
                     o.reclaim_signed_tx = None;
                     o.reclaim_transaction_hash = Some(reclaim_transaction_hash.clone());
                     o.rental_ended_at = Some(*ended_at);
                 })?;
+                if let Some(ends) = view.and_then(|v| v.rental_ends_at.map(|e| (e, v.order_id))) {
+                    self.delete(keys::rental_end(ends.0, &ends.1));
+                }
             }
             Event::SupplierWalletRegistered {
                 address,

@@ -39,3 +39,8 @@ pub const ACTIVE_PREFIX: &[u8] = b"a/";
 pub fn status_count(status: &str) -> Vec<u8> {
     format!("s/{status}").into_bytes()
 }
+/// Completed rentals by end time, so the rental-end timer is a range scan of what is due.
+pub fn rental_end(ends_at: chrono::DateTime<chrono::Utc>, id: &OrderId) -> Vec<u8> {
+    format!("e/{:020}/{id}", ends_at.timestamp_millis().max(0)).into_bytes()
+}
+pub const RENTAL_END_PREFIX: &[u8] = b"e/";

@@ -193,6 +193,33 @@ impl ReadModels {
         Ok(out)
     }
 
+    /// Completed rentals whose end time has come, oldest first.
+    pub fn due_rentals(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let end = keys::rental_end(
+            now,
+            &OrderId::parse("ffffffff-ffff-ffff-ffff-ffffffffffff").expect("max uuid"),
+        );
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range(keys::RENTAL_END_PREFIX.to_vec()..end)
+            .take(limit)
+        {
+            let (k, _) = item?;
+            let id = k
+                .rsplit(|b| *b == b'/')
+                .next()
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .and_then(|t| OrderId::parse(t).ok());
+            out.extend(id);
+        }
+        Ok(out)
+    }
+
     pub fn status_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"s/") {

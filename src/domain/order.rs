@@ -5,10 +5,7 @@
 
 use super::DomainError;
 use chrono::{DateTime, Utc};
-use flashrent_events::{
-    EnergyAmount, Event, FailureReason, OrderId, OrderKind, RentalDuration, Sun, TronAddress,
-    UserId,
-};
+use flashrent_events::{Event, FailureReason, OrderId, OrderKind, Sun, TronAddress, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderStatus {
@@ -31,34 +28,31 @@ impl OrderStatus {
     }
 }
 
-/// A transaction the engine signed, and what is known of it.
+/// A transaction the engine signed and has not yet seen settle. The signed bytes live in
+/// the events and read models; deciding only needs the id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedTx {
-    pub tx_id: String,
-    pub signed_tx: String,
-    pub expires_at: DateTime<Utc>,
+pub struct LiveTx {
+    pub tx_id: Box<str>,
     pub broadcast: bool,
 }
 
+/// What the order's writer decides with: only what its rules read. Kept small, because a
+/// writer holds every order of its partition in memory; the rest of an order (energy,
+/// addresses, times) lives in its events and read model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     pub order_id: OrderId,
     pub user_id: UserId,
     pub kind: OrderKind,
-    pub energy: EnergyAmount,
-    pub duration: RentalDuration,
-    pub receive_address: TronAddress,
     pub price: Sun,
-    pub pinned_wallet: Option<TronAddress>,
     pub status: OrderStatus,
     pub paid: bool,
     pub refunded: bool,
-    pub supplier_wallet: Option<TronAddress>,
-    pub delegation: Option<SignedTx>,
-    pub transaction_hash: Option<String>,
-    pub rental_ends_at: Option<DateTime<Utc>>,
-    pub reclaim: Option<SignedTx>,
     pub rental_ended: bool,
+    pub supplier_wallet: Option<TronAddress>,
+    pub delegation: Option<Box<LiveTx>>,
+    pub transaction_hash: Option<Box<str>>,
+    pub reclaim: Option<Box<LiveTx>>,
     pub version: u64,
 }
 
@@ -134,7 +128,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
             action: c.name(),
         })
     };
-    let unsettled_tx = |tx: &Option<SignedTx>| tx.as_ref().is_some_and(|t| !t.tx_id.is_empty());
+    let unsettled_tx = |tx: &Option<Box<LiveTx>>| tx.is_some();
     match (&command, order.status) {
         (Command::StartProcessing { supplier_wallet }, Pending) => {
             Ok(vec![Event::OrderProcessing {
@@ -157,7 +151,11 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
         ) => {
             if unsettled_tx(&order.delegation) {
                 // One live transaction per order: the old one must be expired first.
-                return if order.delegation.as_ref().is_some_and(|t| &t.tx_id == tx_id) {
+                return if order
+                    .delegation
+                    .as_ref()
+                    .is_some_and(|t| *t.tx_id == **tx_id)
+                {
                     Ok(vec![])
                 } else {
                     refuse(&command)
@@ -171,15 +169,15 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
             }])
         }
         (Command::RecordDelegationBroadcast { tx_id }, Processing) => match &order.delegation {
-            Some(t) if &t.tx_id == tx_id && t.broadcast => Ok(vec![]),
-            Some(t) if &t.tx_id == tx_id => Ok(vec![Event::DelegationBroadcast {
+            Some(t) if *t.tx_id == **tx_id && t.broadcast => Ok(vec![]),
+            Some(t) if *t.tx_id == **tx_id => Ok(vec![Event::DelegationBroadcast {
                 order_id,
                 tx_id: tx_id.clone(),
             }]),
             _ => refuse(&command),
         },
         (Command::ExpireDelegation { tx_id }, Processing) => match &order.delegation {
-            Some(t) if &t.tx_id == tx_id => Ok(vec![Event::DelegationExpired {
+            Some(t) if *t.tx_id == **tx_id => Ok(vec![Event::DelegationExpired {
                 order_id,
                 tx_id: tx_id.clone(),
             }]),
@@ -194,7 +192,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
             },
             Processing,
         ) => {
-            if order.delegation.as_ref().map(|t| &t.tx_id) != Some(transaction_hash) {
+            if order.delegation.as_ref().map(|t| &*t.tx_id) != Some(transaction_hash.as_str()) {
                 return refuse(&command);
             }
             Ok(vec![Event::OrderCompleted {
@@ -210,7 +208,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                 transaction_hash, ..
             },
             Completed,
-        ) if order.transaction_hash.as_ref() == Some(transaction_hash) => Ok(vec![]),
+        ) if order.transaction_hash.as_deref() == Some(transaction_hash.as_str()) => Ok(vec![]),
         (
             Command::Fail {
                 reason,
@@ -219,7 +217,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
             },
             Pending | Processing,
         ) => match &order.delegation {
-            Some(t) if Some(&t.tx_id) != failed_tx.as_ref() => refuse(&command),
+            Some(t) if Some(&*t.tx_id) != failed_tx.as_deref() => refuse(&command),
             _ => Ok(vec![Event::OrderFailed {
                 order_id,
                 reason: *reason,
@@ -236,7 +234,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
             Completed,
         ) if !order.rental_ended => {
             if unsettled_tx(&order.reclaim) {
-                return if order.reclaim.as_ref().is_some_and(|t| &t.tx_id == tx_id) {
+                return if order.reclaim.as_ref().is_some_and(|t| *t.tx_id == **tx_id) {
                     Ok(vec![])
                 } else {
                     refuse(&command)
@@ -250,15 +248,15 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
             }])
         }
         (Command::RecordReclaimBroadcast { tx_id }, Completed) => match &order.reclaim {
-            Some(t) if &t.tx_id == tx_id && t.broadcast => Ok(vec![]),
-            Some(t) if &t.tx_id == tx_id => Ok(vec![Event::ReclaimBroadcast {
+            Some(t) if *t.tx_id == **tx_id && t.broadcast => Ok(vec![]),
+            Some(t) if *t.tx_id == **tx_id => Ok(vec![Event::ReclaimBroadcast {
                 order_id,
                 tx_id: tx_id.clone(),
             }]),
             _ => refuse(&command),
         },
         (Command::ExpireReclaim { tx_id }, Completed) => match &order.reclaim {
-            Some(t) if &t.tx_id == tx_id && !order.rental_ended => {
+            Some(t) if *t.tx_id == **tx_id && !order.rental_ended => {
                 Ok(vec![Event::ReclaimExpired {
                     order_id,
                     tx_id: tx_id.clone(),
@@ -276,7 +274,8 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
             if order.rental_ended {
                 return Ok(vec![]);
             }
-            if order.reclaim.as_ref().map(|t| &t.tx_id) != Some(reclaim_transaction_hash) {
+            if order.reclaim.as_ref().map(|t| &*t.tx_id) != Some(reclaim_transaction_hash.as_str())
+            {
                 return refuse(&command);
             }
             Ok(vec![Event::RentalEnded {
@@ -296,30 +295,21 @@ pub fn start(event: &Event) -> Option<Order> {
             order_id,
             user_id,
             kind,
-            energy,
-            duration,
-            receive_address,
             price,
-            pinned_wallet,
             ..
         } => Some(Order {
             order_id: *order_id,
             user_id: *user_id,
             kind: *kind,
-            energy: *energy,
-            duration: *duration,
-            receive_address: *receive_address,
             price: *price,
-            pinned_wallet: *pinned_wallet,
             status: OrderStatus::Pending,
             paid: false,
             refunded: false,
+            rental_ended: false,
             supplier_wallet: None,
             delegation: None,
             transaction_hash: None,
-            rental_ends_at: None,
             reclaim: None,
-            rental_ended: false,
             version: 1,
         }),
         _ => None,
@@ -327,11 +317,11 @@ pub fn start(event: &Event) -> Option<Order> {
 }
 
 pub fn evolve(mut order: Order, event: &Event) -> Order {
-    let signed = |tx_id: &String, signed_tx: &String, expires_at: &DateTime<Utc>| SignedTx {
-        tx_id: tx_id.clone(),
-        signed_tx: signed_tx.clone(),
-        expires_at: *expires_at,
-        broadcast: false,
+    let live = |tx_id: &str| {
+        Some(Box::new(LiveTx {
+            tx_id: tx_id.into(),
+            broadcast: false,
+        }))
     };
     match event {
         Event::BalanceDebited { .. } => {
@@ -346,12 +336,7 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
             order.status = OrderStatus::Processing;
             order.supplier_wallet = Some(*supplier_wallet);
         }
-        Event::DelegationSigned {
-            tx_id,
-            signed_tx,
-            expires_at,
-            ..
-        } => order.delegation = Some(signed(tx_id, signed_tx, expires_at)),
+        Event::DelegationSigned { tx_id, .. } => order.delegation = live(tx_id),
         Event::DelegationBroadcast { .. } => {
             if let Some(t) = order.delegation.as_mut() {
                 t.broadcast = true;
@@ -359,30 +344,18 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
         }
         Event::DelegationExpired { .. } => order.delegation = None,
         Event::OrderCompleted {
-            transaction_hash,
-            rental_ends_at,
-            ..
+            transaction_hash, ..
         } => {
             order.status = OrderStatus::Completed;
-            order.transaction_hash = Some(transaction_hash.clone());
-            order.rental_ends_at = Some(*rental_ends_at);
-            // The signed bytes are no longer needed once the delegation is on chain.
-            order.delegation = order.delegation.take().map(|t| SignedTx {
-                signed_tx: String::new(),
-                ..t
-            });
+            order.transaction_hash = Some(transaction_hash.as_str().into());
+            order.delegation = None;
         }
         Event::OrderFailed { .. } => order.status = OrderStatus::Failed,
         Event::OrderRefunded { .. } => {
             order.status = OrderStatus::Refunded;
             order.refunded = true;
         }
-        Event::ReclaimSigned {
-            tx_id,
-            signed_tx,
-            expires_at,
-            ..
-        } => order.reclaim = Some(signed(tx_id, signed_tx, expires_at)),
+        Event::ReclaimSigned { tx_id, .. } => order.reclaim = live(tx_id),
         Event::ReclaimBroadcast { .. } => {
             if let Some(t) = order.reclaim.as_mut() {
                 t.broadcast = true;
@@ -391,10 +364,7 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
         Event::ReclaimExpired { .. } => order.reclaim = None,
         Event::RentalEnded { .. } => {
             order.rental_ended = true;
-            order.reclaim = order.reclaim.take().map(|t| SignedTx {
-                signed_tx: String::new(),
-                ..t
-            });
+            order.reclaim = None;
         }
         _ => return order,
     }

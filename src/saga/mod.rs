@@ -18,14 +18,14 @@ pub mod step;
 use crate::chain::{Chain, ChainError, Delegation, TxStatus};
 use crate::domain::{order::Command as OrderCmd, pool::Command as PoolCmd};
 use crate::engine::{CommandMeta, Engine, EngineError, Executed, ReserveOutcome};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use flashrent_events::{FailureReason, OrderId};
 use flashrent_projections::{OrderView, ProjectedRecord, ReadModels};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use step::Step;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -53,8 +53,6 @@ struct Inner {
     chain: Arc<dyn Chain>,
     config: SagaConfig,
     in_flight: Mutex<HashSet<OrderId>>,
-    timers: Mutex<BTreeSet<(DateTime<Utc>, OrderId)>>,
-    timer_changed: Notify,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -85,8 +83,6 @@ impl Saga {
             chain,
             config,
             in_flight: Mutex::new(HashSet::new()),
-            timers: Mutex::new(BTreeSet::new()),
-            timer_changed: Notify::new(),
             shutdown,
         }))
     }
@@ -134,40 +130,23 @@ impl Saga {
         self.0.in_flight.lock().expect("saga lock").len()
     }
 
+    /// Rental ends come from the read models' index of completed rentals by end time: it is
+    /// derived from events (so it survives restarts) and costs no memory per rental.
     async fn run_timers(&self) {
         let mut shutdown = self.0.shutdown.clone();
         loop {
-            let now = Utc::now();
-            let due: Vec<OrderId> = {
-                let mut t = self.0.timers.lock().expect("saga lock");
-                let later = t.split_off(&(
-                    now,
-                    OrderId::parse("ffffffff-ffff-ffff-ffff-ffffffffffff").expect("max uuid"),
-                ));
-                std::mem::replace(&mut *t, later)
-                    .into_iter()
-                    .map(|(_, id)| id)
-                    .collect()
-            };
-            for id in due {
-                self.kick(id);
+            match self.0.models.due_rentals(Utc::now(), 10_000) {
+                Ok(due) => due.into_iter().for_each(|id| self.kick(id)),
+                Err(e) => tracing::error!(error = %e, "saga cannot read the rental-end index"),
             }
-            let next = self
+            let wait = self
                 .0
-                .timers
-                .lock()
-                .expect("saga lock")
-                .first()
-                .map(|(at, _)| *at);
-            let wait = next.map_or(Duration::from_secs(1), |at| {
-                (at - Utc::now())
-                    .to_std()
-                    .unwrap_or_default()
-                    .min(Duration::from_secs(1))
-            });
+                .config
+                .poll_interval
+                .max(Duration::from_millis(50))
+                .min(Duration::from_secs(1));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.0.timer_changed.notified() => {}
                 _ = shutdown.changed() => return,
             }
         }
@@ -378,11 +357,8 @@ impl Saga {
                 }
                 self.settled(e.refund(meta(), user, id).await?).await;
             }
-            Step::AwaitRentalEnd(at) => {
-                self.0.timers.lock().expect("saga lock").insert((at, id));
-                self.0.timer_changed.notify_one();
-                return Ok(false);
-            }
+            // The rental-end index brings the order back when it is due.
+            Step::AwaitRentalEnd(_) => return Ok(false),
             Step::SignReclaim => {
                 let wallet = o
                     .supplier_wallet
