@@ -24,7 +24,10 @@ enum Command {
     },
 }
 
-#[actix_web::main]
+// A multi-threaded runtime for the engine (partition writers, projectors, saga); actix-web
+// runs its HTTP workers on threads of their own. Under `actix_web::main` every engine task
+// would share the one system thread.
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {

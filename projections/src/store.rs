@@ -39,7 +39,9 @@ impl ReadModels {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(500))
+            // Read models are rebuilt from the log, never the only copy: trade space for speed.
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(Some(1000))
             .open()?;
         let tree = db.open_tree(TREE)?;
         let models = ReadModels {

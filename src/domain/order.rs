@@ -57,8 +57,11 @@ pub struct Order {
 }
 
 pub enum Command {
+    /// Moves a reserved order to processing; with `signed`, records its first delegation
+    /// transaction in the same record.
     StartProcessing {
         supplier_wallet: TronAddress,
+        signed: Option<(String, String, DateTime<Utc>)>,
     },
     RecordDelegationSigned {
         tx_id: String,
@@ -130,17 +133,35 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
     };
     let unsettled_tx = |tx: &Option<Box<LiveTx>>| tx.is_some();
     match (&command, order.status) {
-        (Command::StartProcessing { supplier_wallet }, Pending) => {
-            Ok(vec![Event::OrderProcessing {
+        (
+            Command::StartProcessing {
+                supplier_wallet,
+                signed,
+            },
+            Pending,
+        ) => {
+            let mut events = vec![Event::OrderProcessing {
                 order_id,
                 supplier_wallet: *supplier_wallet,
-            }])
+            }];
+            if let Some((tx_id, signed_tx, expires_at)) = signed {
+                events.push(Event::DelegationSigned {
+                    order_id,
+                    tx_id: tx_id.clone(),
+                    signed_tx: signed_tx.clone(),
+                    expires_at: *expires_at,
+                });
+            }
+            Ok(events)
         }
-        (Command::StartProcessing { supplier_wallet }, Processing)
-            if order.supplier_wallet == Some(*supplier_wallet) =>
-        {
-            Ok(vec![])
-        }
+        // Already processing: a signature made for a repeat of this step is never recorded,
+        // so it is never broadcast.
+        (
+            Command::StartProcessing {
+                supplier_wallet, ..
+            },
+            Processing,
+        ) if order.supplier_wallet == Some(*supplier_wallet) => Ok(vec![]),
         (
             Command::RecordDelegationSigned {
                 tx_id,

@@ -230,6 +230,7 @@ fn settle(s: &PartitionState, id: OrderId, complete: bool) -> Vec<Event> {
                 &o,
                 order::Command::StartProcessing {
                     supplier_wallet: supplier(),
+                    signed: None,
                 },
             )
             .unwrap(),

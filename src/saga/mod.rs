@@ -15,7 +15,7 @@
 
 pub mod step;
 
-use crate::chain::{Chain, ChainError, Delegation, TxStatus};
+use crate::chain::{Chain, ChainError, Delegation, SignedTransaction, TxStatus};
 use crate::domain::{order::Command as OrderCmd, pool::Command as PoolCmd};
 use crate::engine::{CommandMeta, Engine, EngineError, Executed, ReserveOutcome};
 use chrono::Utc;
@@ -58,6 +58,14 @@ struct Inner {
 
 #[derive(Clone)]
 pub struct Saga(Arc<Inner>);
+
+/// How a broadcast transaction settled on chain.
+enum Outcome {
+    Confirmed(u64),
+    Failed(String),
+    /// Never seen and past its expiry: it cannot land any more.
+    Expired,
+}
 
 #[derive(Debug, thiserror::Error)]
 enum StepError {
@@ -218,18 +226,22 @@ impl Saga {
                 };
                 match e.reserve(meta(), id, o.energy_amount, pinned).await?.reply {
                     ReserveOutcome::Reserved { wallet } => {
-                        self.settled(
-                            e.order_command(
-                                meta(),
-                                user,
-                                id,
-                                OrderCmd::StartProcessing {
-                                    supplier_wallet: wallet,
-                                },
-                            )
-                            .await?,
-                        )
-                        .await;
+                        // Sign before recording, and record before broadcasting: a crash
+                        // between the two leaves a signature nobody ever sends.
+                        let signed = match self.0.chain.sign_delegation(&delegation(wallet)).await {
+                            Ok(tx) => Some((tx.tx_id, tx.signed_tx, tx.expires_at)),
+                            Err(ChainError::Refused(why)) => {
+                                tracing::warn!(order_id = %id, why, "the chain refused to build the delegation");
+                                None
+                            }
+                            Err(err) => return Err(err.into()),
+                        };
+                        let cmd = OrderCmd::StartProcessing {
+                            supplier_wallet: wallet,
+                            signed,
+                        };
+                        self.settled(e.order_command(meta(), user, id, cmd).await?)
+                            .await;
                     }
                     ReserveOutcome::Rejected => {
                         self.fail(
@@ -295,8 +307,9 @@ impl Saga {
                 }
                 Err(err) => return Err(err.into()),
             },
-            Step::AwaitDelegation(tx) => match self.0.chain.status(&tx.tx_id).await? {
-                TxStatus::Confirmed { block } => {
+            Step::AwaitDelegation(tx) => match self.outcome(&tx).await? {
+                None => return Ok(false),
+                Some(Outcome::Confirmed(block)) => {
                     e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id })
                         .await?;
                     let now = Utc::now();
@@ -311,43 +324,23 @@ impl Saga {
                     self.settled(e.order_command(meta(), user, id, cmd).await?)
                         .await;
                 }
-                TxStatus::Failed { reason } => {
+                Some(Outcome::Failed(reason)) => {
                     *attempts += 1;
                     if *attempts >= self.0.config.max_delegation_attempts {
                         self.fail(o, FailureReason::DelegationFailed, &reason, Some(tx.tx_id))
                             .await?;
                     } else {
                         tracing::warn!(order_id = %id, reason, attempt = *attempts, "delegation failed on chain; trying again");
-                        self.settled(
-                            e.order_command(
-                                meta(),
-                                user,
-                                id,
-                                OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
-                            )
-                            .await?,
-                        )
-                        .await;
+                        let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
+                        self.settled(e.order_command(meta(), user, id, cmd).await?)
+                            .await;
                     }
                 }
-                TxStatus::Unknown if Utc::now() > tx.expires_at => {
-                    self.settled(
-                        e.order_command(
-                            meta(),
-                            user,
-                            id,
-                            OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
-                        )
-                        .await?,
-                    )
-                    .await;
+                Some(Outcome::Expired) => {
+                    let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
+                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                        .await;
                 }
-                TxStatus::Unknown => {
-                    // Never seen (a broadcast lost, or a restart): the same bytes again are harmless.
-                    self.0.chain.broadcast(&tx).await.ok();
-                    tokio::time::sleep(self.0.config.poll_interval).await;
-                }
-                TxStatus::Pending => tokio::time::sleep(self.0.config.poll_interval).await,
             },
             Step::Settle { refund } => {
                 e.pool_command(meta(), PoolCmd::Release { order_id: id })
@@ -401,8 +394,9 @@ impl Saga {
                 }
                 Err(err) => return Err(err.into()),
             },
-            Step::AwaitReclaim(tx) => match self.0.chain.status(&tx.tx_id).await? {
-                TxStatus::Confirmed { .. } => {
+            Step::AwaitReclaim(tx) => match self.outcome(&tx).await? {
+                None => return Ok(false),
+                Some(Outcome::Confirmed(_)) => {
                     e.pool_command(meta(), PoolCmd::Return { order_id: id })
                         .await?;
                     let cmd = OrderCmd::EndRental {
@@ -412,40 +406,41 @@ impl Saga {
                     self.settled(e.order_command(meta(), user, id, cmd).await?)
                         .await;
                 }
-                TxStatus::Failed { reason } => {
-                    tracing::warn!(order_id = %id, reason, "reclaim failed on chain; signing anew");
-                    tokio::time::sleep(self.0.config.poll_interval).await;
-                    self.settled(
-                        e.order_command(
-                            meta(),
-                            user,
-                            id,
-                            OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
-                        )
-                        .await?,
-                    )
-                    .await;
+                Some(outcome) => {
+                    if let Outcome::Failed(reason) = outcome {
+                        tracing::warn!(order_id = %id, reason, "reclaim failed on chain; signing anew");
+                        tokio::time::sleep(self.0.config.poll_interval).await;
+                    }
+                    let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
+                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                        .await;
                 }
-                TxStatus::Unknown if Utc::now() > tx.expires_at => {
-                    self.settled(
-                        e.order_command(
-                            meta(),
-                            user,
-                            id,
-                            OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
-                        )
-                        .await?,
-                    )
-                    .await;
-                }
-                TxStatus::Unknown => {
-                    self.0.chain.broadcast(&tx).await.ok();
-                    tokio::time::sleep(self.0.config.poll_interval).await;
-                }
-                TxStatus::Pending => tokio::time::sleep(self.0.config.poll_interval).await,
             },
         }
         Ok(true)
+    }
+
+    /// Asks the chain about a broadcast transaction until it settles, without re-reading the
+    /// order between polls. A transaction the chain has never seen goes out again (the same
+    /// bytes, so harmless) until it expires. `None` on shutdown.
+    async fn outcome(&self, tx: &SignedTransaction) -> Result<Option<Outcome>, ChainError> {
+        loop {
+            if *self.0.shutdown.borrow() {
+                return Ok(None);
+            }
+            match self.0.chain.status(&tx.tx_id).await? {
+                TxStatus::Confirmed { block } => return Ok(Some(Outcome::Confirmed(block))),
+                TxStatus::Failed { reason } => return Ok(Some(Outcome::Failed(reason))),
+                TxStatus::Unknown if Utc::now() > tx.expires_at => {
+                    return Ok(Some(Outcome::Expired))
+                }
+                TxStatus::Unknown => {
+                    self.0.chain.broadcast(tx).await.ok();
+                }
+                TxStatus::Pending => {}
+            }
+            tokio::time::sleep(self.0.config.poll_interval).await;
+        }
     }
 
     fn rental_seconds(&self, o: &OrderView) -> u64 {

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Load benchmark of `flashrent serve` (simulated chain, embedded log), driven by wrk.
+#
+#   bench/run.sh                               # default run, a few minutes
+#   BENCH_ORDERS_SECONDS=180 bench/run.sh      # long POST run, for the memory target
+#                                              # (RSS < 300 MiB through a million orders;
+#                                              # at ~2k orders/s that needs ~500 s)
+#
+# Everything talks to 127.0.0.1 only. The server gets a fresh temp data dir, which
+# the EXIT trap removes together with the server process.
+set -euo pipefail
+
+USERS=${BENCH_USERS:-2000}                  # distinct user ids the orders are spread over
+CREDIT_TRX=${BENCH_CREDIT_TRX:-1000000}     # per user; 5.85 TRX/order => ~170k orders each
+CONNS=${BENCH_CONNS:-64}
+THREADS=${BENCH_THREADS:-2}
+ORDERS_SECONDS=${BENCH_ORDERS_SECONDS:-20}  # saturating POST /api/orders run
+PACED_RATES=${BENCH_PACED_RATES:-"5000 1000"}  # orders/s of the paced latency runs
+PACED_SECONDS=${BENCH_PACED_SECONDS:-20}
+GET_IDS=${BENCH_GET_IDS:-1000}              # orders created with curl for the GET run
+GET_SECONDS=${BENCH_GET_SECONDS:-20}
+PRICE_SUN=5850000                           # 65000 energy x 1h at 90 sun/energy
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$CARGO_TARGET_DIR/release/flashrent
+
+WORK=$(mktemp -d /tmp/flashrent-bench.XXXXXX)
+SERVER_PID=""
+SAMPLER_PID=""
+cleanup() {
+  [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null || true
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID"
+    # Graceful shutdown first (actix drains connections); SIGKILL after 15 s.
+    for _ in $(seq 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# --- 1. tools, binary, server ------------------------------------------------
+if ! command -v wrk >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq wrk
+fi
+log "building release binary into $CARGO_TARGET_DIR"
+(cd "$ROOT" && cargo build --release --quiet)
+
+export FLASHRENT_ADMIN_TOKEN=bench
+# RUST_LOG=warn: the info log is not the thing being measured.
+RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" \
+  >"$WORK/server.out" 2>"$WORK/server.err" &
+SERVER_PID=$!
+
+PORT=""
+for _ in $(seq 300); do  # up to 30 s for startup
+  PORT=$(sed -n 's#^flashrent listening on http://127.0.0.1:\([0-9]*\)$#\1#p' "$WORK/server.out")
+  [[ -n $PORT ]] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.err"; exit 1; }
+  sleep 0.1
+done
+[[ -n $PORT ]] || { echo "server did not report its port"; cat "$WORK/server.err"; exit 1; }
+URL=http://127.0.0.1:$PORT
+echo "server pid $SERVER_PID at $URL, data dir $WORK/data"
+
+# Resident memory every 2 s, to see growth over the run, not only the peak.
+# Bounded: stops with the server, or after 2 h.
+( for _ in $(seq 3600); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    echo "$(date +%s) $(awk '/^VmRSS/{print $2}' /proc/"$SERVER_PID"/status 2>/dev/null)" >>"$WORK/rss.log"
+    sleep 2
+  done ) &
+SAMPLER_PID=$!
+
+# --- 2. credit the users -------------------------------------------------------
+log "crediting $USERS users with $CREDIT_TRX TRX each (curl, 16 in parallel)"
+start=$(date +%s%N)
+seq 1 "$USERS" | xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\n' --max-time 10 \
+  -X POST "$URL/api/admin/users/{}/credit" -H 'Authorization: Bearer bench' \
+  -H 'Content-Type: application/json' \
+  -d "{\"amount_trx\": $CREDIT_TRX, \"reference\": \"bench-{}\"}" >"$WORK/credit.codes"
+echo "credit HTTP status (count code): $(sort "$WORK/credit.codes" | uniq -c | xargs)" \
+  "in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+[[ $(grep -cv '^201$' "$WORK/credit.codes") == 0 ]] || { echo "crediting failed"; exit 1; }
+
+# --- 3. POST /api/orders ----------------------------------------------------------
+export BENCH_USERS=$USERS BENCH_THREADS=$THREADS
+log "POST /api/orders, saturating: ${ORDERS_SECONDS}s, $CONNS connections, $THREADS threads"
+wrk -t"$THREADS" -c"$CONNS" -d"${ORDERS_SECONDS}s" --timeout 10s --latency \
+  -s "$HERE/orders.lua" "$URL" | tee "$WORK/post.txt"
+
+for rate in $PACED_RATES; do
+  log "POST /api/orders, paced at $rate/s: ${PACED_SECONDS}s, $CONNS connections"
+  BENCH_RATE=$rate wrk -t"$THREADS" -c"$CONNS" -d"${PACED_SECONDS}s" --timeout 10s --latency \
+    -s "$HERE/orders.lua" "$URL" | tee "$WORK/paced-$rate.txt"
+done
+
+# --- 4. GET /api/orders/{id} --------------------------------------------------------
+log "creating $GET_IDS orders with curl for the GET run"
+# One printf per response: parallel curls writing straight to the pipe interleave.
+seq 1 "$GET_IDS" | xargs -P 8 -I{} sh -c 'printf "%s\n" "$(curl -s --max-time 10 \
+    -X POST "$0/api/orders" -H "Content-Type: application/json" \
+    -d "{\"user_id\":\"$(( {} % $1 + 1 ))\",\"energy_amount\":65000,\"duration\":\"1h\",\"receive_address\":\"TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2\",\"cost_trx\":5.85}")"' \
+  "$URL" "$USERS" >"$WORK/created.json"
+grep -o '"order_id":"[^"]*"' "$WORK/created.json" | cut -d'"' -f4 >"$WORK/ids.txt" || true
+echo "collected $(wc -l <"$WORK/ids.txt") order ids of $GET_IDS requests"
+[[ $(wc -l <"$WORK/ids.txt") -gt 0 ]] || { echo "no order ids"; exit 1; }
+
+log "GET /api/orders/{id}: ${GET_SECONDS}s, $CONNS connections, $THREADS threads"
+BENCH_IDS_FILE=$WORK/ids.txt wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --timeout 10s \
+  --latency -s "$HERE/get_orders.lua" "$URL" | tee "$WORK/get.txt"
+
+# --- 5. memory and order count ---------------------------------------------------------
+hwm_kb=$(awk '/^VmHWM/{print $2}' /proc/"$SERVER_PID"/status)
+rss_kb=$(awk '/^VmRSS/{print $2}' /proc/"$SERVER_PID"/status)
+
+# Orders counted by the server, not by the client: every order charged 5.85 TRX, so
+# the total is sum(credit - balance) / price over the users. (%.0f: mawk's %d clips at 2^31.)
+log "counting orders from the users' balances"
+spent_sun=$(seq 1 "$USERS" | xargs -P 16 -I{} sh -c \
+    'printf "%s\n" "$(curl -s --max-time 10 "$0/api/users/{}/balance")"' "$URL" \
+  | sed -n 's/.*"balance_sun":\([0-9]*\).*/\1/p' \
+  | awk -v c="$CREDIT_TRX" '{s += c * 1000000 - $1} END {printf "%.0f", s}')
+orders_total=$(( spent_sun / PRICE_SUN ))
+
+# The wrk OK counts (2xx) as a cross-check of the server's count.
+ok() { awk '/requests in/{r+=$1} /Non-2xx/{n+=$NF} END{print r - n}' "$1"; }  # sums over runs
+non2xx() { awk '/Non-2xx/{n=$NF} END{print n+0}' "$1"; }
+sockerr() { grep -h 'Socket errors' "$1" || echo "none"; }
+field() { awk -v k="$2" '$1==k{print $2}' "$1"; }
+rps() { awk '/Requests\/sec/{print $2}' "$1"; }
+
+cpu_s=$(awk '{printf "%d", ($14 + $15) / '"$(getconf CLK_TCK)"'}' /proc/"$SERVER_PID"/stat)
+rss_max_kb=$(awk '$2>m{m=$2} END{print m+0}' "$WORK/rss.log")
+data_du="$(du -sh "$WORK/data" | cut -f1) ($(cd "$WORK/data" && du -sh -- * | awk '{printf "%s %s  ", $2, $1}'))"
+
+log "SUMMARY"
+cat <<EOF
+POST /api/orders (saturating, ${CONNS}c, ${ORDERS_SECONDS}s): $(rps "$WORK/post.txt") req/s  p50 $(field "$WORK/post.txt" 50%)  p99 $(field "$WORK/post.txt" 99%)  non-2xx $(non2xx "$WORK/post.txt")  socket errors: $(sockerr "$WORK/post.txt")
+$(for rate in $PACED_RATES; do f=$WORK/paced-$rate.txt
+echo "POST /api/orders (paced $rate/s, ${PACED_SECONDS}s): $(rps "$f") req/s achieved  p50 $(field "$f" 50%)  p99 $(field "$f" 99%)  non-2xx $(non2xx "$f")  socket errors: $(sockerr "$f")$(awk -v r="$(rps "$f")" -v t="$rate" 'BEGIN{if (r < 0.95 * t) print "  << target rate NOT reached"}')"
+done)
+GET /api/orders/{id} (${CONNS}c, ${GET_SECONDS}s):            $(rps "$WORK/get.txt") req/s  p50 $(field "$WORK/get.txt" 50%)  p99 $(field "$WORK/get.txt" 99%)  non-2xx $(non2xx "$WORK/get.txt")  socket errors: $(sockerr "$WORK/get.txt")
+orders created (server, from balances): $orders_total
+orders created (wrk 2xx + curl ids):    $(( $(ok "$WORK/post.txt") + $(cat "$WORK"/paced-*.txt | ok /dev/stdin) + $(wc -l <"$WORK/ids.txt") ))  (wrk does not count requests still in flight when it stops)
+server peak RSS (VmHWM):                $((hwm_kb / 1024)) MiB   (VmRSS now $((rss_kb / 1024)) MiB, max sampled $((rss_max_kb / 1024)) MiB)
+data dir on disk:                       $data_du
+server CPU time (user+sys):             ${cpu_s} s
+EOF
+echo "RSS samples (MiB, every ~20 s):"
+awk 'NR==1{t0=$1} NR%10==1{printf "  t=%4ds %d\n", $1-t0, $2/1024}' "$WORK/rss.log" | paste -sd' ' 
+if [[ -s $WORK/server.err ]]; then
+  echo "server stderr (last 20 lines):"; tail -n 20 "$WORK/server.err"
+fi
