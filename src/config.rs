@@ -86,6 +86,9 @@ pub struct ServeArgs {
     /// How often the saga asks the chain about a pending transaction, in milliseconds.
     #[arg(long, env = "FLASHRENT_POLL_MS", default_value_t = 100)]
     pub poll_ms: u64,
+    /// Orders the saga drives at once (the rest wait in its queue).
+    #[arg(long, env = "FLASHRENT_SAGA_CONCURRENCY", default_value_t = 512)]
+    pub saga_concurrency: usize,
     /// Log as JSON lines.
     #[arg(long, env = "FLASHRENT_LOG_JSON")]
     pub log_json: bool,

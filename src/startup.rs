@@ -84,6 +84,7 @@ impl Application {
             SagaConfig {
                 poll_interval: Duration::from_millis(args.poll_ms.max(1)),
                 rental_time_scale: args.rental_time_scale,
+                concurrency: args.saga_concurrency,
                 ..Default::default()
             },
             shutdown_rx.clone(),

@@ -35,6 +35,9 @@ pub struct SagaConfig {
     pub rental_time_scale: f64,
     /// Delegations that fail on chain are retried this many times before the order fails.
     pub max_delegation_attempts: u32,
+    /// Orders driven at once. The rest wait in a queue of ids, so a burst of orders costs
+    /// memory per id, not per task, and the saga's share of the CPU stays bounded.
+    pub concurrency: usize,
 }
 
 impl Default for SagaConfig {
@@ -43,6 +46,7 @@ impl Default for SagaConfig {
             poll_interval: Duration::from_millis(100),
             rental_time_scale: 1.0,
             max_delegation_attempts: 3,
+            concurrency: 512,
         }
     }
 }
@@ -53,6 +57,8 @@ struct Inner {
     chain: Arc<dyn Chain>,
     config: SagaConfig,
     in_flight: Mutex<HashSet<OrderId>>,
+    queue: mpsc::UnboundedSender<OrderId>,
+    queued: tokio::sync::Mutex<mpsc::UnboundedReceiver<OrderId>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -85,12 +91,15 @@ impl Saga {
         config: SagaConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Saga {
+        let (queue, queued) = mpsc::unbounded_channel();
         Saga(Arc::new(Inner {
             engine,
             models,
             chain,
             config,
             in_flight: Mutex::new(HashSet::new()),
+            queue,
+            queued: tokio::sync::Mutex::new(queued),
             shutdown,
         }))
     }
@@ -119,19 +128,30 @@ impl Saga {
         });
         let this = self.clone();
         let timers = tokio::spawn(async move { this.run_timers().await });
-        Ok(vec![follower, timers])
+        let mut tasks = vec![follower, timers];
+        for _ in 0..self.0.config.concurrency.max(1) {
+            let this = self.clone();
+            tasks.push(tokio::spawn(async move { this.work().await }));
+        }
+        Ok(tasks)
     }
 
-    /// Makes sure a driver is working on this order.
+    /// Makes sure the order is being driven, or queued to be.
     pub fn kick(&self, id: OrderId) {
         if *self.0.shutdown.borrow() || !self.0.in_flight.lock().expect("saga lock").insert(id) {
             return;
         }
-        let this = self.clone();
-        tokio::spawn(async move {
-            this.drive(id).await;
-            this.0.in_flight.lock().expect("saga lock").remove(&id);
-        });
+        let _ = self.0.queue.send(id);
+    }
+
+    /// One of the saga's workers: drives queued orders one at a time.
+    async fn work(&self) {
+        loop {
+            let next = self.0.queued.lock().await.recv().await;
+            let Some(id) = next else { return };
+            self.drive(id).await;
+            self.0.in_flight.lock().expect("saga lock").remove(&id);
+        }
     }
 
     pub fn in_flight(&self) -> usize {
