@@ -86,6 +86,9 @@ pub struct ServeArgs {
     /// How often the saga asks the chain about a pending transaction, in milliseconds.
     #[arg(long, env = "FLASHRENT_POLL_MS", default_value_t = 100)]
     pub poll_ms: u64,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "FLASHRENT_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
     /// Orders the saga drives at once (the rest wait in its queue).
     #[arg(long, env = "FLASHRENT_SAGA_CONCURRENCY", default_value_t = 512)]
     pub saga_concurrency: usize,

@@ -133,6 +133,11 @@ impl Application {
                 .wrap(from_fn(http::localize))
                 .configure(http::configure)
         })
+        .workers(if args.http_workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            args.http_workers
+        })
         .listen(listener)?
         .backlog(4096)
         .shutdown_timeout(5)

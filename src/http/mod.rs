@@ -34,44 +34,41 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use routes::*;
+    use web::{get, post, resource, scope};
+    // One resource per path, the hot order routes first: actix tries dynamic paths in order,
+    // each a regex match.
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
+        .service(resource("/api/orders/{order_id}").route(get().to(orders::get)))
+        .service(resource("/api/orders").route(post().to(orders::create)))
         .service(
-            web::scope("/api")
-                .route("/wallets/users/{user_id}", web::get().to(wallets::list))
-                .route("/wallets/users/{user_id}", web::post().to(wallets::add))
-                .route("/users/{user_id}/balance", web::get().to(balance::get))
-                .route("/users/{user_id}/ledger", web::get().to(balance::ledger))
-                .route(
-                    "/users/{user_id}/orders",
-                    web::get().to(orders::list_for_user),
-                )
-                .route("/users/{user_id}/deduct", web::post().to(orders::deduct))
-                .route("/orders", web::post().to(orders::create))
-                .route("/orders/{order_id}", web::get().to(orders::get))
-                .route("/quote", web::get().to(pool::quote))
-                .route(
-                    "/wallet-pool/check-availability",
-                    web::post().to(pool::check_availability),
-                )
-                .route(
-                    "/wallet-pool/delegate-energy",
-                    web::post().to(pool::delegate_energy),
-                )
-                .route(
-                    "/admin/users/{user_id}/credit",
-                    web::post().to(admin::credit),
-                )
-                .route(
-                    "/admin/wallet-pool/wallets",
-                    web::post().to(admin::register_supplier),
-                )
-                .route(
-                    "/admin/wallet-pool/wallets",
-                    web::get().to(admin::list_suppliers),
+            scope("/api/users/{user_id}")
+                .service(resource("/balance").route(get().to(balance::get)))
+                .service(resource("/ledger").route(get().to(balance::ledger)))
+                .service(resource("/orders").route(get().to(orders::list_for_user)))
+                .service(resource("/deduct").route(post().to(orders::deduct))),
+        )
+        .service(
+            resource("/api/wallets/users/{user_id}")
+                .route(get().to(wallets::list))
+                .route(post().to(wallets::add)),
+        )
+        .service(resource("/api/quote").route(get().to(pool::quote)))
+        .service(
+            scope("/api/wallet-pool")
+                .service(resource("/check-availability").route(post().to(pool::check_availability)))
+                .service(resource("/delegate-energy").route(post().to(pool::delegate_energy))),
+        )
+        .service(
+            scope("/api/admin")
+                .service(resource("/users/{user_id}/credit").route(post().to(admin::credit)))
+                .service(
+                    resource("/wallet-pool/wallets")
+                        .route(post().to(admin::register_supplier))
+                        .route(get().to(admin::list_suppliers)),
                 ),
         )
+        .service(resource("/healthz").route(get().to(health::healthz)))
+        .service(resource("/readyz").route(get().to(health::readyz)))
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::from_status(
                 actix_web::http::StatusCode::NOT_FOUND,

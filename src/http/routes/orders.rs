@@ -12,34 +12,69 @@ use flashrent_projections::OrderView;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
 
+/// The seed's order shape (§7.1) and what users of rental platforms expect beside it.
+/// A typed body: serialized straight from the view, with no intermediate JSON map.
+#[derive(serde::Serialize)]
+pub struct OrderBody<'a> {
+    order_id: OrderId,
+    status: &'a str,
+    user_id: String,
+    energy_amount: flashrent_events::EnergyAmount,
+    duration: flashrent_events::RentalDuration,
+    receive_address: flashrent_events::TronAddress,
+    cost_trx: Value,
+    cost_sun: u64,
+    transaction_hash: Option<&'a str>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    estimated_completion: chrono::DateTime<chrono::Utc>,
+    kind: OrderKind,
+    paid: bool,
+    supplier_wallet: Option<flashrent_events::TronAddress>,
+    pending_transaction: Option<&'a str>,
+    block_number: Option<u64>,
+    failure_reason: Option<&'static str>,
+    failure_message: Option<&'a str>,
+    failed_at: Option<chrono::DateTime<chrono::Utc>>,
+    refunded_at: Option<chrono::DateTime<chrono::Utc>>,
+    rental_ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    rental_ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    reclaim_transaction_hash: Option<&'a str>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub fn body(o: &OrderView) -> OrderBody<'_> {
+    OrderBody {
+        order_id: o.order_id,
+        status: &o.status,
+        user_id: o.user_id.to_string(),
+        energy_amount: o.energy_amount,
+        duration: o.duration,
+        receive_address: o.receive_address,
+        cost_trx: trx_json(o.price, 0),
+        cost_sun: o.price.as_sun(),
+        transaction_hash: o.transaction_hash.as_deref(),
+        created_at: o.created_at,
+        completed_at: o.completed_at,
+        estimated_completion: o.estimated_completion,
+        kind: o.kind,
+        paid: o.paid,
+        supplier_wallet: o.supplier_wallet,
+        pending_transaction: o.pending_transaction.as_deref(),
+        block_number: o.block_number,
+        failure_reason: o.failure_reason.map(|r| r.code()),
+        failure_message: o.failure_detail.as_deref(),
+        failed_at: o.failed_at,
+        refunded_at: o.refunded_at,
+        rental_ends_at: o.rental_ends_at,
+        rental_ended_at: o.rental_ended_at,
+        reclaim_transaction_hash: o.reclaim_transaction_hash.as_deref(),
+        updated_at: o.updated_at,
+    }
+}
+
 pub fn render(o: &OrderView) -> Value {
-    json!({
-        "order_id": o.order_id,
-        "status": o.status,
-        "user_id": o.user_id.to_string(),
-        "energy_amount": o.energy_amount,
-        "duration": o.duration,
-        "receive_address": o.receive_address,
-        "cost_trx": trx_json(o.price, 0),
-        "cost_sun": o.price.as_sun(),
-        "transaction_hash": o.transaction_hash,
-        "created_at": o.created_at,
-        "completed_at": o.completed_at,
-        "estimated_completion": o.estimated_completion,
-        "kind": o.kind,
-        "paid": o.paid,
-        "supplier_wallet": o.supplier_wallet,
-        "pending_transaction": o.pending_transaction,
-        "block_number": o.block_number,
-        "failure_reason": o.failure_reason.map(|r| r.code()),
-        "failure_message": o.failure_detail,
-        "failed_at": o.failed_at,
-        "refunded_at": o.refunded_at,
-        "rental_ends_at": o.rental_ends_at,
-        "rental_ended_at": o.rental_ended_at,
-        "reclaim_transaction_hash": o.reclaim_transaction_hash,
-        "updated_at": o.updated_at,
-    })
+    serde_json::to_value(body(o)).expect("an order body serializes")
 }
 
 /// A user id given as a JSON number or string.
@@ -201,7 +236,7 @@ pub fn pricing_error(state: &AppState, e: crate::domain::pricing::PricingError) 
 pub async fn get(_: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let id = extract::order_id(&path)?;
     match state.models.order(&id)? {
-        Some(o) => Ok(HttpResponse::Ok().json(render(&o))),
+        Some(o) => Ok(HttpResponse::Ok().json(body(&o))),
         None => Err(crate::domain::DomainError::OrderNotFound(id).into()),
     }
 }
@@ -240,7 +275,7 @@ pub async fn list_for_user(
         .flatten();
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user.to_string(),
-        "orders": orders.iter().map(render).collect::<Vec<_>>(),
+        "orders": orders.iter().map(body).collect::<Vec<_>>(),
         "next_after": next,
     })))
 }
