@@ -22,6 +22,9 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Replay the event log and prove the books (read-only; safe while `serve` runs).
+    /// Exits 0 when the books balance and agree with the read models, 1 otherwise.
+    Audit(Box<flashrent::audit::AuditArgs>),
 }
 
 #[actix_web::main]
@@ -47,6 +50,15 @@ async fn main() -> anyhow::Result<()> {
                     "the rebuilt read models differ from the previous ones in {n} keys"
                 ),
                 None => {}
+            }
+            Ok(())
+        }
+        Command::Audit(args) => {
+            init_tracing(false);
+            let run = flashrent::audit::run(&args).await?;
+            flashrent::audit::render::write(&run, args.format, &mut std::io::stdout().lock())?;
+            if !run.ok() {
+                std::process::exit(1);
             }
             Ok(())
         }

@@ -100,6 +100,32 @@ impl EmbeddedLog {
         })
     }
 
+    /// Opens an existing log for reading only: no writer thread, no truncation of a torn
+    /// tail, appends refused. Safe while `serve` has the same log open for writing: the scan
+    /// stops at the first frame that is incomplete (still being written) or fails its CRC,
+    /// so a reader sees a consistent prefix — the records as of the moment it opened.
+    pub fn open_read_only(dir: &Path) -> Result<EmbeddedLog, LogError> {
+        let io = |e: std::io::Error| LogError::Failed(format!("{}: {e}", dir.display()));
+        let partitions: u32 = std::fs::read_to_string(dir.join("partitions"))
+            .map_err(io)?
+            .trim()
+            .parse()
+            .map_err(|_| LogError::Failed(format!("{}: bad partitions file", dir.display())))?;
+        let mut file = File::open(dir.join("events.wal")).map_err(io)?;
+        let (index, _) = scan(&mut file, partitions).map_err(io)?;
+        let next: Vec<Offset> = index.iter().map(|p| p.len() as Offset).collect();
+        let ends = next.iter().map(|n| watch::channel(*n).0).collect();
+        Ok(EmbeddedLog {
+            shared: Arc::new(Shared {
+                index: RwLock::new(index),
+                reader: file,
+                ends,
+            }),
+            tail: Mutex::new((next, None)),
+            writer: Mutex::new(None),
+        })
+    }
+
     /// Stops accepting appends, lets the writer finish what is queued, and waits for it.
     pub fn close(&self) {
         self.tail.lock().expect("log tail lock").1.take();
@@ -354,6 +380,31 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         log.append(0, b"x".to_vec()).await.unwrap();
         assert_eq!(reader.await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_log_reads_a_log_being_written_and_refuses_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 2).unwrap();
+        for i in 0..10u32 {
+            log.append(i % 2, format!("r{i}").into_bytes())
+                .await
+                .unwrap();
+        }
+        // A write in progress: half a frame at the end, which the reader must leave alone.
+        let wal = dir.path().join("events.wal");
+        let mut f = OpenOptions::new().append(true).open(&wal).unwrap();
+        f.write_all(&frame(0, 5, b"in flight")[..25]).unwrap();
+        drop(f);
+        let len_before = std::fs::metadata(&wal).unwrap().len();
+        let ro = EmbeddedLog::open_read_only(dir.path()).unwrap();
+        assert_eq!(ro.partition_count(), 2);
+        assert_eq!(ro.end_offset(0).await.unwrap(), 5);
+        let recs = ro.read(1, 0, 100, Duration::ZERO).await.unwrap();
+        assert_eq!(recs.len(), 5);
+        assert_eq!(recs[4].bytes, b"r9");
+        assert!(ro.append(0, b"x".to_vec()).await.is_err());
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), len_before);
     }
 
     #[test]
