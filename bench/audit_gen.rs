@@ -36,7 +36,7 @@ async fn main() {
     while events < target {
         n += 1;
         let user = UserId::from_number(1 + n % users).unwrap();
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             batch.extend(s.refunded_rental(user, 5_850_000));
         } else {
             batch.extend(s.completed_rental(user, 5_850_000));

@@ -13,5 +13,6 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod log;
+pub mod notify;
 pub mod saga;
 pub mod startup;

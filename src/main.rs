@@ -25,6 +25,9 @@ enum Command {
     /// Replay the event log and prove the books (read-only; safe while `serve` runs).
     /// Exits 0 when the books balance and agree with the read models, 1 otherwise.
     Audit(Box<flashrent::audit::AuditArgs>),
+    /// Deliver order events as signed webhooks (follows the log read-only), or manage
+    /// dead letters (`notify dead-letters list|replay`).
+    Notify(Box<flashrent::notify::NotifyArgs>),
 }
 
 #[actix_web::main]
@@ -61,6 +64,24 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Notify(args) => {
+            if let Some(flashrent::notify::NotifyAction::DeadLetters { action }) = &args.action {
+                return flashrent::notify::dead_letters(&args.data_dir, action);
+            }
+            init_tracing(false);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                stop.send_replace(true);
+            });
+            flashrent::notify::run(&args, stopped).await
         }
     }
 }

@@ -154,6 +154,8 @@ pub struct AuditReport {
     pub balances: Vec<(UserId, UserBalance)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger: Option<Vec<LedgerLine>>,
+    /// The end offset of each partition the replay went up to.
+    pub log_ends: Vec<u64>,
 }
 
 impl AuditReport {
@@ -749,6 +751,7 @@ impl Books {
             findings,
             balances,
             ledger,
+            log_ends: Vec::new(),
         }
     }
 }

@@ -77,10 +77,14 @@ impl AuditRun {
 
 /// Replays the whole log through the fold. Progress goes to stderr when it is a terminal.
 pub async fn replay(log: &dyn EventLog, opts: AuditOptions) -> anyhow::Result<AuditReport> {
-    let mut total = 0;
+    // One snapshot of every partition's end, taken at once: the log up to these offsets is
+    // a prefix the engine really wrote, so cross-partition facts (the pool is told before
+    // the order's own event) hold in it.
+    let mut ends = Vec::new();
     for p in 0..log.partition_count() {
-        total += log.end_offset(p).await?;
+        ends.push(log.end_offset(p).await?);
     }
+    let total: u64 = ends.iter().sum();
     let bar = if std::io::stderr().is_terminal() && total > 10_000 {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
@@ -94,8 +98,7 @@ pub async fn replay(log: &dyn EventLog, opts: AuditOptions) -> anyhow::Result<Au
         indicatif::ProgressBar::hidden()
     };
     let mut books = Books::new(opts);
-    for partition in 0..log.partition_count() {
-        let end = log.end_offset(partition).await?;
+    for (partition, end) in (0..).zip(ends.iter().copied()) {
         let mut from = 0;
         while from < end {
             let max = ((end - from) as usize).min(4096);
@@ -118,7 +121,9 @@ pub async fn replay(log: &dyn EventLog, opts: AuditOptions) -> anyhow::Result<Au
         }
     }
     bar.finish_and_clear();
-    Ok(books.finish())
+    let mut report = books.finish();
+    report.log_ends = ends;
+    Ok(report)
 }
 
 /// `flashrent audit`.
@@ -143,16 +148,12 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<AuditRun> {
     let started = Instant::now();
     let report = replay(&log, opts).await?;
     let elapsed = started.elapsed();
-    let mut ends = Vec::new();
-    for p in 0..log.partition_count() {
-        ends.push(log.end_offset(p).await?);
-    }
     let comparison = if args.no_compare {
         compare::Comparison::skipped("--no-compare")
     } else {
         compare::compare(
             &args.data_dir,
-            &ends,
+            &report.log_ends,
             &report,
             args.api.as_deref(),
             args.api_key.as_deref(),

@@ -137,6 +137,8 @@ impl Synth {
                     idempotency_key: None,
                     request_fingerprint: None,
                     estimated_completion: due,
+                    callback_url: None,
+                    out_trade_no: None,
                 },
                 Event::BalanceDebited {
                     user_id: user,
