@@ -13,6 +13,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod notify;
 pub mod saga;
 pub mod startup;

@@ -60,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(false);
             let run = flashrent::audit::run(&args).await?;
             flashrent::audit::render::write(&run, args.format, &mut std::io::stdout().lock())?;
+            if let Some(path) = &args.metrics_file {
+                flashrent::audit::write_metrics_file(path, &run)?;
+            }
             if !run.ok() {
                 std::process::exit(1);
             }

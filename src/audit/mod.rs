@@ -59,6 +59,10 @@ pub struct AuditArgs {
     /// Skip the comparison with the read models.
     #[arg(long)]
     pub no_compare: bool,
+    /// Also write the result as Prometheus metrics to this file (for node_exporter's
+    /// textfile collector): `flashrent_audit_errors` is the payment-accuracy alert's input.
+    #[arg(long)]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// What `audit` found, and how long the replay took.
@@ -73,6 +77,49 @@ impl AuditRun {
     pub fn ok(&self) -> bool {
         self.report.balanced() && self.comparison.differences.is_empty()
     }
+}
+
+/// The run as Prometheus text (gauges), written atomically (temp file, then rename).
+pub fn write_metrics_file(path: &std::path::Path, run: &AuditRun) -> std::io::Result<()> {
+    let s = &run.report.summary;
+    let in_flight = run
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.severity == fold::Severity::InFlight)
+        .count();
+    let gauges = [
+        (
+            "audit_errors",
+            "Errors the last audit found in the books (0 means payment accuracy is 100%)",
+            s.errors,
+        ),
+        (
+            "audit_read_model_differences",
+            "Differences between the audited books and the read models",
+            run.comparison.differences.len() as u64,
+        ),
+        (
+            "audit_orders_in_flight",
+            "Paid orders without an outcome yet, within the grace period",
+            in_flight as u64,
+        ),
+        ("audit_events", "Events the last audit replayed", s.events),
+        (
+            "audit_last_run_timestamp_seconds",
+            "When the last audit ran",
+            Utc::now().timestamp() as u64,
+        ),
+    ];
+    let mut text = String::new();
+    for (name, help, value) in gauges {
+        text.push_str(&format!(
+            "# HELP flashrent_{name} {help}\n# TYPE flashrent_{name} gauge\nflashrent_{name} {value}\n"
+        ));
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
 }
 
 /// Replays the whole log through the fold. Progress goes to stderr when it is a terminal.

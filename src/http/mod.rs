@@ -37,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(crate::metrics::render))
         .service(
             web::scope("/api")
                 .route("/wallets/users/{user_id}", web::get().to(wallets::list))
