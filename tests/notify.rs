@@ -371,7 +371,16 @@ async fn a_restarted_notifier_delivers_nothing_it_already_delivered() {
     let app = TestApp::spawn().await;
     let rx = Receiver::start().await;
     let global = format!("{}/all", rx.url);
-    let mut n = Notifier::start(&app.data_dir, &["--webhook-url", &global]);
+    let metrics = app.data_dir.join("notify.prom");
+    let mut n = Notifier::start(
+        &app.data_dir,
+        &[
+            "--webhook-url",
+            &global,
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+    );
     app.credit("10", "100", "d-10").await;
     let a = order_with_callback(&app, "10", &format!("{}/cb", rx.url), "r1").await;
     app.wait_final(&a).await;
@@ -379,6 +388,12 @@ async fn a_restarted_notifier_delivers_nothing_it_already_delivered() {
         .await;
     n.stop();
     let before = rx.hits("/all").len();
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("flashrent_notify_lag_records{partition=\"0\"}"),
+        "{prom}"
+    );
+    assert!(prom.contains("flashrent_notify_dead_letters 0"), "{prom}");
 
     let _n2 = Notifier::start(&app.data_dir, &["--webhook-url", &global]);
     let b = order_with_callback(&app, "10", &format!("{}/cb", rx.url), "r2").await;

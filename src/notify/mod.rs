@@ -63,6 +63,10 @@ pub struct NotifyArgs {
         default_value_t = 300_000
     )]
     pub backoff_max_ms: u64,
+    /// Every few seconds, write the consumer's lag, queue depth and dead letters as
+    /// Prometheus metrics to this file (node_exporter's textfile collector).
+    #[arg(long, env = "FLASHRENT_NOTIFY_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -211,11 +215,18 @@ pub async fn run(args: &NotifyArgs, mut shutdown: watch::Receiver<bool>) -> anyh
         }));
     }
     // Replay requests from `notify dead-letters replay`, possibly made by another process.
+    let mut ticks = 0u64;
     loop {
         match store.take_replays(Utc::now().timestamp_millis()) {
             Ok(touched) => touched.iter().for_each(|rid| receivers.wake(rid)),
             Err(e) => tracing::error!(error = %e, "cannot take dead-letter replays"),
         }
+        if let Some(path) = args.metrics_file.as_ref().filter(|_| ticks.is_multiple_of(10)) {
+            if let Err(e) = write_metrics(path, log.as_ref(), &store, &args.data_dir).await {
+                tracing::warn!(error = %e, "cannot write the notifier's metrics file");
+            }
+        }
+        ticks += 1;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.changed() => break,
@@ -236,6 +247,46 @@ pub async fn run(args: &NotifyArgs, mut shutdown: watch::Receiver<bool>) -> anyh
     }
     store.flush()?;
     tracing::info!("notifier stopped");
+    Ok(())
+}
+
+/// The consumer's lag per partition, its queued deliveries and its dead letters, as
+/// Prometheus text, written atomically.
+async fn write_metrics(
+    path: &Path,
+    log: &dyn EventLog,
+    store: &Store,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    use std::fmt::Write;
+    let mut text = String::from(
+        "# HELP flashrent_notify_lag_records Records in the log the notifier has not read yet\n\
+         # TYPE flashrent_notify_lag_records gauge\n",
+    );
+    for p in 0..log.partition_count() {
+        let lag = log
+            .end_offset(p)
+            .await?
+            .saturating_sub(store.checkpoint(p)?);
+        writeln!(
+            text,
+            "flashrent_notify_lag_records{{partition=\"{p}\"}} {lag}"
+        )?;
+    }
+    let dead = store::list_dead_letters(&state_dir(data_dir))?.len();
+    write!(
+        text,
+        "# HELP flashrent_notify_queued_deliveries Deliveries waiting for their receiver\n\
+         # TYPE flashrent_notify_queued_deliveries gauge\n\
+         flashrent_notify_queued_deliveries {}\n\
+         # HELP flashrent_notify_dead_letters Deliveries given up, waiting for an operator\n\
+         # TYPE flashrent_notify_dead_letters gauge\n\
+         flashrent_notify_dead_letters {dead}\n",
+        store.queued()?
+    )?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)?;
     Ok(())
 }
 

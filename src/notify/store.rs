@@ -190,6 +190,16 @@ impl Store {
         Ok(out)
     }
 
+    /// How many deliveries are queued, over all receivers.
+    pub fn queued(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.tree.scan_prefix(b"q/") {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The receiver acknowledged it: it is never sent again.
     pub fn ack(&self, key: &[u8]) -> Result<(), StoreError> {
         self.tree.remove(key)?;
