@@ -5,6 +5,7 @@
 //! (`flashrent-projections`) turn the log into sled read models that `http/` reads, and the
 //! `saga/` reacts to events by driving each order through the pool and the `chain/`.
 
+pub mod audit;
 pub mod chain;
 pub mod config;
 pub mod consistency;
@@ -12,5 +13,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod log;
+pub mod metrics;
+pub mod notify;
 pub mod saga;
 pub mod startup;

@@ -22,6 +22,12 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Replay the event log and prove the books (read-only; safe while `serve` runs).
+    /// Exits 0 when the books balance and agree with the read models, 1 otherwise.
+    Audit(Box<flashrent::audit::AuditArgs>),
+    /// Deliver order events as signed webhooks (follows the log read-only), or manage
+    /// dead letters (`notify dead-letters list|replay`).
+    Notify(Box<flashrent::notify::NotifyArgs>),
 }
 
 // A multi-threaded runtime for the engine (partition writers, projectors, saga); actix-web
@@ -52,6 +58,36 @@ async fn main() -> anyhow::Result<()> {
                 None => {}
             }
             Ok(())
+        }
+        Command::Audit(args) => {
+            init_tracing(false);
+            let run = flashrent::audit::run(&args).await?;
+            flashrent::audit::render::write(&run, args.format, &mut std::io::stdout().lock())?;
+            if let Some(path) = &args.metrics_file {
+                flashrent::audit::write_metrics_file(path, &run)?;
+            }
+            if !run.ok() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Notify(args) => {
+            if let Some(flashrent::notify::NotifyAction::DeadLetters { action }) = &args.action {
+                return flashrent::notify::dead_letters(&args.data_dir, action);
+            }
+            init_tracing(false);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                stop.send_replace(true);
+            });
+            flashrent::notify::run(&args, stopped).await
         }
     }
 }

@@ -89,12 +89,13 @@ impl Application {
             },
             shutdown_rx.clone(),
         );
-        let mut tasks = spawn_projectors(
+        let mut tasks = crate::metrics::spawn_observer(dyn_log.clone(), shutdown_rx.clone());
+        tasks.extend(spawn_projectors(
             dyn_log.clone(),
             models.clone(),
             Some(reactor_tx),
             shutdown_rx,
-        );
+        ));
         tasks.extend(saga.spawn(reactor_rx)?);
 
         if args.demo_supplier_energy > 0 && models.pool_wallets()?.is_empty() {
@@ -131,6 +132,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(from_fn(http::localize))
+                .wrap(from_fn(crate::metrics::track))
                 .configure(http::configure)
         })
         .workers(if args.http_workers == 0 {

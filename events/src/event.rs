@@ -87,6 +87,12 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_fingerprint: Option<String>,
         estimated_completion: DateTime<Utc>,
+        /// Where to POST this order's notifications (`flashrent notify`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        callback_url: Option<String>,
+        /// The client's own reference for the order, echoed in its notifications.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        out_trade_no: Option<String>,
     },
     OrderProcessing {
         order_id: OrderId,

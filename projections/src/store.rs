@@ -176,6 +176,11 @@ impl ReadModels {
         Ok(out)
     }
 
+    /// Every user's balance, by user id (for the audit's comparison).
+    pub fn balances(&self) -> Result<Vec<BalanceView>, StoreError> {
+        self.scan(b"b/")
+    }
+
     pub fn pool_wallets(&self) -> Result<Vec<PoolWalletView>, StoreError> {
         self.scan(keys::POOL_PREFIX)
     }

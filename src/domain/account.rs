@@ -33,6 +33,15 @@ pub struct PlaceOrder {
     pub pinned_wallet: Option<TronAddress>,
     pub idempotency: Option<(String, String)>,
     pub estimated_completion: DateTime<Utc>,
+    /// The client's notification target and reference, if any.
+    pub callback: OrderCallback,
+}
+
+/// Optional per-order notification settings given at order creation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderCallback {
+    pub callback_url: Option<String>,
+    pub out_trade_no: Option<String>,
 }
 
 /// What placing an order came to.
@@ -143,6 +152,8 @@ pub fn decide(account: &UserAccount, command: Command) -> Result<Vec<Event>, Dom
                 idempotency_key,
                 request_fingerprint,
                 estimated_completion: p.estimated_completion,
+                callback_url: p.callback.callback_url.clone(),
+                out_trade_no: p.callback.out_trade_no.clone(),
             };
             if p.kind == OrderKind::Manual {
                 return Ok(vec![placed]);

@@ -44,6 +44,7 @@ fn place(id: OrderId, price: Sun) -> account::Command {
         pinned_wallet: None,
         idempotency: None,
         estimated_completion: Utc.timestamp_opt(0, 0).unwrap(),
+        callback: Default::default(),
     }))
 }
 

@@ -49,6 +49,54 @@ pub fn duration(text: &str) -> Result<RentalDuration, ApiError> {
     })
 }
 
+/// An order's optional `callback_url` (absolute http(s) URL, at most 2048 bytes) and
+/// `out_trade_no` (1 to 64 visible ASCII characters).
+pub fn order_callback(
+    callback_url: Option<&str>,
+    out_trade_no: Option<&str>,
+) -> Result<crate::domain::account::OrderCallback, ApiError> {
+    let bad = |field: &str, zh: &str, en: &str| {
+        ApiError::bad_request("invalid_field", zh.to_owned(), en.to_owned())
+            .with("field", field.into())
+    };
+    let callback_url = match callback_url.map(str::trim) {
+        None => None,
+        Some(u) => match reqwest::Url::parse(u) {
+            Ok(url)
+                if u.len() <= 2048
+                    && matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some() =>
+            {
+                Some(url.to_string())
+            }
+            _ => {
+                return Err(bad(
+                    "callback_url",
+                    "callback_url 必须是 http(s) 绝对地址",
+                    "callback_url must be an absolute http(s) URL of at most 2048 bytes",
+                ))
+            }
+        },
+    };
+    let out_trade_no = match out_trade_no {
+        None => None,
+        Some(t) if !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_graphic()) => {
+            Some(t.to_owned())
+        }
+        Some(_) => {
+            return Err(bad(
+                "out_trade_no",
+                "out_trade_no 必须是 1 到 64 个可见 ASCII 字符",
+                "out_trade_no must be 1 to 64 visible ASCII characters",
+            ))
+        }
+    };
+    Ok(crate::domain::account::OrderCallback {
+        callback_url,
+        out_trade_no,
+    })
+}
+
 pub fn energy(units: u64) -> Result<EnergyAmount, ApiError> {
     EnergyAmount::new(units).ok_or_else(|| {
         ApiError::bad_request(

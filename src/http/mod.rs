@@ -69,6 +69,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/healthz").route(get().to(health::healthz)))
         .service(resource("/readyz").route(get().to(health::readyz)))
+        .service(resource("/metrics").route(get().to(crate::metrics::render)))
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::from_status(
                 actix_web::http::StatusCode::NOT_FOUND,

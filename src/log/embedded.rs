@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 const HEADER: usize = 20;
+/// How often a read-only log looks for records another process appended.
+const FOLLOW_POLL: Duration = Duration::from_millis(50);
 /// How much one group commit may gather before it syncs.
 const MAX_GROUP_BYTES: usize = 4 << 20;
 
@@ -44,6 +46,9 @@ pub struct EmbeddedLog {
     /// are handed out in exactly the order jobs reach the writer.
     tail: Mutex<(Vec<Offset>, Option<mpsc::Sender<Job>>)>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Read-only mode: how far the file has been scanned, to pick up what another process
+    /// (the writing `serve`) appended since.
+    follow: Option<Mutex<u64>>,
 }
 
 impl EmbeddedLog {
@@ -97,7 +102,82 @@ impl EmbeddedLog {
             shared,
             tail: Mutex::new((next, Some(tx))),
             writer: Mutex::new(Some(handle)),
+            follow: None,
         })
+    }
+
+    /// Opens an existing log for reading only: no writer thread, no truncation of a torn
+    /// tail, appends refused. Safe while `serve` has the same log open for writing: the scan
+    /// stops at the first frame that is incomplete (still being written) or fails its CRC,
+    /// so a reader sees a consistent prefix — the records as of the moment it opened.
+    pub fn open_read_only(dir: &Path) -> Result<EmbeddedLog, LogError> {
+        let io = |e: std::io::Error| LogError::Failed(format!("{}: {e}", dir.display()));
+        let partitions: u32 = std::fs::read_to_string(dir.join("partitions"))
+            .map_err(io)?
+            .trim()
+            .parse()
+            .map_err(|_| LogError::Failed(format!("{}: bad partitions file", dir.display())))?;
+        let mut file = File::open(dir.join("events.wal")).map_err(io)?;
+        let (index, scanned) = scan(&mut file, partitions).map_err(io)?;
+        let next: Vec<Offset> = index.iter().map(|p| p.len() as Offset).collect();
+        let ends = next.iter().map(|n| watch::channel(*n).0).collect();
+        Ok(EmbeddedLog {
+            shared: Arc::new(Shared {
+                index: RwLock::new(index),
+                reader: file,
+                ends,
+            }),
+            tail: Mutex::new((next, None)),
+            writer: Mutex::new(None),
+            follow: Some(Mutex::new(scanned)),
+        })
+    }
+
+    /// Read-only mode: indexes the records appended to the file since the last look. A frame
+    /// still being written (short, or failing its CRC) is left for the next look.
+    fn refresh(&self) -> Result<(), LogError> {
+        let Some(scanned) = &self.follow else {
+            return Ok(());
+        };
+        let mut scanned = scanned.lock().expect("log follow lock");
+        let io = |e: std::io::Error| LogError::Failed(format!("reading the event log: {e}"));
+        let len = self.shared.reader.metadata().map_err(io)?.len();
+        if len <= *scanned {
+            return Ok(());
+        }
+        let mut index = self.shared.index.write().expect("log index lock");
+        let mut pos = *scanned;
+        let mut header = [0u8; HEADER];
+        let mut payload = Vec::new();
+        while pos + HEADER as u64 <= len {
+            self.shared
+                .reader
+                .read_exact_at(&mut header, pos)
+                .map_err(io)?;
+            let plen = u32::from_le_bytes(header[0..4].try_into().unwrap()) as u64;
+            let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
+            let partition = u32::from_le_bytes(header[8..12].try_into().unwrap());
+            let offset = u64::from_le_bytes(header[12..20].try_into().unwrap());
+            if pos + HEADER as u64 + plen > len {
+                break;
+            }
+            payload.resize(plen as usize, 0);
+            self.shared
+                .reader
+                .read_exact_at(&mut payload, pos + HEADER as u64)
+                .map_err(io)?;
+            let valid = (partition as usize) < index.len()
+                && crc == checksum(&header[8..20], &payload)
+                && index[partition as usize].len() as u64 == offset;
+            if !valid {
+                break;
+            }
+            index[partition as usize].push(pos);
+            pos += HEADER as u64 + plen;
+            self.shared.ends[partition as usize].send_replace(offset + 1);
+        }
+        *scanned = pos;
+        Ok(())
     }
 
     /// Stops accepting appends, lets the writer finish what is queued, and waits for it.
@@ -266,7 +346,17 @@ impl EventLog for EmbeddedLog {
             .ends
             .get(partition as usize)
             .ok_or(LogError::NoSuchPartition(partition))?;
-        if *end.borrow() <= from && !wait.is_zero() {
+        if self.follow.is_some() && *end.borrow() <= from {
+            // Another process writes: look at the file until a record comes or time is up.
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                self.refresh()?;
+                if *end.borrow() > from || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(FOLLOW_POLL.min(wait)).await;
+            }
+        } else if *end.borrow() <= from && !wait.is_zero() {
             let mut rx = end.subscribe();
             let _ = tokio::time::timeout(wait, rx.wait_for(|e| *e > from)).await;
         }
@@ -303,6 +393,7 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn end_offset(&self, partition: PartitionId) -> Result<Offset, LogError> {
+        self.refresh()?;
         let end = self
             .shared
             .ends
@@ -354,6 +445,55 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         log.append(0, b"x".to_vec()).await.unwrap();
         assert_eq!(reader.await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_log_reads_a_log_being_written_and_refuses_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 2).unwrap();
+        for i in 0..10u32 {
+            log.append(i % 2, format!("r{i}").into_bytes())
+                .await
+                .unwrap();
+        }
+        // A write in progress: half a frame at the end, which the reader must leave alone.
+        let wal = dir.path().join("events.wal");
+        let mut f = OpenOptions::new().append(true).open(&wal).unwrap();
+        f.write_all(&frame(0, 5, b"in flight")[..25]).unwrap();
+        drop(f);
+        let len_before = std::fs::metadata(&wal).unwrap().len();
+        let ro = EmbeddedLog::open_read_only(dir.path()).unwrap();
+        assert_eq!(ro.partition_count(), 2);
+        assert_eq!(ro.end_offset(0).await.unwrap(), 5);
+        let recs = ro.read(1, 0, 100, Duration::ZERO).await.unwrap();
+        assert_eq!(recs.len(), 5);
+        assert_eq!(recs[4].bytes, b"r9");
+        assert!(ro.append(0, b"x".to_vec()).await.is_err());
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), len_before);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_log_follows_what_the_writer_appends_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(EmbeddedLog::open(dir.path(), 2).unwrap());
+        log.append(1, b"first".to_vec()).await.unwrap();
+        let ro = EmbeddedLog::open_read_only(dir.path()).unwrap();
+        assert_eq!(ro.read(1, 0, 10, Duration::ZERO).await.unwrap().len(), 1);
+        let writer = {
+            let log = log.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                log.append(1, b"second".to_vec()).await.unwrap();
+            })
+        };
+        let recs = ro.read(1, 1, 10, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(
+            (recs[0].offset, recs[0].bytes.as_slice()),
+            (1, &b"second"[..])
+        );
+        assert_eq!(ro.end_offset(1).await.unwrap(), 2);
+        writer.await.unwrap();
     }
 
     #[test]

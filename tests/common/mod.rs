@@ -87,6 +87,9 @@ impl TestApp {
             _temp: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                // Below actix's 5 s keep-alive, so an idle pooled connection is never one
+                // the server is closing (a test that waits a while would see IncompleteMessage).
+                .pool_idle_timeout(Duration::from_millis(1500))
                 .build()
                 .unwrap(),
         }

@@ -98,6 +98,8 @@ struct CreateOrder {
     duration: String,
     receive_address: String,
     cost_trx: Option<Box<RawValue>>,
+    callback_url: Option<String>,
+    out_trade_no: Option<String>,
 }
 
 pub async fn create(
@@ -111,6 +113,7 @@ pub async fn create(
     let energy = energy_field(&b.energy_amount)?;
     let duration = extract::duration(&b.duration)?;
     let receive_address = extract::address("receive_address", &b.receive_address)?;
+    let callback = extract::order_callback(b.callback_url.as_deref(), b.out_trade_no.as_deref())?;
     let price = state
         .prices
         .quote(energy, duration)
@@ -159,6 +162,7 @@ pub async fn create(
         pinned_wallet: None,
         idempotency,
         estimated_completion,
+        callback,
     };
     let done = state.engine.place_order(m, user, order).await?;
     crate::consistency::projected(&state.models, &done).await;

@@ -153,6 +153,7 @@ pub async fn delegate_energy(
         pinned_wallet: Some(from),
         idempotency: None,
         estimated_completion: estimated,
+        callback: Default::default(),
     };
     state.engine.place_order(m, UserId::OPERATOR, order).await?;
     // The saga signs, records and broadcasts; answer once the broadcast is recorded.

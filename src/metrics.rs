@@ -1,0 +1,251 @@
+//! Operations telemetry: `GET /metrics` in the Prometheus text format.
+//!
+//! Three sources: a middleware times every request by route; an observer follows the log
+//! from where it stood at startup and counts order outcomes and chain confirmations (it
+//! keeps only in-memory counters, like any Prometheus counter they restart from zero);
+//! the rest (orders by status, projector lag, saga work in flight) is read at scrape time.
+
+use crate::http::AppState;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use flashrent_events::{decode_record, Event, EventLog, FailureReason, OrderId};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_duration: HistogramVec,
+    pub orders: IntGaugeVec,
+    pub order_outcomes: IntCounterVec,
+    pub delegations: IntCounterVec,
+    pub confirmation: prometheus::Histogram,
+    pub projector_lag: IntGaugeVec,
+    pub saga_in_flight: IntGauge,
+    pub observed_events: IntCounter,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new_custom(Some("flashrent".into()), None)?;
+    let http_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route pattern, method and status",
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]),
+        &["method", "route", "status"],
+    )?;
+    let orders = IntGaugeVec::new(
+        Opts::new("orders", "Orders by current status (read models)"),
+        &["status"],
+    )?;
+    let order_outcomes = IntCounterVec::new(
+        Opts::new(
+            "order_outcomes_total",
+            "Orders that reached an outcome since this process started: completed, failed, refunded",
+        ),
+        &["outcome"],
+    )?;
+    let delegations = IntCounterVec::new(
+        Opts::new(
+            "chain_delegations_total",
+            "Delegation transactions by outcome: confirmed, expired (not landed), failed",
+        ),
+        &["outcome"],
+    )?;
+    let confirmation = prometheus::Histogram::with_opts(
+        HistogramOpts::new(
+            "chain_confirmation_seconds",
+            "Time from a delegation's broadcast to the order's completion",
+        )
+        .buckets(vec![
+            0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ]),
+    )?;
+    let projector_lag = IntGaugeVec::new(
+        Opts::new(
+            "projector_lag_records",
+            "Records in the log not yet applied to the read models, per partition",
+        ),
+        &["partition"],
+    )?;
+    let saga_in_flight = IntGauge::new("saga_in_flight", "Orders the saga is working on now")?;
+    let observed_events = IntCounter::new(
+        "metrics_observed_events_total",
+        "Events the metrics observer has read from the log",
+    )?;
+    registry.register(Box::new(http_duration.clone()))?;
+    registry.register(Box::new(orders.clone()))?;
+    registry.register(Box::new(order_outcomes.clone()))?;
+    registry.register(Box::new(delegations.clone()))?;
+    registry.register(Box::new(confirmation.clone()))?;
+    registry.register(Box::new(projector_lag.clone()))?;
+    registry.register(Box::new(saga_in_flight.clone()))?;
+    registry.register(Box::new(observed_events.clone()))?;
+    for o in ["completed", "failed", "refunded"] {
+        order_outcomes.with_label_values(&[o]);
+    }
+    for o in ["confirmed", "expired", "failed"] {
+        delegations.with_label_values(&[o]);
+    }
+    Ok(Metrics {
+        registry,
+        http_duration,
+        orders,
+        order_outcomes,
+        delegations,
+        confirmation,
+        projector_lag,
+        saga_in_flight,
+        observed_events,
+    })
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> =
+    LazyLock::new(|| build().expect("metric names and labels are valid"));
+
+/// Middleware: observes every request's latency under its route pattern (never the raw
+/// path, so ids do not explode the label set).
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    METRICS
+        .http_duration
+        .with_label_values(&[&method, &route, &status.to_string()])
+        .observe(started.elapsed().as_secs_f64());
+    res
+}
+
+/// `GET /metrics`.
+pub async fn render(state: web::Data<AppState>) -> HttpResponse {
+    let m = &*METRICS;
+    if let Ok(counts) = state.models.status_counts() {
+        for (status, n) in counts {
+            m.orders.with_label_values(&[&status]).set(n as i64);
+        }
+    }
+    let log = state.engine.log();
+    for p in 0..log.partition_count() {
+        let end = log.end_offset(p).await.unwrap_or(0);
+        let applied = state.models.applied(p);
+        m.projector_lag
+            .with_label_values(&[&p.to_string()])
+            .set(end.saturating_sub(applied) as i64);
+    }
+    m.saga_in_flight.set(state.saga.in_flight() as i64);
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut buf) {
+        tracing::error!(error = %e, "cannot encode the metrics");
+        return HttpResponse::InternalServerError().finish();
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(buf)
+}
+
+/// What the observer folds: broadcasts waiting for their outcome.
+#[derive(Default)]
+pub struct Observer {
+    broadcast_at: HashMap<OrderId, DateTime<Utc>>,
+}
+
+impl Observer {
+    /// Counts one event. Pure apart from the (in-memory) metrics it updates.
+    pub fn observe(&mut self, m: &Metrics, event: &Event, at: DateTime<Utc>) {
+        m.observed_events.inc();
+        match event {
+            Event::DelegationBroadcast { order_id, .. } => {
+                self.broadcast_at.insert(*order_id, at);
+            }
+            Event::OrderCompleted {
+                order_id,
+                completed_at,
+                ..
+            } => {
+                m.order_outcomes.with_label_values(&["completed"]).inc();
+                m.delegations.with_label_values(&["confirmed"]).inc();
+                if let Some(b) = self.broadcast_at.remove(order_id) {
+                    let secs = (*completed_at - b).num_milliseconds().max(0) as f64 / 1000.0;
+                    m.confirmation.observe(secs);
+                }
+            }
+            Event::DelegationExpired { order_id, .. } => {
+                m.delegations.with_label_values(&["expired"]).inc();
+                self.broadcast_at.remove(order_id);
+            }
+            Event::OrderFailed {
+                order_id, reason, ..
+            } => {
+                m.order_outcomes.with_label_values(&["failed"]).inc();
+                if *reason != FailureReason::InsufficientPoolEnergy {
+                    m.delegations.with_label_values(&["failed"]).inc();
+                }
+                self.broadcast_at.remove(order_id);
+            }
+            Event::OrderRefunded { .. } => {
+                m.order_outcomes.with_label_values(&["refunded"]).inc();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Follows every partition from its current end, feeding the [`Observer`].
+pub fn spawn_observer(
+    log: Arc<dyn EventLog>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let observer = Arc::new(std::sync::Mutex::new(Observer::default()));
+    (0..log.partition_count())
+        .map(|p| {
+            let (log, observer, mut shutdown) = (log.clone(), observer.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut from = log.end_offset(p).await.unwrap_or(0);
+                loop {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    let batch = tokio::select! {
+                        b = log.read(p, from, 1024, Duration::from_millis(500)) => b,
+                        _ = shutdown.changed() => break,
+                    };
+                    let Ok(batch) = batch else {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    };
+                    for r in &batch {
+                        from = r.offset + 1;
+                        if let Ok(rec) = decode_record(&r.bytes) {
+                            let mut o = observer.lock().expect("observer lock");
+                            for env in &rec.events {
+                                o.observe(&METRICS, &env.event, env.occurred_at);
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,303 @@
+//! `flashrent audit` against logs seeded with known histories, clean and deliberately corrupted.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use flashrent::audit::fold::{AuditOptions, AuditReport, Severity};
+use flashrent::audit::replay;
+use flashrent::audit::synth::Synth;
+use flashrent::audit::synth::SynthOrder;
+use flashrent::log::EmbeddedLog;
+use flashrent_events::{encode_record, CommandRecord, Event, EventLog, PartitionId, Sun, UserId};
+use std::path::Path;
+use std::process::Command;
+
+const PARTITIONS: u32 = 4;
+
+type Rec = (PartitionId, CommandRecord);
+
+async fn write_log(data_dir: &Path, records: &[Rec]) {
+    let log = EmbeddedLog::open(&data_dir.join("log"), PARTITIONS).unwrap();
+    for (p, r) in records {
+        log.append(*p, encode_record(r)).await.unwrap();
+    }
+    log.close();
+}
+
+async fn audit(records: &[Rec], opts: AuditOptions) -> AuditReport {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), records).await;
+    let log = EmbeddedLog::open_read_only(&dir.path().join("log")).unwrap();
+    replay(&log, opts).await.unwrap()
+}
+
+fn codes(r: &AuditReport) -> Vec<&'static str> {
+    r.findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| f.code)
+        .collect()
+}
+
+fn user(n: u64) -> UserId {
+    UserId::from_number(n).unwrap()
+}
+
+/// Two users: one completed rental, one refunded, one recent order still in flight.
+fn clean_history(s: &mut Synth) -> (Vec<Rec>, SynthOrder) {
+    let mut recs = vec![
+        s.register_supplier(1_000_000_000),
+        s.credit(user(1), 20_000_000),
+    ];
+    recs.extend(s.completed_rental(user(1), 5_850_000));
+    recs.push(s.credit(user(2), 10_000_000));
+    recs.extend(s.refunded_rental(user(2), 5_850_000));
+    let (o, placed) = s.place_paid(user(2), 1_000_000, 20_000);
+    recs.push(placed);
+    recs.push(s.reserve(&o));
+    (recs, o)
+}
+
+fn opts_at(now: chrono::DateTime<Utc>) -> AuditOptions {
+    AuditOptions::new(now)
+}
+
+#[tokio::test]
+async fn a_clean_history_balances_and_a_recent_unfinished_order_is_in_flight_not_an_error() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let (recs, o) = clean_history(&mut s);
+    let report = audit(&recs, opts_at(s.now)).await;
+    assert!(report.balanced(), "{:#?}", report.findings);
+    let sm = &report.summary;
+    assert_eq!(
+        (sm.users, sm.orders, sm.completed, sm.refunded, sm.in_flight),
+        (2, 3, 1, 1, 1)
+    );
+    assert_eq!(sm.credits_sun, 30_000_000);
+    assert_eq!(sm.balances_sun, 30_000_000 - 5_850_000 - 1_000_000);
+    assert_eq!(sm.energy_held, 20_000);
+    let f = &report.findings[0];
+    assert_eq!(
+        (f.code, f.severity, f.order_id),
+        ("order_in_flight", Severity::InFlight, Some(o.order_id))
+    );
+}
+
+#[tokio::test]
+async fn strict_mode_counts_an_order_in_flight_as_an_error() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let (recs, _) = clean_history(&mut s);
+    let mut opts = opts_at(s.now);
+    opts.strict = true;
+    let report = audit(&recs, opts).await;
+    assert_eq!(codes(&report), ["order_in_flight"]);
+}
+
+#[tokio::test]
+async fn a_double_refund_is_caught() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let (mut recs, _) = clean_history(&mut s);
+    recs.push(s.credit(user(3), 9_000_000));
+    let (o, placed) = s.place_paid(user(3), 4_000_000, 10_000);
+    recs.push(placed);
+    recs.push(s.fail(&o));
+    recs.push(s.refund(&o));
+    // The same refund again, with a consistent balance_after: only the order's story betrays it.
+    recs.push(s.refund(&o));
+    let report = audit(&recs, opts_at(s.now)).await;
+    let c = codes(&report);
+    assert!(c.contains(&"double_refund"), "{c:?}");
+    assert!(!report.balanced());
+}
+
+#[tokio::test]
+async fn a_deduction_with_no_outcome_long_overdue_is_caught() {
+    let start = Utc::now() - Duration::days(3);
+    let mut s = Synth::new(PARTITIONS, start);
+    let mut recs = vec![s.credit(user(4), 10_000_000)];
+    let (o, placed) = s.place_paid(user(4), 5_850_000, 65_000);
+    recs.push(placed);
+    let report = audit(&recs, opts_at(Utc::now())).await;
+    assert_eq!(codes(&report), ["deduction_without_outcome"]);
+    assert_eq!(report.findings[0].order_id, Some(o.order_id));
+    assert_eq!(report.findings[0].user_id, Some(user(4)));
+}
+
+#[tokio::test]
+async fn a_tampered_amount_is_caught() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let (mut recs, _) = clean_history(&mut s);
+    // Someone turns a 20 TRX credit into 200 TRX without touching balance_after.
+    for (_, r) in recs.iter_mut() {
+        for e in r.events.iter_mut() {
+            if let Event::BalanceCredited {
+                amount, user_id, ..
+            } = &mut e.event
+            {
+                if *user_id == user(1) {
+                    *amount = Sun::from_sun(200_000_000);
+                }
+            }
+        }
+    }
+    let report = audit(&recs, opts_at(s.now)).await;
+    let c = codes(&report);
+    assert!(c.contains(&"balance_after_mismatch"), "{c:?}");
+    assert!(c.contains(&"books_do_not_balance"), "{c:?}");
+}
+
+#[tokio::test]
+async fn a_tampered_balance_after_is_caught() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let (mut recs, _) = clean_history(&mut s);
+    let last_debit = recs
+        .iter_mut()
+        .flat_map(|(_, r)| r.events.iter_mut())
+        .filter_map(|e| match &mut e.event {
+            Event::BalanceDebited { balance_after, .. } => Some(balance_after),
+            _ => None,
+        })
+        .last()
+        .unwrap();
+    *last_debit = Sun::from_sun(last_debit.as_sun() + 1);
+    let report = audit(&recs, opts_at(s.now)).await;
+    let c = codes(&report);
+    assert!(c.contains(&"balance_after_mismatch"), "{c:?}");
+    assert!(c.contains(&"books_do_not_balance"), "{c:?}");
+}
+
+#[tokio::test]
+async fn a_deduction_above_the_price_and_a_negative_balance_are_caught() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let mut recs = vec![s.credit(user(5), 1_000_000)];
+    let (o, (p, mut placed)) = s.place_paid(user(5), 5_000_000, 65_000);
+    if let Event::BalanceDebited { amount, .. } = &mut placed.events[1].event {
+        *amount = Sun::from_sun(6_000_000);
+    }
+    recs.push((p, placed));
+    recs.push(s.fail(&o));
+    let report = audit(&recs, opts_at(s.now)).await;
+    let c = codes(&report);
+    assert!(c.contains(&"negative_balance"), "{c:?}");
+    assert!(c.contains(&"deduction_amount_mismatch"), "{c:?}");
+}
+
+#[tokio::test]
+async fn an_order_both_completed_and_refunded_is_caught() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let mut recs = vec![s.credit(user(6), 10_000_000)];
+    let (o, placed) = s.place_paid(user(6), 5_850_000, 65_000);
+    recs.push(placed);
+    recs.push(s.complete(&o));
+    recs.push(s.refund(&o));
+    let report = audit(&recs, opts_at(s.now)).await;
+    assert!(codes(&report).contains(&"refund_of_completed_order"));
+}
+
+#[tokio::test]
+async fn reserved_energy_neither_delegated_nor_released_is_caught_once_the_order_is_over() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let mut recs = vec![s.credit(user(7), 10_000_000)];
+    let (o, placed) = s.place_paid(user(7), 5_850_000, 65_000);
+    recs.push(placed);
+    recs.push(s.reserve(&o));
+    recs.push(s.fail(&o));
+    recs.push(s.refund(&o));
+    let report = audit(&recs, opts_at(s.now)).await;
+    assert_eq!(codes(&report), ["reserved_energy_unaccounted"]);
+}
+
+#[tokio::test]
+async fn the_ledger_of_one_user_shows_each_change_with_its_transaction_hash() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let (recs, _) = clean_history(&mut s);
+    let mut opts = opts_at(s.now);
+    opts.user = Some(user(1));
+    let report = audit(&recs, opts).await;
+    let ledger = report.ledger.unwrap();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[0].event, "BalanceCredited");
+    assert_eq!(
+        (ledger[1].delta_sun, ledger[1].balance_after_sun),
+        (-5_850_000, 14_150_000)
+    );
+    assert_eq!(
+        ledger[1].transaction_hash.as_ref().map(|h| h.len()),
+        Some(64)
+    );
+}
+
+fn run_audit(data_dir: &Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flashrent"))
+        .arg("audit")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_binary_exits_0_on_balanced_books_and_1_on_a_corrupted_log() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let (mut recs, _) = clean_history(&mut s);
+    let good = tempfile::tempdir().unwrap();
+    write_log(good.path(), &recs).await;
+    let (code, out) = run_audit(good.path(), &["--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["balanced"], true);
+    assert_eq!(doc["comparison"]["method"], "skipped");
+    let (code, out) = run_audit(good.path(), &["--user", "1", "--format", "csv"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out
+        .lines()
+        .nth(2)
+        .unwrap()
+        .contains(",BalanceDebited,-5850000,14150000,"));
+
+    let (o, _never_appended) = s.place_paid(user(2), 1, 10_000);
+    recs.push(s.refund(&o));
+    let bad = tempfile::tempdir().unwrap();
+    write_log(bad.path(), &recs).await;
+    let (code, out) = run_audit(bad.path(), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("refund_without_order"), "{out}");
+    assert!(out.contains("BOOKS DO NOT BALANCE"), "{out}");
+}
+
+#[tokio::test]
+async fn audit_runs_next_to_a_live_service_and_agrees_with_its_read_models() {
+    let mut app = common::TestApp::spawn().await;
+    assert_eq!(app.credit("123", "25.5", "deposit-1").await.status, 201);
+    let r = app.post("/api/orders", &common::seed_order_body()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["order_id"].as_str().unwrap().to_owned();
+    app.wait_final(&id).await;
+
+    // The service holds sled: the comparison goes through its API.
+    let (code, out) = run_audit(&app.data_dir, &["--api", &app.base]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("read models (api): 1 users checked, 0 differences"),
+        "{out}"
+    );
+    let (code, out) = run_audit(&app.data_dir, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("comparison skipped"), "{out}");
+
+    // Stopped: sled itself is compared.
+    let dir = app.data_dir.clone();
+    app.stop();
+    let (code, out) = run_audit(&dir, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("read models (sled): 1 users checked, 0 differences"),
+        "{out}"
+    );
+}
