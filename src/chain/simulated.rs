@@ -81,7 +81,7 @@ impl Chain for SimulatedChain {
 
     async fn broadcast(&self, tx: &SignedTransaction) -> Result<(), ChainError> {
         if Utc::now() > tx.expires_at {
-            return Err(ChainError::Refused("TRANSACTION_EXPIRATION_ERROR".into()));
+            return Err(ChainError::Stale("TRANSACTION_EXPIRATION_ERROR".into()));
         }
         let mut txs = self.txs.lock().expect("sim chain lock");
         if !txs.contains_key(&tx.tx_id) {

@@ -218,6 +218,7 @@ impl Saga {
             to: o.receive_address,
             energy: o.energy_amount,
             lock_seconds: self.rental_seconds(o),
+            delegation_tx: o.transaction_hash.clone(),
         };
         match step {
             Step::Done => return Ok(false),
@@ -276,6 +277,7 @@ impl Saga {
                         };
                         self.settled(e.order_command(meta(), user, id, cmd).await?)
                             .await;
+                        crash_point("after_sign");
                     }
                     Err(ChainError::Refused(why)) => {
                         self.fail(o, FailureReason::DelegationFailed, &why, None)
@@ -286,6 +288,7 @@ impl Saga {
             }
             Step::BroadcastDelegation(tx) => match self.0.chain.broadcast(&tx).await {
                 Ok(()) => {
+                    crash_point("after_broadcast");
                     self.settled(
                         e.order_command(
                             meta(),
@@ -297,8 +300,8 @@ impl Saga {
                     )
                     .await;
                 }
-                Err(ChainError::Refused(why)) if Utc::now() > tx.expires_at => {
-                    tracing::info!(order_id = %id, why, "delegation expired before broadcast; signing anew");
+                Err(ChainError::Stale(why)) => {
+                    tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
                     self.settled(
                         e.order_command(
                             meta(),
@@ -409,7 +412,7 @@ impl Saga {
                     )
                     .await;
                 }
-                Err(ChainError::Refused(why)) => {
+                Err(ChainError::Refused(why) | ChainError::Stale(why)) => {
                     tracing::warn!(order_id = %id, why, "reclaim refused; signing anew");
                     tokio::time::sleep(self.0.config.poll_interval).await;
                     self.settled(
@@ -501,5 +504,16 @@ impl Saga {
     /// Waits until the read models show what a command recorded, so the next step sees it.
     async fn settled<R>(&self, done: Executed<R>) {
         crate::consistency::projected(&self.0.models, &done).await;
+    }
+}
+
+/// Test hook: `FLASHRENT_CRASH_AT=after_sign|after_broadcast` aborts the process at that point
+/// of a delegation, so the crash tests can restart the engine between two recorded steps.
+fn crash_point(name: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var("FLASHRENT_CRASH_AT").ok());
+    if at.as_deref() == Some(name) {
+        eprintln!("FLASHRENT_CRASH_AT={name}: aborting");
+        std::process::abort();
     }
 }
