@@ -1,7 +1,6 @@
-//! The chain port: what the saga needs from TRON. The simulated chain implements it in
-//! process; the java-tron HTTP client implements it against a real node.
+//! The chain port: what the saga needs from TRON. `tron::TronClient` implements it against a
+//! java-tron full node over HTTP — a real one, or the devnet (`crate::devnet`).
 
-pub mod simulated;
 pub mod tron;
 
 use chrono::{DateTime, Utc};

@@ -368,8 +368,19 @@ impl Saga {
                 }
                 TxStatus::Unknown => {
                     // Never seen (a broadcast lost, or a restart): the same bytes again are harmless.
-                    self.0.chain.broadcast(&tx).await.ok();
-                    tokio::time::sleep(self.0.config.poll_interval).await;
+                    if self.rebroadcast_is_stale(&tx).await {
+                        tracing::info!(order_id = %id, tx_id = tx.tx_id, "delegation can never land; signing anew");
+                        self.settled(
+                            e.order_command(
+                                meta(),
+                                user,
+                                id,
+                                OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
+                            )
+                            .await?,
+                        )
+                        .await;
+                    }
                 }
                 TxStatus::Pending => tokio::time::sleep(self.0.config.poll_interval).await,
             },
@@ -466,13 +477,35 @@ impl Saga {
                     .await;
                 }
                 TxStatus::Unknown => {
-                    self.0.chain.broadcast(&tx).await.ok();
-                    tokio::time::sleep(self.0.config.poll_interval).await;
+                    if self.rebroadcast_is_stale(&tx).await {
+                        self.settled(
+                            e.order_command(
+                                meta(),
+                                user,
+                                id,
+                                OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
+                            )
+                            .await?,
+                        )
+                        .await;
+                    }
                 }
                 TxStatus::Pending => tokio::time::sleep(self.0.config.poll_interval).await,
             },
         }
         Ok(true)
+    }
+
+    /// Sends an unseen transaction again (harmless: same bytes, same id). `true` when the
+    /// chain says it can never land (expired, unknown reference block) *and* it is still
+    /// unseen afterwards, so it cannot have landed in between.
+    async fn rebroadcast_is_stale(&self, tx: &crate::chain::SignedTransaction) -> bool {
+        let stale = matches!(self.0.chain.broadcast(tx).await, Err(ChainError::Stale(_)));
+        if !stale {
+            tokio::time::sleep(self.0.config.poll_interval).await;
+            return false;
+        }
+        matches!(self.0.chain.status(&tx.tx_id).await, Ok(TxStatus::Unknown))
     }
 
     fn rental_seconds(&self, o: &OrderView) -> u64 {

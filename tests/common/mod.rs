@@ -56,7 +56,7 @@ impl TestApp {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env("FLASHRENT_ADMIN_TOKEN", ADMIN)
-            .env("FLASHRENT_SIM_CONFIRM_MS", "50")
+            .env("FLASHRENT_DEVNET_BLOCK_MS", "50")
             .env("FLASHRENT_POLL_MS", "20")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
