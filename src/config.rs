@@ -66,14 +66,30 @@ pub struct ServeArgs {
     pub min_energy: u64,
     #[arg(long, env = "FLASHRENT_MAX_ENERGY", default_value_t = 10_000_000)]
     pub max_energy: u64,
-    /// Simulated chain: time from broadcast to confirmation, in milliseconds.
-    #[arg(long, env = "FLASHRENT_SIM_CONFIRM_MS", default_value_t = 300)]
-    pub sim_confirm_ms: u64,
-    /// Simulated chain: probability that a delegation fails on chain.
-    #[arg(long, env = "FLASHRENT_SIM_FAILURE_RATE", default_value_t = 0.0)]
-    pub sim_failure_rate: f64,
-    /// Energy of the demo supplier wallet registered on first start with the simulated chain
-    /// (0: register none).
+    /// java-tron full-node URLs, primary first (e.g. `https://api.trongrid.io`). None: an
+    /// in-process devnet is started and used.
+    #[arg(long, env = "FLASHRENT_TRON_NODES", value_delimiter = ',')]
+    pub tron_nodes: Vec<String>,
+    /// Sent as the `TRON-PRO-API-KEY` header (TronGrid).
+    #[arg(long, env = "FLASHRENT_TRON_API_KEY", hide_env_values = true)]
+    pub tron_api_key: Option<String>,
+    /// Supplier private keys: comma-separated hex, or the path of a file with one per line.
+    #[arg(long, env = "FLASHRENT_SUPPLIER_KEYS", hide_env_values = true)]
+    pub supplier_keys: Option<String>,
+    /// Delegate with TRON's lock for the rental's duration.
+    #[arg(long, env = "FLASHRENT_TRON_LOCK")]
+    pub tron_lock: bool,
+    /// Timeout of one call to a TRON node, in milliseconds.
+    #[arg(long, env = "FLASHRENT_TRON_TIMEOUT_MS", default_value_t = 5000)]
+    pub tron_timeout_ms: u64,
+    /// In-process devnet: block interval in milliseconds (0: a block per broadcast).
+    #[arg(long, env = "FLASHRENT_DEVNET_BLOCK_MS", default_value_t = 3000)]
+    pub devnet_block_ms: u64,
+    /// In-process devnet: probability that a transaction fails in its block.
+    #[arg(long, env = "FLASHRENT_DEVNET_FAILURE_RATE", default_value_t = 0.0)]
+    pub devnet_failure_rate: f64,
+    /// Energy of the demo supplier wallet of the in-process devnet, registered in the pool on
+    /// first start (0: register none).
     #[arg(
         long,
         env = "FLASHRENT_DEMO_SUPPLIER_ENERGY",

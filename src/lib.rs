@@ -9,6 +9,7 @@ pub mod audit;
 pub mod chain;
 pub mod config;
 pub mod consistency;
+pub mod devnet;
 pub mod domain;
 pub mod engine;
 pub mod http;

@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand};
 use flashrent::config::{ServeArgs, StoreArgs};
+use flashrent::devnet::{Devnet, DevnetConfig};
 use flashrent::startup::{self, Application};
 
 /// flashrent — an event-sourced order engine for renting TRON energy.
@@ -12,8 +13,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP service (embedded event log and simulated chain by default).
+    /// Run the HTTP service (embedded event log; an in-process TRON devnet unless
+    /// FLASHRENT_TRON_NODES names real nodes).
     Serve(Box<ServeArgs>),
+    /// Run a local TRON devnet: the java-tron HTTP API subset the client uses, in memory.
+    Devnet {
+        /// Address to listen on; port 0 picks a free one (printed on stdout).
+        #[arg(
+            long,
+            env = "FLASHRENT_DEVNET_LISTEN",
+            default_value = "127.0.0.1:8090"
+        )]
+        listen: String,
+        /// JSON seed: block_interval_ms, tx_expiration_ms, total_energy_limit,
+        /// total_energy_weight, accounts [{address | private_key, balance_sun, energy_stake_sun}].
+        #[arg(long, env = "FLASHRENT_DEVNET_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        /// Overrides the config's block interval (0: a block per broadcast).
+        #[arg(long)]
+        block_ms: Option<u64>,
+    },
     /// Drop the read models and rebuild them from the event log (stop `serve` first).
     Rebuild {
         #[command(flatten)]
@@ -43,6 +62,23 @@ async fn main() -> anyhow::Result<()> {
             // Tests and scripts read this line to learn the port when listening on port 0.
             println!("flashrent listening on http://127.0.0.1:{}", app.port());
             app.run_until_stopped().await
+        }
+        Command::Devnet {
+            listen,
+            config,
+            block_ms,
+        } => {
+            init_tracing(false);
+            let mut config = match config {
+                Some(path) => DevnetConfig::load(&path)?,
+                None => DevnetConfig::default(),
+            };
+            if let Some(ms) = block_ms {
+                config.block_interval_ms = ms;
+            }
+            let devnet = Devnet::start(config, &listen)?;
+            println!("flashrent devnet listening on {}", devnet.url());
+            devnet.run().await
         }
         Command::Rebuild { store, verify } => {
             init_tracing(false);

@@ -1,9 +1,10 @@
 //! Building and running the service: open the log and the read models, catch up, start
 //! the writers, the projectors and the saga, then serve HTTP.
 
-use crate::chain::simulated::{SimulatedChain, SimulatedChainConfig};
+use crate::chain::tron::{load_keys, EnergyTotals, SecretKey, TronClient, TronConfig};
 use crate::chain::Chain;
 use crate::config::{Secret, ServeArgs, StoreArgs};
+use crate::devnet::{AccountSeed, Devnet, DevnetConfig};
 use crate::engine::{CommandMeta, Engine};
 use crate::http::{self, AppState};
 use crate::log::EmbeddedLog;
@@ -19,8 +20,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-/// The demo supplier wallet of the simulated chain (tron-protocol.md §8 vector A's address).
+/// The demo supplier wallet of the in-process devnet (tron-protocol.md §8 vector A's address).
 pub const DEMO_SUPPLIER: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+/// Its key: a *published* test key (tronpy's test suite, vector A). Devnet only — never fund
+/// it on a real network.
+const DEMO_SUPPLIER_KEY: &str = "279ff36d9bf9f305af3280034bb4187c6dd299bac6b26a3c20b999c7c0d50e6e";
+/// The renter address of the README's examples, activated on the in-process devnet.
+pub const DEMO_RENTER: &str = "TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2";
 
 pub struct Application {
     port: u16,
@@ -64,16 +70,8 @@ impl Application {
             .await
             .context("loading aggregate state from the event log")?;
 
-        let chain: Arc<dyn Chain> = Arc::new(SimulatedChain::new(SimulatedChainConfig {
-            confirmation_delay: Duration::from_millis(args.sim_confirm_ms),
-            failure_rate: args.sim_failure_rate,
-            ..Default::default()
-        }));
-        tracing::info!(
-            confirm_ms = args.sim_confirm_ms,
-            failure_rate = args.sim_failure_rate,
-            "using the in-process simulated chain"
-        );
+        let (tron, demo) = tron_client(&args)?;
+        let chain: Arc<dyn Chain> = tron.clone();
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (reactor_tx, reactor_rx) = mpsc::channel(16_384);
@@ -98,13 +96,39 @@ impl Application {
         ));
         tasks.extend(saga.spawn(reactor_rx)?);
 
-        if args.demo_supplier_energy > 0 && models.pool_wallets()?.is_empty() {
-            let address = TronAddress::parse(DEMO_SUPPLIER).expect("demo address is valid");
-            let energy = EnergyAmount::new(args.demo_supplier_energy).expect("positive");
-            engine
-                .register_supplier(CommandMeta::new(Uuid::now_v7()), address, energy)
-                .await?;
-            tracing::info!(%address, energy = args.demo_supplier_energy, "registered the demo supplier wallet of the simulated chain");
+        let registered: std::collections::HashSet<TronAddress> =
+            models.pool_wallets()?.iter().map(|w| w.address).collect();
+        if demo {
+            if args.demo_supplier_energy > 0 && registered.is_empty() {
+                let address = TronAddress::parse(DEMO_SUPPLIER).expect("demo address is valid");
+                let energy = EnergyAmount::new(args.demo_supplier_energy).expect("positive");
+                engine
+                    .register_supplier(CommandMeta::new(Uuid::now_v7()), address, energy)
+                    .await?;
+                tracing::info!(%address, energy = args.demo_supplier_energy, "registered the demo supplier wallet of the in-process devnet");
+            }
+        } else {
+            // Supplier wallets whose keys we hold join the pool with what the chain says they
+            // can delegate (getcandelegatedmaxsize).
+            match tron.supplier_inventory().await {
+                Ok(inventory) => {
+                    for (address, energy) in inventory {
+                        if !registered.contains(&address) {
+                            engine
+                                .register_supplier(
+                                    CommandMeta::new(Uuid::now_v7()),
+                                    address,
+                                    energy,
+                                )
+                                .await?;
+                            tracing::info!(%address, energy = energy.get(), "registered a supplier wallet from the chain");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read supplier inventory from the chain")
+                }
+            }
         }
 
         let admin_token = admin_token(&args)?;
@@ -170,6 +194,71 @@ impl Application {
         self.log.close();
         Ok(())
     }
+}
+
+/// The TRON client: against the configured nodes, or against an in-process devnet with a
+/// funded demo supplier when none is configured (`true` in the second place).
+fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
+    let mut keys = match args
+        .supplier_keys
+        .as_deref()
+        .filter(|k| !k.trim().is_empty())
+    {
+        Some(spec) => load_keys(spec).context("loading supplier keys")?,
+        None => vec![],
+    };
+    let demo = args.tron_nodes.iter().all(|n| n.trim().is_empty());
+    let nodes = if demo {
+        let key = SecretKey::from_hex(DEMO_SUPPLIER_KEY).expect("demo key is valid");
+        let mut config = DevnetConfig {
+            block_interval_ms: args.devnet_block_ms,
+            ..Default::default()
+        };
+        config.faults.fail_rate = args.devnet_failure_rate;
+        let totals = EnergyTotals {
+            limit: config.total_energy_limit,
+            weight: config.total_energy_weight,
+        };
+        // Enough stake for the demo energy, with room for per-delegation rounding.
+        let stake = totals
+            .energy_to_sun(args.demo_supplier_energy.max(1))
+            .map_err(|e| anyhow::anyhow!("demo supplier energy: {e}"))?
+            + 1_000_000_000;
+        config.accounts = vec![
+            AccountSeed {
+                address: Some(key.address().to_base58()),
+                balance_sun: 1_000_000_000,
+                energy_stake_sun: stake as i64,
+                ..Default::default()
+            },
+            AccountSeed {
+                address: Some(DEMO_RENTER.to_owned()),
+                balance_sun: 1_000_000,
+                ..Default::default()
+            },
+        ];
+        keys.push(key);
+        let (url, _) = Devnet::start(config, "127.0.0.1:0")?.spawn();
+        tracing::info!(
+            node = %url,
+            block_ms = args.devnet_block_ms,
+            supplier = DEMO_SUPPLIER,
+            "no TRON node configured (FLASHRENT_TRON_NODES): started an in-process TRON devnet with a funded demo supplier; orders are delegated on it over HTTP"
+        );
+        vec![url]
+    } else {
+        tracing::info!(nodes = ?args.tron_nodes, suppliers = keys.len(), "using TRON full nodes");
+        args.tron_nodes.clone()
+    };
+    let mut config = TronConfig::new(nodes);
+    config.api_key = args
+        .tron_api_key
+        .clone()
+        .filter(|k| !k.is_empty())
+        .map(Secret::new);
+    config.use_lock = args.tron_lock;
+    config.request_timeout = Duration::from_millis(args.tron_timeout_ms.max(1));
+    Ok((Arc::new(TronClient::new(config, keys)?), demo))
 }
 
 /// The configured admin token, or the one kept in the data dir (created, mode 0600, on first start).

@@ -483,7 +483,7 @@ async fn an_order_the_pool_cannot_serve_fails_and_is_refunded_once() {
 
 #[tokio::test]
 async fn a_delegation_that_keeps_failing_on_chain_fails_the_order_and_frees_the_energy() {
-    let app = TestApp::spawn_with(&[("FLASHRENT_SIM_FAILURE_RATE", "1")]).await;
+    let app = TestApp::spawn_with(&[("FLASHRENT_DEVNET_FAILURE_RATE", "1")]).await;
     app.credit("51", "10", "d").await;
     let id = app.order("51", 65000, "1h", "5.85").await.body["order_id"]
         .as_str()

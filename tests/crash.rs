@@ -13,7 +13,7 @@ async fn a_killed_server_resumes_every_acknowledged_order_without_losing_or_doub
     let temp = tempfile::tempdir().unwrap();
     // A slow chain keeps many orders in flight when the kill comes.
     let env = [
-        ("FLASHRENT_SIM_CONFIRM_MS", "400"),
+        ("FLASHRENT_DEVNET_BLOCK_MS", "400"),
         ("FLASHRENT_DEMO_SUPPLIER_ENERGY", "6500000"),
     ];
     let mut app = TestApp::spawn_in(temp.path(), &env).await;

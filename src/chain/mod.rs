@@ -1,10 +1,11 @@
-//! The chain port: what the saga needs from TRON. The simulated chain implements it in
-//! process; the java-tron HTTP client implements it against a real node.
+//! The chain port: what the saga needs from TRON. `tron::TronClient` implements it against a
+//! java-tron full node over HTTP — a real one, or the devnet (`crate::devnet`).
 
-pub mod simulated;
+pub mod tron;
 
 use chrono::{DateTime, Utc};
 use flashrent_events::{EnergyAmount, TronAddress};
+use std::time::Duration;
 
 /// Energy delegated (or taken back) from a supplier wallet to a renter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub struct Delegation {
     pub energy: EnergyAmount,
     /// How long the renter is protected by TRON's delegation lock (0 for none).
     pub lock_seconds: u64,
+    /// For a reclaim: the id of the confirmed delegation it takes back.
+    pub delegation_tx: Option<String>,
 }
 
 /// A transaction signed locally: its id, its bytes as hex, and when it stops being valid.
@@ -46,6 +49,9 @@ pub enum ChainError {
     /// The chain refuses this for good (validation failure, insufficient stake).
     #[error("chain refused: {0}")]
     Refused(String),
+    /// This transaction can never land (expired, unknown reference block): sign a new one.
+    #[error("transaction can never land: {0}")]
+    Stale(String),
 }
 
 #[async_trait::async_trait]
@@ -61,5 +67,9 @@ pub trait Chain: Send + Sync + 'static {
     async fn broadcast(&self, tx: &SignedTransaction) -> Result<(), ChainError>;
     async fn status(&self, tx_id: &str) -> Result<TxStatus, ChainError>;
     /// The chain's typical time from broadcast to confirmation, for estimates shown to users.
-    fn expected_confirmation(&self) -> std::time::Duration;
+    fn expected_confirmation(&self) -> Duration;
+    /// Supplier wallets this chain can sign for, with the energy each can delegate now.
+    async fn supplier_inventory(&self) -> Result<Vec<(TronAddress, EnergyAmount)>, ChainError> {
+        Ok(vec![])
+    }
 }

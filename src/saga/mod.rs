@@ -225,6 +225,7 @@ impl Saga {
             to: o.receive_address,
             energy: o.energy_amount,
             lock_seconds: self.rental_seconds(o),
+            delegation_tx: o.transaction_hash.clone(),
         };
         match step {
             Step::Done => return Ok(false),
@@ -256,12 +257,16 @@ impl Saga {
                             }
                             Err(err) => return Err(err.into()),
                         };
+                        let recorded_signature = signed.is_some();
                         let cmd = OrderCmd::StartProcessing {
                             supplier_wallet: wallet,
                             signed,
                         };
                         self.settled(e.order_command(meta(), user, id, cmd).await?)
                             .await;
+                        if recorded_signature {
+                            crash_point("after_sign");
+                        }
                     }
                     ReserveOutcome::Rejected => {
                         self.fail(
@@ -287,6 +292,7 @@ impl Saga {
                         };
                         self.settled(e.order_command(meta(), user, id, cmd).await?)
                             .await;
+                        crash_point("after_sign");
                     }
                     Err(ChainError::Refused(why)) => {
                         self.fail(o, FailureReason::DelegationFailed, &why, None)
@@ -297,6 +303,7 @@ impl Saga {
             }
             Step::BroadcastDelegation(tx) => match self.0.chain.broadcast(&tx).await {
                 Ok(()) => {
+                    crash_point("after_broadcast");
                     self.settled(
                         e.order_command(
                             meta(),
@@ -308,8 +315,8 @@ impl Saga {
                     )
                     .await;
                 }
-                Err(ChainError::Refused(why)) if Utc::now() > tx.expires_at => {
-                    tracing::info!(order_id = %id, why, "delegation expired before broadcast; signing anew");
+                Err(ChainError::Stale(why)) => {
+                    tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
                     self.settled(
                         e.order_command(
                             meta(),
@@ -398,7 +405,7 @@ impl Saga {
                     )
                     .await;
                 }
-                Err(ChainError::Refused(why)) => {
+                Err(ChainError::Refused(why) | ChainError::Stale(why)) => {
                     tracing::warn!(order_id = %id, why, "reclaim refused; signing anew");
                     tokio::time::sleep(self.0.config.poll_interval).await;
                     self.settled(
@@ -455,12 +462,27 @@ impl Saga {
                     return Ok(Some(Outcome::Expired))
                 }
                 TxStatus::Unknown => {
-                    self.0.chain.broadcast(tx).await.ok();
+                    if self.rebroadcast_is_stale(tx).await {
+                        return Ok(Some(Outcome::Expired));
+                    }
+                    continue;
                 }
                 TxStatus::Pending => {}
             }
             tokio::time::sleep(self.0.config.poll_interval).await;
         }
+    }
+
+    /// Sends an unseen transaction again (harmless: same bytes, same id). `true` when the
+    /// chain says it can never land (expired, unknown reference block) *and* it is still
+    /// unseen afterwards, so it cannot have landed in between.
+    async fn rebroadcast_is_stale(&self, tx: &SignedTransaction) -> bool {
+        let stale = matches!(self.0.chain.broadcast(tx).await, Err(ChainError::Stale(_)));
+        if !stale {
+            tokio::time::sleep(self.0.config.poll_interval).await;
+            return false;
+        }
+        matches!(self.0.chain.status(&tx.tx_id).await, Ok(TxStatus::Unknown))
     }
 
     fn rental_seconds(&self, o: &OrderView) -> u64 {
@@ -492,5 +514,16 @@ impl Saga {
     /// Waits until the read models show what a command recorded, so the next step sees it.
     async fn settled<R>(&self, done: Executed<R>) {
         crate::consistency::projected(&self.0.models, &done).await;
+    }
+}
+
+/// Test hook: `FLASHRENT_CRASH_AT=after_sign|after_broadcast` aborts the process at that point
+/// of a delegation, so the crash tests can restart the engine between two recorded steps.
+fn crash_point(name: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var("FLASHRENT_CRASH_AT").ok());
+    if at.as_deref() == Some(name) {
+        eprintln!("FLASHRENT_CRASH_AT={name}: aborting");
+        std::process::abort();
     }
 }

@@ -56,7 +56,7 @@ impl TestApp {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env("FLASHRENT_ADMIN_TOKEN", ADMIN)
-            .env("FLASHRENT_SIM_CONFIRM_MS", "50")
+            .env("FLASHRENT_DEVNET_BLOCK_MS", "50")
             .env("FLASHRENT_POLL_MS", "20")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -226,4 +226,128 @@ impl Drop for TestApp {
 
 pub fn seed_order_body() -> Value {
     json!({"user_id": "123", "energy_amount": 65000, "duration": "1h", "receive_address": RENTER, "cost_trx": 5.85})
+}
+
+impl TestApp {
+    /// Waits for the server to exit by itself (a crash point); `true` if it did.
+    pub fn wait_exit(&mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// The pool's wallets (admin view).
+    pub async fn pool(&self) -> Value {
+        self.http
+            .get(format!("{}/api/admin/wallet-pool/wallets", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    }
+}
+
+/// A `flashrent devnet` process on port 0, seeded from a JSON config, driven over HTTP.
+pub struct DevnetProc {
+    pub base: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// A supplier key of the tests (never a real wallet) and its address.
+pub const SUPPLIER_KEY: &str = "0b4d7a2f1c9e8d6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180716f5e4d3c2b1a091";
+
+impl DevnetProc {
+    /// `config` is the devnet's JSON seed (see `flashrent devnet --help`).
+    pub fn spawn(config: Value) -> DevnetProc {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devnet.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.path().join("devnet.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flashrent"))
+            .args(["devnet", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("devnet starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("flashrent devnet listening on ")
+            .unwrap_or_else(|| panic!("unexpected devnet line {line:?}"))
+            .to_owned();
+        DevnetProc {
+            base,
+            child,
+            _dir: dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A devnet with one funded supplier (`SUPPLIER_KEY`, 100,000 TRX of ENERGY stake) and
+    /// the activated `RENTER`.
+    pub fn standard(block_ms: u64) -> DevnetProc {
+        Self::spawn(json!({
+            "block_interval_ms": block_ms,
+            "accounts": [
+                {"private_key": SUPPLIER_KEY, "balance_sun": 1_000_000_000, "energy_stake_sun": 100_000_000_000u64},
+                {"address": RENTER, "balance_sun": 1_000_000},
+            ]
+        }))
+    }
+
+    pub async fn state(&self) -> Value {
+        self.http
+            .get(format!("{}/admin/state", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn faults(&self, faults: Value) {
+        let r = self
+            .http
+            .post(format!("{}/admin/faults", self.base))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    pub async fn wallet(&self, path: &str, body: Value) -> Value {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for DevnetProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

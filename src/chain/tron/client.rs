@@ -1,0 +1,571 @@
+//! The java-tron full-node HTTP client behind the chain port.
+//!
+//! Hex addresses on the wire (`visible: false`, tron-protocol.md §1). Transactions are built
+//! by the node, checked against what we asked for (§5) and signed locally; the signed
+//! protobuf goes out through `/wallet/broadcasthex`, so the node hashes the exact bytes we
+//! verified (§3.10).
+
+use super::keys::SecretKey;
+use super::proto::{self, RawTransaction, ResourceContract};
+use crate::chain::{Chain, ChainError, Delegation, SignedTransaction, TxStatus};
+use chrono::{DateTime, TimeZone, Utc};
+use flashrent_events::{EnergyAmount, TronAddress};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Retries of one call on one node before the next node is tried.
+const RETRIES_PER_NODE: u32 = 3;
+/// The saga treats a transaction as dead only this long after its expiration, so a block
+/// produced just before the expiry (and a little clock skew) is still seen.
+const EXPIRY_GRACE: Duration = Duration::from_secs(6);
+/// A node-built transaction must not be valid longer than this (java-tron builds +60 s).
+const MAX_EXPIRATION_AHEAD: Duration = Duration::from_secs(10 * 60);
+
+#[derive(Debug, Clone)]
+pub struct TronConfig {
+    /// Primary first, then backups.
+    pub nodes: Vec<String>,
+    /// Sent as `TRON-PRO-API-KEY` (TronGrid).
+    pub api_key: Option<crate::config::Secret>,
+    pub request_timeout: Duration,
+    /// How long a node that failed all its retries is passed over.
+    pub skip_failed_node_for: Duration,
+    /// Delegate with TRON's lock (lock_period = the rental). Off by default: java-tron keeps
+    /// one lock per (owner, receiver) pair and refuses a shorter lock while a longer one runs.
+    pub use_lock: bool,
+    pub retry_backoff: Duration,
+}
+
+impl TronConfig {
+    pub fn new(nodes: Vec<String>) -> TronConfig {
+        TronConfig {
+            nodes,
+            api_key: None,
+            request_timeout: Duration::from_secs(5),
+            skip_failed_node_for: Duration::from_secs(30),
+            use_lock: false,
+            retry_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+struct Node {
+    url: String,
+    skipped_until: Mutex<Option<Instant>>,
+}
+
+pub struct TronClient {
+    http: reqwest::Client,
+    nodes: Vec<Node>,
+    keys: HashMap<TronAddress, SecretKey>,
+    config: TronConfig,
+}
+
+/// The chain's energy totals (`/wallet/getaccountresource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnergyTotals {
+    pub limit: u64,
+    pub weight: u64,
+}
+
+impl EnergyTotals {
+    /// SUN of stake whose energy is at least `energy`: ceil(energy·W·10⁶ / L), at least 1 TRX.
+    pub fn energy_to_sun(&self, energy: u64) -> Result<u64, ChainError> {
+        if self.limit == 0 {
+            return Err(ChainError::Retryable("TotalEnergyLimit is 0".into()));
+        }
+        let num = u128::from(energy) * u128::from(self.weight) * 1_000_000;
+        let sun = num.div_ceil(u128::from(self.limit)).max(1_000_000);
+        u64::try_from(sun).map_err(|_| ChainError::Refused("energy too large".into()))
+    }
+
+    /// Energy of `sun` staked SUN: floor(sun/10⁶ · L/W), as java-tron computes it.
+    pub fn sun_to_energy(&self, sun: u64) -> u64 {
+        if self.weight == 0 {
+            return 0;
+        }
+        (u128::from(sun) * u128::from(self.limit) / (u128::from(self.weight) * 1_000_000)) as u64
+    }
+}
+
+/// What a broadcast answer means for the saga (tron-protocol.md §3.9, §7).
+pub fn classify_broadcast(code: &str, message: &str) -> Result<(), ChainError> {
+    match code {
+        "SUCCESS" | "DUP_TRANSACTION_ERROR" => Ok(()),
+        "SERVER_BUSY"
+        | "NO_CONNECTION"
+        | "NOT_ENOUGH_EFFECTIVE_CONNECTION"
+        | "BLOCK_UNSOLIDIFIED" => Err(ChainError::Retryable(format!("{code}: {message}"))),
+        "TAPOS_ERROR" | "TRANSACTION_EXPIRATION_ERROR" => {
+            Err(ChainError::Stale(format!("{code}: {message}")))
+        }
+        _ => Err(ChainError::Refused(format!("{code}: {message}"))),
+    }
+}
+
+/// A `{"Error": …}` answer of a builder endpoint.
+fn classify_error(text: &str) -> ChainError {
+    if text.contains("lack of computing resources") || text.contains("IllegalAccessException") {
+        ChainError::Retryable(text.to_owned())
+    } else {
+        ChainError::Refused(text.to_owned())
+    }
+}
+
+/// `message` fields are hex of UTF-8 when `visible` is false.
+fn text_of(v: &Value) -> String {
+    let s = v.as_str().unwrap_or_default();
+    hex::decode(s)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| s.to_owned())
+}
+
+impl TronClient {
+    pub fn new(config: TronConfig, keys: Vec<SecretKey>) -> anyhow::Result<TronClient> {
+        anyhow::ensure!(!config.nodes.is_empty(), "no TRON node configured");
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(k) = &config.api_key {
+            let mut v = reqwest::header::HeaderValue::from_str(k.expose())?;
+            v.set_sensitive(true);
+            headers.insert("TRON-PRO-API-KEY", v);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .default_headers(headers)
+            .build()?;
+        Ok(TronClient {
+            http,
+            nodes: config
+                .nodes
+                .iter()
+                .map(|u| Node {
+                    url: u.trim_end_matches('/').to_owned(),
+                    skipped_until: Mutex::new(None),
+                })
+                .collect(),
+            keys: keys.into_iter().map(|k| (k.address(), k)).collect(),
+            config,
+        })
+    }
+
+    pub fn supplier_addresses(&self) -> Vec<TronAddress> {
+        let mut v: Vec<_> = self.keys.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// POSTs to the first node that answers: ≤3 retries with backoff per node, then the next
+    /// node; a node that used up its retries is passed over for a while.
+    async fn call(&self, path: &str, body: Value) -> Result<Value, ChainError> {
+        let now = Instant::now();
+        let mut order: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.skipped_until
+                    .lock()
+                    .expect("node lock")
+                    .is_none_or(|t| t <= now)
+            })
+            .collect();
+        if order.is_empty() {
+            order = self.nodes.iter().collect();
+        }
+        let mut last = String::new();
+        for node in order {
+            let mut backoff = self.config.retry_backoff;
+            for attempt in 0..=RETRIES_PER_NODE {
+                if attempt > 0 {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                match self.try_once(node, path, &body).await {
+                    Ok(v) => {
+                        *node.skipped_until.lock().expect("node lock") = None;
+                        return Ok(v);
+                    }
+                    Err(e) => {
+                        tracing::debug!(node = %node.url, path, attempt, error = %e, "TRON node call failed");
+                        last = e;
+                    }
+                }
+            }
+            tracing::warn!(node = %node.url, path, error = %last, "TRON node failing; trying the next one");
+            *node.skipped_until.lock().expect("node lock") =
+                Some(Instant::now() + self.config.skip_failed_node_for);
+        }
+        Err(ChainError::Retryable(format!(
+            "no TRON node answered {path}: {last}"
+        )))
+    }
+
+    async fn try_once(&self, node: &Node, path: &str, body: &Value) -> Result<Value, String> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", node.url))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| format!("body: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        let v: Value = serde_json::from_str(&text).map_err(|_| "answer is not JSON".to_owned())?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            if e.contains("lack of computing resources") {
+                return Err(e.to_owned());
+            }
+        }
+        Ok(v)
+    }
+
+    pub async fn energy_totals(
+        &self,
+        any_account: &TronAddress,
+    ) -> Result<EnergyTotals, ChainError> {
+        let v = self
+            .call(
+                "/wallet/getaccountresource",
+                json!({"address": any_account.to_hex(), "visible": false}),
+            )
+            .await?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            return Err(classify_error(e));
+        }
+        Ok(EnergyTotals {
+            limit: v["TotalEnergyLimit"].as_u64().unwrap_or(0),
+            weight: v["TotalEnergyWeight"].as_u64().unwrap_or(0),
+        })
+    }
+
+    /// Energy a supplier can still delegate (`/wallet/getcandelegatedmaxsize`, type ENERGY).
+    pub async fn delegatable_energy(&self, owner: &TronAddress) -> Result<u64, ChainError> {
+        let v = self
+            .call(
+                "/wallet/getcandelegatedmaxsize",
+                json!({"owner_address": owner.to_hex(), "type": 1, "visible": false}),
+            )
+            .await?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            return Err(classify_error(e));
+        }
+        let sun = v["max_size"].as_u64().unwrap_or(0);
+        Ok(self.energy_totals(owner).await?.sun_to_energy(sun))
+    }
+
+    fn key(&self, owner: &TronAddress) -> Result<&SecretKey, ChainError> {
+        self.keys
+            .get(owner)
+            .ok_or_else(|| ChainError::Refused(format!("no key for supplier wallet {owner}")))
+    }
+
+    /// The SUN a confirmed delegation moved, from `/wallet/gettransactionbyid`; the bytes must
+    /// hash to the id, so a node cannot make us reclaim a different amount.
+    async fn delegated_sun(&self, tx_id: &str, d: &Delegation) -> Result<u64, ChainError> {
+        let v = self
+            .call(
+                "/wallet/gettransactionbyid",
+                json!({"value": tx_id, "visible": false}),
+            )
+            .await?;
+        let bytes = v["raw_data_hex"]
+            .as_str()
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or_else(|| {
+                ChainError::Retryable(format!("node does not know delegation {tx_id}"))
+            })?;
+        if !hex::encode(proto::tx_id(&bytes)).eq_ignore_ascii_case(tx_id) {
+            return Err(ChainError::Retryable(format!(
+                "node returned other bytes for {tx_id}"
+            )));
+        }
+        let raw = RawTransaction::decode(&bytes)
+            .map_err(|e| ChainError::Refused(format!("delegation {tx_id} does not decode: {e}")))?;
+        let c = raw.contract;
+        if c.contract_type != proto::DELEGATE_RESOURCE
+            || c.owner != d.from.as_bytes()
+            || c.receiver != d.to.as_bytes()
+        {
+            return Err(ChainError::Refused(format!(
+                "{tx_id} is not this order's delegation"
+            )));
+        }
+        Ok(c.balance as u64)
+    }
+
+    /// Builds on the node, verifies, signs.
+    async fn build_and_sign(
+        &self,
+        path: &str,
+        request: Value,
+        expected: ResourceContract,
+    ) -> Result<SignedTransaction, ChainError> {
+        let owner = TronAddress::from_bytes(&expected.owner)
+            .map_err(|_| ChainError::Refused("bad owner".into()))?;
+        let key = self.key(&owner)?;
+        let v = self.call(path, request).await?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            return Err(classify_error(e));
+        }
+        let raw = verify_built(&v, &expected, Utc::now())?;
+        let id = proto::tx_id(&raw.bytes);
+        let sig = key.sign_tx_id(&id);
+        Ok(SignedTransaction {
+            tx_id: hex::encode(id),
+            signed_tx: hex::encode(proto::encode_signed(&raw.bytes, &[sig])),
+            expires_at: raw.expires_at + EXPIRY_GRACE,
+        })
+    }
+}
+
+pub struct VerifiedRaw {
+    pub bytes: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// tron-protocol.md §5: the node's `raw_data_hex` must hash to its `txID` and be, byte for
+/// byte, what we would encode from our own intent and the node's ref block, expiration and
+/// timestamp. Anything else is refused (never signed).
+pub fn verify_built(
+    v: &Value,
+    expected: &ResourceContract,
+    now: DateTime<Utc>,
+) -> Result<VerifiedRaw, ChainError> {
+    let refuse = |why: &str| {
+        tracing::error!(
+            why,
+            "the node's transaction does not match the request; not signing"
+        );
+        Err(ChainError::Refused(format!(
+            "node returned a transaction we will not sign: {why}"
+        )))
+    };
+    let Some(bytes) = v["raw_data_hex"].as_str().and_then(|h| hex::decode(h).ok()) else {
+        return refuse("no raw_data_hex");
+    };
+    let Some(tx_id) = v["txID"].as_str() else {
+        return refuse("no txID");
+    };
+    if !tx_id.eq_ignore_ascii_case(&hex::encode(proto::tx_id(&bytes))) {
+        return refuse("txID is not the SHA-256 of raw_data_hex");
+    }
+    let raw = match RawTransaction::decode(&bytes) {
+        Ok(r) => r,
+        Err(e) => return refuse(&format!("raw_data_hex does not decode: {e}")),
+    };
+    let c = &raw.contract;
+    if c.contract_type != expected.contract_type {
+        return refuse("contract type");
+    }
+    if c.owner != expected.owner {
+        return refuse("owner");
+    }
+    if c.receiver != expected.receiver {
+        return refuse("receiver");
+    }
+    if c.resource != proto::ENERGY {
+        return refuse("resource is not ENERGY");
+    }
+    if c.balance != expected.balance {
+        return refuse("balance");
+    }
+    if c.lock != expected.lock || c.lock_period != expected.lock_period {
+        return refuse("lock");
+    }
+    if !raw.data.is_empty() || raw.permission_id != 0 {
+        return refuse("memo or permission");
+    }
+    let expires_at = Utc.timestamp_millis_opt(raw.expiration).single();
+    let Some(expires_at) = expires_at.filter(|e| {
+        *e > now && *e <= now + chrono::Duration::from_std(MAX_EXPIRATION_AHEAD).expect("small")
+    }) else {
+        return refuse("expiration");
+    };
+    let canonical = RawTransaction {
+        ref_block_bytes: raw.ref_block_bytes.clone(),
+        ref_block_hash: raw.ref_block_hash.clone(),
+        expiration: raw.expiration,
+        timestamp: raw.timestamp,
+        data: vec![],
+        permission_id: 0,
+        contract: expected.clone(),
+    }
+    .encode();
+    if canonical != bytes {
+        return refuse("bytes differ from the canonical encoding");
+    }
+    Ok(VerifiedRaw { bytes, expires_at })
+}
+
+#[async_trait::async_trait]
+impl Chain for TronClient {
+    async fn is_activated(&self, address: &TronAddress) -> Result<bool, ChainError> {
+        let v = self
+            .call(
+                "/wallet/getaccount",
+                json!({"address": address.to_hex(), "visible": false}),
+            )
+            .await?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            return Err(classify_error(e));
+        }
+        Ok(v.get("address").is_some())
+    }
+
+    async fn sign_delegation(&self, d: &Delegation) -> Result<SignedTransaction, ChainError> {
+        let balance = self
+            .energy_totals(&d.from)
+            .await?
+            .energy_to_sun(d.energy.get())?;
+        let lock = self.config.use_lock && d.lock_seconds > 0;
+        let lock_period = if lock {
+            d.lock_seconds.div_ceil(3) as i64
+        } else {
+            0
+        };
+        let request = json!({
+            "owner_address": d.from.to_hex(), "receiver_address": d.to.to_hex(),
+            "balance": balance, "resource": "ENERGY", "lock": lock, "lock_period": lock_period,
+            "visible": false,
+        });
+        let expected = ResourceContract {
+            contract_type: proto::DELEGATE_RESOURCE,
+            owner: d.from.as_bytes().to_vec(),
+            receiver: d.to.as_bytes().to_vec(),
+            resource: proto::ENERGY,
+            balance: balance as i64,
+            lock,
+            lock_period,
+        };
+        self.build_and_sign("/wallet/delegateresource", request, expected)
+            .await
+    }
+
+    async fn sign_reclaim(&self, d: &Delegation) -> Result<SignedTransaction, ChainError> {
+        // Take back exactly the SUN the delegation moved, read from its own (hash-checked)
+        // bytes; the energy↔SUN rate has drifted since.
+        let balance = match &d.delegation_tx {
+            Some(id) => self.delegated_sun(id, d).await?,
+            None => self
+                .energy_totals(&d.from)
+                .await?
+                .energy_to_sun(d.energy.get())?,
+        };
+        let request = json!({
+            "owner_address": d.from.to_hex(), "receiver_address": d.to.to_hex(),
+            "balance": balance, "resource": "ENERGY", "visible": false,
+        });
+        let expected = ResourceContract {
+            contract_type: proto::UNDELEGATE_RESOURCE,
+            owner: d.from.as_bytes().to_vec(),
+            receiver: d.to.as_bytes().to_vec(),
+            resource: proto::ENERGY,
+            balance: balance as i64,
+            lock: false,
+            lock_period: 0,
+        };
+        self.build_and_sign("/wallet/undelegateresource", request, expected)
+            .await
+    }
+
+    async fn broadcast(&self, tx: &SignedTransaction) -> Result<(), ChainError> {
+        let v = self
+            .call("/wallet/broadcasthex", json!({"transaction": tx.signed_tx}))
+            .await?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            return Err(classify_error(e));
+        }
+        if v["result"].as_bool() == Some(true) {
+            return Ok(());
+        }
+        let code = v["code"].as_str().unwrap_or("OTHER_ERROR");
+        classify_broadcast(code, &text_of(&v["message"]))
+    }
+
+    async fn status(&self, tx_id: &str) -> Result<TxStatus, ChainError> {
+        let v = self
+            .call(
+                "/wallet/gettransactioninfobyid",
+                json!({"value": tx_id, "visible": false}),
+            )
+            .await?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            return Err(classify_error(e));
+        }
+        let Some(block) = v["blockNumber"].as_u64() else {
+            return Ok(TxStatus::Unknown);
+        };
+        if v["result"].as_str() == Some("FAILED") {
+            return Ok(TxStatus::Failed {
+                reason: text_of(&v["resMessage"]),
+            });
+        }
+        match v["receipt"]["result"].as_str() {
+            Some(r) if r != "SUCCESS" => Ok(TxStatus::Failed {
+                reason: r.to_owned(),
+            }),
+            _ => Ok(TxStatus::Confirmed { block }),
+        }
+    }
+
+    fn expected_confirmation(&self) -> Duration {
+        Duration::from_secs(3)
+    }
+
+    async fn supplier_inventory(&self) -> Result<Vec<(TronAddress, EnergyAmount)>, ChainError> {
+        let mut out = Vec::new();
+        for a in self.supplier_addresses() {
+            if let Some(e) = EnergyAmount::new(self.delegatable_energy(&a).await?) {
+                out.push((a, e));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn energy_to_sun_rounds_so_the_renter_gets_at_least_what_was_paid() {
+        let nile = EnergyTotals {
+            limit: 180_000_000_000,
+            weight: 2_411_528_185,
+        };
+        assert_eq!(nile.energy_to_sun(65_000).unwrap(), 870_829_623);
+        assert_eq!(nile.sun_to_energy(870_829_623), 65_000);
+        assert_eq!(nile.sun_to_energy(870_829_622), 64_999);
+        assert_eq!(nile.energy_to_sun(1).unwrap(), 1_000_000);
+    }
+
+    #[test]
+    fn broadcast_codes_are_classified() {
+        assert!(classify_broadcast("DUP_TRANSACTION_ERROR", "").is_ok());
+        assert!(matches!(
+            classify_broadcast("SERVER_BUSY", ""),
+            Err(ChainError::Retryable(_))
+        ));
+        assert!(matches!(
+            classify_broadcast("TAPOS_ERROR", ""),
+            Err(ChainError::Stale(_))
+        ));
+        assert!(matches!(
+            classify_broadcast("TRANSACTION_EXPIRATION_ERROR", ""),
+            Err(ChainError::Stale(_))
+        ));
+        assert!(matches!(
+            classify_broadcast("SIGERROR", ""),
+            Err(ChainError::Refused(_))
+        ));
+        assert!(matches!(
+            classify_broadcast("CONTRACT_VALIDATE_ERROR", ""),
+            Err(ChainError::Refused(_))
+        ));
+    }
+}

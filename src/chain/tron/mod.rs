@@ -1,0 +1,9 @@
+//! TRON: the java-tron HTTP client (`client`), the transaction's protobuf (`proto`) and the
+//! supplier keys (`keys`). tron-protocol.md is the reference for every fact used here.
+
+pub mod client;
+pub mod keys;
+pub mod proto;
+
+pub use client::{EnergyTotals, TronClient, TronConfig};
+pub use keys::{load_keys, recover_signer, SecretKey};

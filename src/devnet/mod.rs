@@ -1,0 +1,406 @@
+//! `flashrent devnet`: a local stand-in for a java-tron full node. It serves the subset of
+//! the `/wallet/*` HTTP API the TRON client uses, with real transactions (protobuf raw data,
+//! SHA-256 ids), real signature checks, expiration, TAPOS and duplicate detection, blocks on
+//! a timer (or one per broadcast), and fault switches under `/admin/faults`.
+//!
+//! State lives in memory, seeded from a small JSON config naming funded accounts.
+
+pub mod state;
+
+use crate::chain::tron::proto::{self, ResourceContract};
+use crate::chain::tron::SecretKey;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use flashrent_events::TronAddress;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use state::{Addr, ChainState, Faults};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The devnet's seed. Every field has a default; `{}` is a valid config (with no accounts).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DevnetConfig {
+    /// Block interval; 0 makes a block at once for every accepted broadcast.
+    pub block_interval_ms: u64,
+    /// Lifetime of the transactions the builders make (java-tron: 60 s).
+    pub tx_expiration_ms: i64,
+    /// The chain's energy totals (defaults: a Nile capture, 1 TRX ≈ 74.64 energy).
+    pub total_energy_limit: u64,
+    pub total_energy_weight: u64,
+    pub accounts: Vec<AccountSeed>,
+    pub faults: Faults,
+}
+
+impl Default for DevnetConfig {
+    fn default() -> Self {
+        DevnetConfig {
+            block_interval_ms: 3000,
+            tx_expiration_ms: 60_000,
+            total_energy_limit: 180_000_000_000,
+            total_energy_weight: 2_411_528_185,
+            accounts: vec![],
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// An account that exists at genesis: named by its address, or by a private key (only its
+/// address is kept; the devnet never signs).
+#[derive(Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AccountSeed {
+    pub address: Option<String>,
+    pub private_key: Option<String>,
+    pub balance_sun: i64,
+    /// Stake 2.0 ENERGY stake in SUN, all of it delegatable.
+    pub energy_stake_sun: i64,
+}
+
+impl std::fmt::Debug for AccountSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountSeed")
+            .field("address", &self.address)
+            .field("balance_sun", &self.balance_sun)
+            .field("energy_stake_sun", &self.energy_stake_sun)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccountSeed {
+    fn address(&self) -> anyhow::Result<TronAddress> {
+        match (&self.address, &self.private_key) {
+            (Some(a), _) => parse_address(a).context("account address"),
+            (None, Some(k)) => Ok(SecretKey::from_hex(k)?.address()),
+            (None, None) => anyhow::bail!("an account needs an address or a private key"),
+        }
+    }
+}
+
+impl DevnetConfig {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<DevnetConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+fn parse_address(s: &str) -> anyhow::Result<TronAddress> {
+    let s = s.trim();
+    if s.len() == 42 {
+        Ok(TronAddress::from_bytes(&hex::decode(s)?)?)
+    } else {
+        Ok(TronAddress::parse(s)?)
+    }
+}
+
+type Shared = Arc<Mutex<ChainState>>;
+
+pub struct Devnet {
+    pub port: u16,
+    pub state: Shared,
+    server: actix_web::dev::Server,
+}
+
+impl Devnet {
+    /// Binds `listen` and prepares the server and its block producer; `run` serves.
+    pub fn start(config: DevnetConfig, listen: &str) -> anyhow::Result<Devnet> {
+        let mut chain = ChainState::new(
+            config.total_energy_limit,
+            config.total_energy_weight,
+            config.tx_expiration_ms,
+        );
+        for a in &config.accounts {
+            let address = a.address()?;
+            chain.create_account(*address.as_bytes(), a.balance_sun, a.energy_stake_sun);
+        }
+        chain.faults = config.faults.clone();
+        let state: Shared = Arc::new(Mutex::new(chain));
+        let interval = config.block_interval_ms;
+        let data = web::Data::new(Node {
+            state: state.clone(),
+            immediate: interval == 0,
+        });
+        let listener =
+            std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::JsonConfig::default().limit(1 << 20))
+                .configure(routes)
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        if interval > 0 {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(interval));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    state.lock().expect("devnet lock").produce_block();
+                }
+            });
+        }
+        tracing::info!(
+            port,
+            block_interval_ms = interval,
+            accounts = config.accounts.len(),
+            "TRON devnet started"
+        );
+        Ok(Devnet {
+            port,
+            state,
+            server,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Serves in the background (the in-process devnet of `serve`).
+    pub fn spawn(self) -> (String, Shared) {
+        let url = self.url();
+        tokio::spawn(self.server);
+        (url, self.state)
+    }
+
+    /// Serves until the process is stopped (`flashrent devnet`).
+    pub async fn run(self) -> anyhow::Result<()> {
+        let stop = self.server.handle();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.stop(true).await;
+        });
+        self.server.await?;
+        Ok(())
+    }
+}
+
+struct Node {
+    state: Shared,
+    immediate: bool,
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/wallet/getaccount", web::post().to(get_account))
+        .route(
+            "/wallet/getaccountresource",
+            web::post().to(get_account_resource),
+        )
+        .route(
+            "/wallet/getcandelegatedmaxsize",
+            web::post().to(get_max_size),
+        )
+        .route("/wallet/delegateresource", web::post().to(delegate))
+        .route("/wallet/undelegateresource", web::post().to(undelegate))
+        .route("/wallet/broadcasthex", web::post().to(broadcast_hex))
+        .route("/wallet/gettransactioninfobyid", web::post().to(tx_info))
+        .route("/wallet/gettransactionbyid", web::post().to(tx_by_id))
+        .route("/wallet/getnowblock", web::post().to(now_block))
+        .route("/wallet/getnowblock", web::get().to(now_block))
+        .route("/admin/faults", web::post().to(set_faults))
+        .route("/admin/state", web::get().to(summary))
+        .route("/admin/accounts", web::post().to(create_account))
+        .route("/admin/produce-block", web::post().to(produce_block));
+}
+
+fn error(text: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "Error": text.to_string() }))
+}
+
+/// The fault switches every `/wallet` call passes through first.
+async fn gate(node: &Node) -> Option<HttpResponse> {
+    let (down, delay) = {
+        let s = node.state.lock().expect("devnet lock");
+        (s.faults.down, s.faults.delay_ms)
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    down.then(|| HttpResponse::ServiceUnavailable().body("devnet fault: node down"))
+}
+
+fn field_addr(body: &Value, key: &str) -> Result<Addr, String> {
+    body[key]
+        .as_str()
+        .and_then(|s| parse_address(s).ok())
+        .map(|a| *a.as_bytes())
+        .ok_or_else(|| format!("class java.lang.IllegalArgumentException : Invalid {key}"))
+}
+
+fn id_of(body: &Value) -> Option<[u8; 32]> {
+    body["value"]
+        .as_str()
+        .and_then(|v| hex::decode(v).ok())
+        .and_then(|b| b.try_into().ok())
+}
+
+macro_rules! gated {
+    ($node:expr) => {
+        if let Some(r) = gate(&$node).await {
+            return r;
+        }
+    };
+}
+
+async fn get_account(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    gated!(node);
+    match field_addr(&body, "address") {
+        Ok(a) => HttpResponse::Ok().json(node.state.lock().expect("devnet lock").account_json(&a)),
+        Err(r) => error(r),
+    }
+}
+
+async fn get_account_resource(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    gated!(node);
+    match field_addr(&body, "address") {
+        Ok(a) => HttpResponse::Ok().json(node.state.lock().expect("devnet lock").resource_json(&a)),
+        Err(r) => error(r),
+    }
+}
+
+async fn get_max_size(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    gated!(node);
+    let a = match field_addr(&body, "owner_address") {
+        Ok(a) => a,
+        Err(r) => return error(r),
+    };
+    if body["type"].as_i64() != Some(1) {
+        return HttpResponse::Ok().json(json!({}));
+    }
+    HttpResponse::Ok().json(
+        node.state
+            .lock()
+            .expect("devnet lock")
+            .max_delegatable_json(&a),
+    )
+}
+
+fn contract_of(body: &Value, contract_type: u64) -> Result<ResourceContract, String> {
+    let owner = field_addr(body, "owner_address")?;
+    let receiver = field_addr(body, "receiver_address")?;
+    let resource = match &body["resource"] {
+        Value::String(s) if s == "ENERGY" => 1,
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    };
+    let lock = contract_type == proto::DELEGATE_RESOURCE && body["lock"].as_bool() == Some(true);
+    Ok(ResourceContract {
+        contract_type,
+        owner: owner.to_vec(),
+        receiver: receiver.to_vec(),
+        resource,
+        balance: body["balance"].as_i64().unwrap_or(0),
+        lock,
+        lock_period: if lock {
+            body["lock_period"].as_i64().unwrap_or(0)
+        } else {
+            0
+        },
+    })
+}
+
+async fn build(node: web::Data<Node>, body: Value, contract_type: u64) -> HttpResponse {
+    gated!(node);
+    let c = match contract_of(&body, contract_type) {
+        Ok(c) => c,
+        Err(r) => return error(r),
+    };
+    match node.state.lock().expect("devnet lock").build(c) {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(e) => error(e.0),
+    }
+}
+
+async fn delegate(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    build(node, body.into_inner(), proto::DELEGATE_RESOURCE).await
+}
+
+async fn undelegate(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    build(node, body.into_inner(), proto::UNDELEGATE_RESOURCE).await
+}
+
+async fn broadcast_hex(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    gated!(node);
+    let Some(bytes) = body["transaction"]
+        .as_str()
+        .and_then(|h| hex::decode(h).ok())
+    else {
+        return error("class java.lang.IllegalArgumentException : transaction is not hex");
+    };
+    let mut s = node.state.lock().expect("devnet lock");
+    let answer = match s.broadcast(&bytes) {
+        Ok(id) => {
+            if node.immediate && s.has_pending() {
+                s.produce_block();
+            }
+            json!({"result": true, "code": "SUCCESS", "message": "", "txid": hex::encode(id)})
+        }
+        Err(r) => {
+            json!({"result": false, "code": r.code, "message": r.message, "txid": r.id.map(hex::encode)})
+        }
+    };
+    HttpResponse::Ok().json(answer)
+}
+
+async fn tx_info(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    gated!(node);
+    match id_of(&body) {
+        Some(id) => HttpResponse::Ok().json(node.state.lock().expect("devnet lock").info_json(&id)),
+        None => HttpResponse::Ok().json(json!({})),
+    }
+}
+
+async fn tx_by_id(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    gated!(node);
+    match id_of(&body) {
+        Some(id) => HttpResponse::Ok().json(
+            node.state
+                .lock()
+                .expect("devnet lock")
+                .transaction_json(&id),
+        ),
+        None => HttpResponse::Ok().json(json!({})),
+    }
+}
+
+async fn now_block(node: web::Data<Node>) -> HttpResponse {
+    gated!(node);
+    HttpResponse::Ok().json(node.state.lock().expect("devnet lock").now_block_json())
+}
+
+/// Replaces the fault switches (`{}` clears them all).
+async fn set_faults(node: web::Data<Node>, body: web::Json<Faults>) -> HttpResponse {
+    node.state.lock().expect("devnet lock").faults = body.into_inner();
+    HttpResponse::NoContent().finish()
+}
+
+async fn summary(node: web::Data<Node>) -> HttpResponse {
+    HttpResponse::Ok().json(node.state.lock().expect("devnet lock").summary_json())
+}
+
+async fn create_account(node: web::Data<Node>, body: web::Json<AccountSeed>) -> HttpResponse {
+    match body.address() {
+        Ok(a) => {
+            node.state.lock().expect("devnet lock").create_account(
+                *a.as_bytes(),
+                body.balance_sun,
+                body.energy_stake_sun,
+            );
+            HttpResponse::Created().json(json!({"address": a.to_base58()}))
+        }
+        Err(e) => HttpResponse::BadRequest().json(json!({"Error": e.to_string()})),
+    }
+}
+
+async fn produce_block(node: web::Data<Node>) -> HttpResponse {
+    let mut s = node.state.lock().expect("devnet lock");
+    s.produce_block();
+    HttpResponse::Ok().json(s.now_block_json())
+}

@@ -1,0 +1,153 @@
+//! The engine against a TRON devnet over HTTP: activation, exactly one delegation through
+//! crashes at the saga's two dangerous points, and rental expiry across a restart.
+
+mod common;
+
+use common::{DevnetProc, TestApp, SUPPLIER_KEY};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn chain_env(devnet: &DevnetProc) -> Vec<(&'static str, String)> {
+    vec![
+        ("FLASHRENT_TRON_NODES", devnet.base.clone()),
+        ("FLASHRENT_SUPPLIER_KEYS", SUPPLIER_KEY.to_owned()),
+    ]
+}
+
+fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+async fn place(app: &TestApp, user: &str, duration: &str, cost: &str) -> String {
+    assert_eq!(app.credit(user, "10", "start").await.status, 201);
+    let r = app.order(user, 65000, duration, cost).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["order_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_unactivated_receiver_fails_the_order_before_any_energy_is_reserved() {
+    let app = TestApp::spawn().await;
+    app.credit("71", "10", "c").await;
+    // Vector B's address (private key 1) exists nowhere on the in-process devnet.
+    let body = r#"{"user_id": "71", "energy_amount": 65000, "duration": "1h", "receive_address": "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", "cost_trx": 5.85}"#;
+    let id = app.post_raw("/api/orders", body, &[]).await.body["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = app.wait_final(&id).await;
+    assert_eq!(o["status"], "refunded");
+    assert_eq!(o["failure_reason"], "receiver_not_activated");
+    assert_eq!(o["supplier_wallet"], Value::Null);
+    assert_eq!(app.balance_sun("71").await, 10_000_000);
+    let pool = app.pool().await;
+    assert_eq!(pool["wallets"][0]["reserved_energy"], 0);
+    assert_eq!(pool["wallets"][0]["delegated_energy"], 0);
+}
+
+async fn crash_and_resume(crash_at: &str) {
+    let devnet = DevnetProc::standard(50);
+    let temp = tempfile::tempdir().unwrap();
+    let env = chain_env(&devnet);
+    let mut crashing = env.clone();
+    crashing.push(("FLASHRENT_CRASH_AT", crash_at.to_owned()));
+    let mut app = TestApp::spawn_in(temp.path(), &refs(&crashing)).await;
+    let id = place(&app, "81", "1h", "5.85").await;
+    assert!(app.wait_exit(30), "the server did not stop at {crash_at}");
+    // A broadcast made just before the crash lands with the devnet's next block.
+    let expected = u64::from(crash_at == "after_broadcast");
+    let mut before = 0;
+    for _ in 0..40 {
+        before = devnet.state().await["delegations_applied"]
+            .as_u64()
+            .unwrap();
+        if before == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(before, expected);
+
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let o = app.wait_final(&id).await;
+    assert_eq!(o["status"], "completed", "{o}");
+    // Let any stray second delegation land before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = devnet.state().await;
+    assert_eq!(state["delegations_applied"], 1, "{state}");
+    assert_eq!(state["delegated_resources"].as_array().unwrap().len(), 1);
+    let info = devnet
+        .wallet(
+            "/wallet/gettransactioninfobyid",
+            json!({"value": o["transaction_hash"]}),
+        )
+        .await;
+    assert!(info["blockNumber"].is_u64(), "{info}");
+    // Paid once, never refunded, completed once.
+    assert_eq!(app.balance_sun("81").await, 10_000_000 - 5_850_000);
+    let causes: Vec<Value> = app.get("/api/users/81/ledger").await.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cause"].clone())
+        .collect();
+    assert_eq!(causes, vec![json!("credit"), json!("order_payment")]);
+}
+
+#[tokio::test]
+async fn killed_between_signed_and_broadcast_the_order_still_delegates_exactly_once() {
+    crash_and_resume("after_sign").await;
+}
+
+#[tokio::test]
+async fn killed_between_broadcast_and_confirmed_the_order_still_delegates_exactly_once() {
+    crash_and_resume("after_broadcast").await;
+}
+
+#[tokio::test]
+async fn a_rental_that_ends_while_the_engine_is_down_is_reclaimed_after_restart() {
+    let devnet = DevnetProc::standard(50);
+    let temp = tempfile::tempdir().unwrap();
+    let mut env = chain_env(&devnet);
+    env.push(("FLASHRENT_PRICES", "1m=10,1h=90".to_owned()));
+    // One minute lasts 3 seconds.
+    env.push(("FLASHRENT_RENTAL_TIME_SCALE", "0.05".to_owned()));
+    let mut app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let capacity = app.pool().await["wallets"][0]["energy_capacity"].clone();
+    assert_eq!(
+        capacity,
+        json!(7_464_146),
+        "pool inventory is read from the chain"
+    );
+    let id = place(&app, "91", "1m", "0.65").await;
+    let o = app
+        .wait_order(&id, 30, |o| o["status"] == "completed")
+        .await;
+    assert!(o["rental_ended_at"].is_null());
+    app.kill();
+    assert_eq!(devnet.state().await["delegations_applied"], 1);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let o = app
+        .wait_order(&id, 30, |o| o["rental_ended_at"].is_string())
+        .await;
+    assert_eq!(o["reclaim_transaction_hash"].as_str().unwrap().len(), 64);
+    let state = devnet.state().await;
+    assert_eq!(state["undelegations_applied"], 1, "{state}");
+    assert_eq!(state["delegated_resources"], json!([]));
+    let supplier = flashrent::chain::tron::SecretKey::from_hex(SUPPLIER_KEY)
+        .unwrap()
+        .address()
+        .to_hex();
+    let max = devnet
+        .wallet(
+            "/wallet/getcandelegatedmaxsize",
+            json!({"owner_address": supplier, "type": 1}),
+        )
+        .await;
+    assert_eq!(max["max_size"], json!(100_000_000_000u64));
+    let pool = app.pool().await;
+    assert_eq!(pool["wallets"][0]["delegated_energy"], 0);
+    assert_eq!(pool["wallets"][0]["available_energy"], capacity);
+}

@@ -1,0 +1,217 @@
+//! The TRON client against a `flashrent devnet` process, over HTTP: delegate, confirm,
+//! undelegate, activation, each error class, a lying node, a dead primary node.
+
+mod common;
+
+use common::{DevnetProc, RENTER, SUPPLIER_KEY};
+use flashrent::chain::tron::{proto, SecretKey, TronClient, TronConfig};
+use flashrent::chain::{Chain, ChainError, Delegation, TxStatus};
+use flashrent_events::{EnergyAmount, TronAddress};
+use serde_json::json;
+use std::time::Duration;
+
+fn client(nodes: Vec<String>) -> TronClient {
+    let mut config = TronConfig::new(nodes);
+    config.retry_backoff = Duration::from_millis(10);
+    config.request_timeout = Duration::from_secs(2);
+    TronClient::new(config, vec![SecretKey::from_hex(SUPPLIER_KEY).unwrap()]).unwrap()
+}
+
+fn supplier() -> TronAddress {
+    SecretKey::from_hex(SUPPLIER_KEY).unwrap().address()
+}
+
+fn delegation(energy: u64) -> Delegation {
+    Delegation {
+        from: supplier(),
+        to: TronAddress::parse(RENTER).unwrap(),
+        energy: EnergyAmount::new(energy).unwrap(),
+        lock_seconds: 3600,
+        delegation_tx: None,
+    }
+}
+
+async fn until_final(c: &TronClient, id: &str) -> TxStatus {
+    for _ in 0..200 {
+        match c.status(id).await.unwrap() {
+            TxStatus::Unknown | TxStatus::Pending => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            s => return s,
+        }
+    }
+    panic!("{id} never landed");
+}
+
+#[tokio::test]
+async fn the_client_delegates_confirms_and_undelegates_on_the_devnet() {
+    let devnet = DevnetProc::standard(100);
+    let c = client(vec![devnet.base.clone()]);
+    assert!(c
+        .is_activated(&TronAddress::parse(RENTER).unwrap())
+        .await
+        .unwrap());
+    let nobody = TronAddress::parse("TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC").unwrap();
+    assert!(!c.is_activated(&nobody).await.unwrap());
+    // 100,000 TRX at the Nile rate (74.64 energy per TRX).
+    assert_eq!(c.delegatable_energy(&supplier()).await.unwrap(), 7_464_146);
+
+    let tx = c.sign_delegation(&delegation(65_000)).await.unwrap();
+    c.broadcast(&tx).await.unwrap();
+    // The same bytes again: already known, which is success.
+    c.broadcast(&tx).await.unwrap();
+    assert!(matches!(
+        until_final(&c, &tx.tx_id).await,
+        TxStatus::Confirmed { block } if block > 0
+    ));
+    let state = devnet.state().await;
+    assert_eq!(state["delegations_applied"], 1);
+    // ceil(65,000 · W · 10⁶ / L): the renter gets at least the energy paid for.
+    assert_eq!(
+        state["delegated_resources"][0]["unlocked"],
+        json!(870_829_623)
+    );
+
+    let reclaim = Delegation {
+        delegation_tx: Some(tx.tx_id.clone()),
+        ..delegation(65_000)
+    };
+    let back = c.sign_reclaim(&reclaim).await.unwrap();
+    c.broadcast(&back).await.unwrap();
+    assert!(matches!(
+        until_final(&c, &back.tx_id).await,
+        TxStatus::Confirmed { .. }
+    ));
+    let state = devnet.state().await;
+    assert_eq!(state["undelegations_applied"], 1);
+    assert_eq!(state["delegated_resources"], json!([]));
+    assert_eq!(c.delegatable_energy(&supplier()).await.unwrap(), 7_464_146);
+}
+
+#[tokio::test]
+async fn a_node_that_answers_with_a_tampered_transaction_gets_no_signature() {
+    let devnet = DevnetProc::standard(0);
+    devnet.faults(json!({"tamper_build": true})).await;
+    let c = client(vec![devnet.base.clone()]);
+    match c.sign_delegation(&delegation(65_000)).await {
+        Err(ChainError::Refused(why)) => assert!(why.contains("will not sign"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(devnet.state().await["delegations_applied"], 0);
+}
+
+#[tokio::test]
+async fn each_tron_error_class_maps_to_what_the_saga_expects() {
+    let devnet = DevnetProc::spawn(json!({
+        "block_interval_ms": 0,
+        "tx_expiration_ms": 1500,
+        "accounts": [
+            {"private_key": SUPPLIER_KEY, "balance_sun": 1_000_000_000, "energy_stake_sun": 100_000_000_000u64},
+            {"address": RENTER, "balance_sun": 1},
+        ]
+    }));
+    let c = client(vec![devnet.base.clone()]);
+
+    // Retryable: the node is busy (and still is after the client's own retries).
+    let tx = c.sign_delegation(&delegation(65_000)).await.unwrap();
+    devnet
+        .faults(json!({"refuse": {"code": "SERVER_BUSY", "count": 1}}))
+        .await;
+    assert!(matches!(
+        c.broadcast(&tx).await,
+        Err(ChainError::Retryable(_))
+    ));
+    // Stale: the reference block is unknown (sign anew).
+    devnet
+        .faults(json!({"refuse": {"code": "TAPOS_ERROR", "count": 1}}))
+        .await;
+    assert!(matches!(c.broadcast(&tx).await, Err(ChainError::Stale(_))));
+    // Done: the busy node never took it, the next broadcast does, the one after is a dup.
+    c.broadcast(&tx).await.unwrap();
+    c.broadcast(&tx).await.unwrap();
+
+    // Stale: really expired.
+    let late = c.sign_delegation(&delegation(20_000)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    match c.broadcast(&late).await {
+        Err(ChainError::Stale(why)) => assert!(why.contains("TRANSACTION_EXPIRATION_ERROR")),
+        other => panic!("expected stale, got {other:?}"),
+    }
+
+    // Final: signed by a key that does not own the wallet (a real signature check).
+    let built = devnet
+        .wallet(
+            "/wallet/delegateresource",
+            json!({"owner_address": supplier().to_hex(), "receiver_address": TronAddress::parse(RENTER).unwrap().to_hex(),
+                   "balance": 2_000_000, "resource": "ENERGY"}),
+        )
+        .await;
+    let raw = hex::decode(built["raw_data_hex"].as_str().unwrap()).unwrap();
+    let stranger = SecretKey::from_hex(&format!("{:064x}", 7)).unwrap();
+    let sig = stranger.sign_tx_id(&proto::tx_id(&raw));
+    let answer = devnet
+        .wallet(
+            "/wallet/broadcasthex",
+            json!({"transaction": hex::encode(proto::encode_signed(&raw, &[sig]))}),
+        )
+        .await;
+    assert_eq!(answer["code"], "SIGERROR", "{answer}");
+    let forged = flashrent::chain::SignedTransaction {
+        tx_id: hex::encode(proto::tx_id(&raw)),
+        signed_tx: hex::encode(proto::encode_signed(&raw, &[sig])),
+        expires_at: chrono::Utc::now() + chrono::Duration::seconds(60),
+    };
+    assert!(matches!(
+        c.broadcast(&forged).await,
+        Err(ChainError::Refused(_))
+    ));
+
+    // Final: contract validation (more than the wallet has staked), refused at build time.
+    match c.sign_delegation(&delegation(9_000_000)).await {
+        Err(ChainError::Refused(why)) => assert!(why.contains("FreezeEnergyV2"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // Failed on chain: in a block, result FAILED.
+    devnet.faults(json!({"fail_on_chain": 1})).await;
+    let doomed = c.sign_delegation(&delegation(30_000)).await.unwrap();
+    c.broadcast(&doomed).await.unwrap();
+    assert!(matches!(
+        until_final(&c, &doomed.tx_id).await,
+        TxStatus::Failed { .. }
+    ));
+    // A dropped broadcast: accepted, never seen — the saga's expiry path.
+    devnet.faults(json!({"drop_broadcasts": 1})).await;
+    let lost = c.sign_delegation(&delegation(30_000)).await.unwrap();
+    c.broadcast(&lost).await.unwrap();
+    assert_eq!(c.status(&lost.tx_id).await.unwrap(), TxStatus::Unknown);
+    assert_eq!(devnet.state().await["delegations_applied"], 1);
+}
+
+#[tokio::test]
+async fn a_dead_or_failing_primary_node_falls_back_to_the_backup() {
+    let devnet = DevnetProc::standard(0);
+    let broken = DevnetProc::standard(0);
+    broken.faults(json!({"down": true})).await;
+    // Nothing listens on port 1; the second node answers 503; the third works.
+    let c = client(vec![
+        "http://127.0.0.1:1".into(),
+        broken.base.clone(),
+        devnet.base.clone(),
+    ]);
+    let tx = c.sign_delegation(&delegation(65_000)).await.unwrap();
+    c.broadcast(&tx).await.unwrap();
+    assert!(matches!(
+        until_final(&c, &tx.tx_id).await,
+        TxStatus::Confirmed { .. }
+    ));
+    assert_eq!(devnet.state().await["delegations_applied"], 1);
+    // A node that times out is passed over the same way.
+    let slow = DevnetProc::standard(0);
+    slow.faults(json!({"delay_ms": 5000})).await;
+    let mut config = TronConfig::new(vec![slow.base.clone(), devnet.base.clone()]);
+    config.retry_backoff = Duration::from_millis(10);
+    config.request_timeout = Duration::from_millis(200);
+    let c = TronClient::new(config, vec![SecretKey::from_hex(SUPPLIER_KEY).unwrap()]).unwrap();
+    assert!(c.is_activated(&supplier()).await.unwrap());
+}
