@@ -221,7 +221,11 @@ pub async fn run(args: &NotifyArgs, mut shutdown: watch::Receiver<bool>) -> anyh
             Ok(touched) => touched.iter().for_each(|rid| receivers.wake(rid)),
             Err(e) => tracing::error!(error = %e, "cannot take dead-letter replays"),
         }
-        if let Some(path) = args.metrics_file.as_ref().filter(|_| ticks.is_multiple_of(10)) {
+        if let Some(path) = args
+            .metrics_file
+            .as_ref()
+            .filter(|_| ticks.is_multiple_of(10))
+        {
             if let Err(e) = write_metrics(path, log.as_ref(), &store, &args.data_dir).await {
                 tracing::warn!(error = %e, "cannot write the notifier's metrics file");
             }
