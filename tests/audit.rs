@@ -301,3 +301,44 @@ async fn audit_runs_next_to_a_live_service_and_agrees_with_its_read_models() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_engines_own_log_with_chain_failures_refunds_and_ended_rentals_audits_clean_even_strict(
+) {
+    let mut app = common::TestApp::spawn_with(&[
+        ("FLASHRENT_SIM_FAILURE_RATE", "0.5"),
+        ("FLASHRENT_RENTAL_TIME_SCALE", "0.0005"),
+    ])
+    .await;
+    for u in ["21", "22", "23"] {
+        assert_eq!(app.credit(u, "60", &format!("d-{u}")).await.status, 201);
+    }
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let user = ["21", "22", "23"][i % 3];
+        let r = app.order(user, 65_000, "1h", "5.85").await;
+        if r.status == 201 {
+            ids.push(r.body["order_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(ids.len() >= 20, "{} orders placed", ids.len());
+    for id in &ids {
+        app.wait_order(id, 60, |o| {
+            o["status"] == "refunded" || !o["rental_ended_at"].is_null()
+        })
+        .await;
+    }
+    let dir = app.data_dir.clone();
+    app.stop();
+    let (code, out) = run_audit(&dir, &["--strict", "--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["summary"]["orders"].as_u64(), Some(ids.len() as u64));
+    assert_eq!(doc["summary"]["in_flight"], 0);
+    assert_eq!(doc["summary"]["energy_held"], 0);
+    assert_eq!(doc["comparison"]["method"], "sled");
+    assert_eq!(
+        doc["comparison"]["differences"].as_array().unwrap().len(),
+        0
+    );
+}
