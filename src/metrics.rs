@@ -146,6 +146,8 @@ pub async fn track(
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     let m = &*METRICS;
     if let Ok(counts) = state.models.status_counts() {

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod routes;
 
 use crate::chain::Chain;
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(crate::metrics::render))
         .service(
             web::scope("/api")
+                .route("/openapi.json", web::get().to(openapi::openapi_json))
                 .route("/wallets/users/{user_id}", web::get().to(wallets::list))
                 .route("/wallets/users/{user_id}", web::post().to(wallets::add))
                 .route("/users/{user_id}/balance", web::get().to(balance::get))
