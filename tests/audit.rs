@@ -342,3 +342,25 @@ async fn the_engines_own_log_with_chain_failures_refunds_and_ended_rentals_audit
         0
     );
 }
+
+#[tokio::test]
+async fn a_window_narrows_what_is_shown_but_the_books_are_still_proven_from_the_start() {
+    let mut s = Synth::new(PARTITIONS, Utc::now() - Duration::days(2));
+    let (credit_p, mut credit) = s.credit(user(12), 10_000_000);
+    if let Event::BalanceCredited { amount, .. } = &mut credit.events[0].event {
+        *amount = Sun::from_sun(11_000_000);
+    }
+    let mut recs = vec![(credit_p, credit)];
+    s.now = Utc::now();
+    let since = s.now;
+    recs.extend(s.completed_rental(user(12), 5_850_000));
+    let mut opts = opts_at(Utc::now());
+    opts.window = flashrent::audit::fold::Window::Since(since);
+    opts.user = Some(user(12));
+    let report = audit(&recs, opts).await;
+    // The tampered credit is before the window: its own finding is not shown, but the
+    // user's books are still wrong, and the ledger shows only the window.
+    assert_eq!(codes(&report), ["books_do_not_balance"]);
+    assert_eq!(report.ledger.as_ref().unwrap().len(), 1);
+    assert!(report.findings[0].at.is_none());
+}
