@@ -364,3 +364,99 @@ async fn a_window_narrows_what_is_shown_but_the_books_are_still_proven_from_the_
     assert_eq!(report.ledger.as_ref().unwrap().len(), 1);
     assert!(report.findings[0].at.is_none());
 }
+
+mod properties {
+    use super::*;
+    use flashrent::audit::fold::{Books, Position};
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Credit(u64, u64),
+        Complete(u64, u64),
+        Refund(u64, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1..4u64, 1..50_000_000u64).prop_map(|(u, a)| Op::Credit(u, a)),
+            (1..4u64, 1..20_000_000u64).prop_map(|(u, p)| Op::Complete(u, p)),
+            (1..4u64, 1..20_000_000u64).prop_map(|(u, p)| Op::Refund(u, p)),
+        ]
+    }
+
+    /// The records the engine would write for `ops` (orders only when the balance covers them).
+    fn history(ops: &[Op]) -> Vec<Rec> {
+        let mut s = Synth::new(PARTITIONS, Utc::now());
+        let mut recs = vec![s.register_supplier(1 << 40)];
+        for op in ops {
+            match *op {
+                Op::Credit(u, a) => recs.push(s.credit(user(u), a)),
+                Op::Complete(u, p) if s.balance(user(u)) >= p => {
+                    recs.extend(s.completed_rental(user(u), p))
+                }
+                Op::Refund(u, p) if s.balance(user(u)) >= p => {
+                    recs.extend(s.refunded_rental(user(u), p))
+                }
+                _ => {}
+            }
+        }
+        recs
+    }
+
+    fn fold(recs: &[Rec]) -> AuditReport {
+        let mut books = Books::new(AuditOptions::new(Utc::now()));
+        let mut next = [0u64; PARTITIONS as usize];
+        for (p, r) in recs {
+            let pos = Position {
+                partition: *p,
+                offset: next[*p as usize],
+            };
+            next[*p as usize] += 1;
+            books.apply(pos, r);
+        }
+        books.finish()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_history_the_engine_could_write_balances(ops in prop::collection::vec(op(), 1..40)) {
+            let report = fold(&history(&ops));
+            prop_assert!(report.balanced(), "{:#?}", report.findings);
+            let s = &report.summary;
+            prop_assert_eq!(s.credits_sun + s.refunds_sun - s.deductions_sun, s.balances_sun);
+        }
+
+        #[test]
+        fn changing_any_one_amount_is_caught(
+            ops in prop::collection::vec(op(), 1..40),
+            pick in any::<prop::sample::Index>(),
+            bump in 1..1_000_000u64,
+        ) {
+            let mut recs = history(&ops);
+            let amounts: Vec<(usize, usize)> = recs
+                .iter()
+                .enumerate()
+                .flat_map(|(i, (_, r))| {
+                    r.events.iter().enumerate().filter_map(move |(j, e)| match e.event {
+                        Event::BalanceCredited { .. }
+                        | Event::BalanceDebited { .. }
+                        | Event::BalanceRefunded { .. } => Some((i, j)),
+                        _ => None,
+                    })
+                })
+                .collect();
+            prop_assume!(!amounts.is_empty());
+            let (i, j) = amounts[pick.index(amounts.len())];
+            match &mut recs[i].1.events[j].event {
+                Event::BalanceCredited { amount, .. }
+                | Event::BalanceDebited { amount, .. }
+                | Event::BalanceRefunded { amount, .. } => *amount = Sun::from_sun(amount.as_sun() + bump),
+                _ => unreachable!(),
+            }
+            prop_assert!(!fold(&recs).balanced());
+        }
+    }
+}
