@@ -31,6 +31,7 @@ pub struct Metrics {
     pub projector_lag: IntGaugeVec,
     pub saga_in_flight: IntGauge,
     pub observed_events: IntCounter,
+    pub success_ratio: prometheus::Gauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -80,6 +81,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["partition"],
     )?;
     let saga_in_flight = IntGauge::new("saga_in_flight", "Orders the saga is working on now")?;
+    let success_ratio = prometheus::Gauge::new(
+        "order_success_ratio",
+        "Completed orders over all orders that reached an outcome (completed, failed, refunded), all time",
+    )?;
     let observed_events = IntCounter::new(
         "metrics_observed_events_total",
         "Events the metrics observer has read from the log",
@@ -92,6 +97,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(projector_lag.clone()))?;
     registry.register(Box::new(saga_in_flight.clone()))?;
     registry.register(Box::new(observed_events.clone()))?;
+    registry.register(Box::new(success_ratio.clone()))?;
     for o in ["completed", "failed", "refunded"] {
         order_outcomes.with_label_values(&[o]);
     }
@@ -108,6 +114,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         projector_lag,
         saga_in_flight,
         observed_events,
+        success_ratio,
     })
 }
 
@@ -139,12 +146,28 @@ pub async fn track(
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     let m = &*METRICS;
     if let Ok(counts) = state.models.status_counts() {
+        let (mut completed, mut ended) = (0u64, 0u64);
         for (status, n) in counts {
             m.orders.with_label_values(&[&status]).set(n as i64);
+            match status.as_str() {
+                "completed" => {
+                    completed += n;
+                    ended += n;
+                }
+                "failed" | "refunded" => ended += n,
+                _ => {}
+            }
         }
+        m.success_ratio.set(if ended == 0 {
+            1.0
+        } else {
+            completed as f64 / ended as f64
+        });
     }
     let log = state.engine.log();
     for p in 0..log.partition_count() {

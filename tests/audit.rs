@@ -301,3 +301,162 @@ async fn audit_runs_next_to_a_live_service_and_agrees_with_its_read_models() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_engines_own_log_with_chain_failures_refunds_and_ended_rentals_audits_clean_even_strict(
+) {
+    let mut app = common::TestApp::spawn_with(&[
+        ("FLASHRENT_SIM_FAILURE_RATE", "0.5"),
+        ("FLASHRENT_RENTAL_TIME_SCALE", "0.0005"),
+    ])
+    .await;
+    for u in ["21", "22", "23"] {
+        assert_eq!(app.credit(u, "60", &format!("d-{u}")).await.status, 201);
+    }
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let user = ["21", "22", "23"][i % 3];
+        let r = app.order(user, 65_000, "1h", "5.85").await;
+        if r.status == 201 {
+            ids.push(r.body["order_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(ids.len() >= 20, "{} orders placed", ids.len());
+    for id in &ids {
+        app.wait_order(id, 60, |o| {
+            o["status"] == "refunded" || !o["rental_ended_at"].is_null()
+        })
+        .await;
+    }
+    let dir = app.data_dir.clone();
+    app.stop();
+    let (code, out) = run_audit(&dir, &["--strict", "--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["summary"]["orders"].as_u64(), Some(ids.len() as u64));
+    assert_eq!(doc["summary"]["in_flight"], 0);
+    assert_eq!(doc["summary"]["energy_held"], 0);
+    assert_eq!(doc["comparison"]["method"], "sled");
+    assert_eq!(
+        doc["comparison"]["differences"].as_array().unwrap().len(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_window_narrows_what_is_shown_but_the_books_are_still_proven_from_the_start() {
+    let mut s = Synth::new(PARTITIONS, Utc::now() - Duration::days(2));
+    let (credit_p, mut credit) = s.credit(user(12), 10_000_000);
+    if let Event::BalanceCredited { amount, .. } = &mut credit.events[0].event {
+        *amount = Sun::from_sun(11_000_000);
+    }
+    let mut recs = vec![(credit_p, credit)];
+    s.now = Utc::now();
+    let since = s.now;
+    recs.extend(s.completed_rental(user(12), 5_850_000));
+    let mut opts = opts_at(Utc::now());
+    opts.window = flashrent::audit::fold::Window::Since(since);
+    opts.user = Some(user(12));
+    let report = audit(&recs, opts).await;
+    // The tampered credit is before the window: its own finding is not shown, but the
+    // user's books are still wrong, and the ledger shows only the window.
+    assert_eq!(codes(&report), ["books_do_not_balance"]);
+    assert_eq!(report.ledger.as_ref().unwrap().len(), 1);
+    assert!(report.findings[0].at.is_none());
+}
+
+mod properties {
+    use super::*;
+    use flashrent::audit::fold::{Books, Position};
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Credit(u64, u64),
+        Complete(u64, u64),
+        Refund(u64, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1..4u64, 1..50_000_000u64).prop_map(|(u, a)| Op::Credit(u, a)),
+            (1..4u64, 1..20_000_000u64).prop_map(|(u, p)| Op::Complete(u, p)),
+            (1..4u64, 1..20_000_000u64).prop_map(|(u, p)| Op::Refund(u, p)),
+        ]
+    }
+
+    /// The records the engine would write for `ops` (orders only when the balance covers them).
+    fn history(ops: &[Op]) -> Vec<Rec> {
+        let mut s = Synth::new(PARTITIONS, Utc::now());
+        let mut recs = vec![s.register_supplier(1 << 40)];
+        for op in ops {
+            match *op {
+                Op::Credit(u, a) => recs.push(s.credit(user(u), a)),
+                Op::Complete(u, p) if s.balance(user(u)) >= p => {
+                    recs.extend(s.completed_rental(user(u), p))
+                }
+                Op::Refund(u, p) if s.balance(user(u)) >= p => {
+                    recs.extend(s.refunded_rental(user(u), p))
+                }
+                _ => {}
+            }
+        }
+        recs
+    }
+
+    fn fold(recs: &[Rec]) -> AuditReport {
+        let mut books = Books::new(AuditOptions::new(Utc::now()));
+        let mut next = [0u64; PARTITIONS as usize];
+        for (p, r) in recs {
+            let pos = Position {
+                partition: *p,
+                offset: next[*p as usize],
+            };
+            next[*p as usize] += 1;
+            books.apply(pos, r);
+        }
+        books.finish()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_history_the_engine_could_write_balances(ops in prop::collection::vec(op(), 1..40)) {
+            let report = fold(&history(&ops));
+            prop_assert!(report.balanced(), "{:#?}", report.findings);
+            let s = &report.summary;
+            prop_assert_eq!(s.credits_sun + s.refunds_sun - s.deductions_sun, s.balances_sun);
+        }
+
+        #[test]
+        fn changing_any_one_amount_is_caught(
+            ops in prop::collection::vec(op(), 1..40),
+            pick in any::<prop::sample::Index>(),
+            bump in 1..1_000_000u64,
+        ) {
+            let mut recs = history(&ops);
+            let amounts: Vec<(usize, usize)> = recs
+                .iter()
+                .enumerate()
+                .flat_map(|(i, (_, r))| {
+                    r.events.iter().enumerate().filter_map(move |(j, e)| match e.event {
+                        Event::BalanceCredited { .. }
+                        | Event::BalanceDebited { .. }
+                        | Event::BalanceRefunded { .. } => Some((i, j)),
+                        _ => None,
+                    })
+                })
+                .collect();
+            prop_assume!(!amounts.is_empty());
+            let (i, j) = amounts[pick.index(amounts.len())];
+            match &mut recs[i].1.events[j].event {
+                Event::BalanceCredited { amount, .. }
+                | Event::BalanceDebited { amount, .. }
+                | Event::BalanceRefunded { amount, .. } => *amount = Sun::from_sun(amount.as_sun() + bump),
+                _ => unreachable!(),
+            }
+            prop_assert!(!fold(&recs).balanced());
+        }
+    }
+}

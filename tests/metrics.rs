@@ -68,4 +68,5 @@ async fn metrics_show_latency_per_route_orders_by_status_outcomes_confirmations_
         0.0
     );
     assert!(text.contains("flashrent_saga_in_flight "));
+    assert_eq!(count("flashrent_order_success_ratio"), 1.0);
 }

@@ -30,7 +30,7 @@ impl Comparison {
     }
 }
 
-/// Compares every user's balance and ledger length (sled), or balance (API).
+/// Compares every user's balance and ledger length, in sled or through the API.
 pub async fn compare(
     data_dir: &Path,
     log_ends: &[u64],
@@ -136,12 +136,40 @@ async fn with_api(base: &str, api_key: Option<&str>, report: &AuditReport) -> Co
         if let Some(k) = api_key {
             req = req.header("X-API-Key", k);
         }
+        // The ledger's length too: entry `n` (the audit's count) must be its last one.
+        let n = books.ledger_entries;
+        let mut ledger = http.get(format!(
+            "{base}/api/users/{}/ledger?from={}&limit=2",
+            user.get(),
+            n.max(1)
+        ));
+        if let Some(k) = api_key {
+            ledger = ledger.header("X-API-Key", k);
+        }
         let theirs = async {
             let r = req.send().await?.error_for_status()?;
             let v: serde_json::Value = r.json().await?;
-            Ok::<_, reqwest::Error>(v["balance_sun"].as_u64())
+            let l: serde_json::Value = ledger.send().await?.error_for_status()?.json().await?;
+            let seqs: Vec<u64> = l["entries"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|e| e["seq"].as_u64()).collect())
+                .unwrap_or_default();
+            if seqs != [n] {
+                return Ok(Err(format!(
+                    "user {user}: API ledger from entry {n} has {seqs:?}, the audit counts {n} entries"
+                )));
+            }
+            Ok::<_, reqwest::Error>(Ok(v["balance_sun"].as_u64()))
         }
         .await;
+        let theirs = match theirs {
+            Ok(Err(difference)) => {
+                out.differences.push(difference);
+                continue;
+            }
+            Ok(Ok(b)) => Ok(b),
+            Err(e) => Err(e),
+        };
         match theirs {
             Ok(Some(b)) if b == books.balance_sun => {}
             Ok(Some(b)) => out.differences.push(format!(

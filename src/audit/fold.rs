@@ -94,6 +94,9 @@ pub struct Finding {
     pub order_id: Option<OrderId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
+    /// When the event the finding is about occurred.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<Uuid>,
     pub detail: String,
@@ -182,10 +185,10 @@ struct OrderBooks {
     kind: OrderKind,
     price: u64,
     due: DateTime<Utc>,
-    placed_at: Position,
+    placed_at: (Position, DateTime<Utc>),
     debits: u32,
     debited: u64,
-    debit_at: Option<(Position, Uuid)>,
+    debit_at: Option<(Position, Uuid, DateTime<Utc>)>,
     balance_refunds: u32,
     order_refunds: u32,
     completed: bool,
@@ -209,7 +212,7 @@ struct PoolUse {
     delegated: u128,
     released: u128,
     returned: u128,
-    first: Option<Position>,
+    first: Option<(Position, DateTime<Utc>)>,
 }
 
 /// The state of the fold.
@@ -252,6 +255,7 @@ impl Books {
             user_id: None,
             order_id: None,
             position: Some(pos),
+            at: None,
             event_id: None,
             detail: why.to_owned(),
         });
@@ -281,6 +285,7 @@ impl Books {
             user_id: user,
             order_id: ctx.env.event.order_id(),
             position: Some(ctx.pos),
+            at: Some(ctx.env.occurred_at),
             event_id: Some(ctx.env.event_id),
             detail,
         });
@@ -323,7 +328,8 @@ impl Books {
                     Some(o) => {
                         o.debits += 1;
                         o.debited += amount;
-                        o.debit_at.get_or_insert((ctx.pos, ctx.env.event_id));
+                        o.debit_at
+                            .get_or_insert((ctx.pos, ctx.env.event_id, ctx.env.occurred_at));
                         if o.debits > 1 {
                             Some(("double_deduction", format!("deduction #{}", o.debits)))
                         } else if o.user != *user_id {
@@ -402,7 +408,7 @@ impl Books {
                         kind: *kind,
                         price: price.as_sun(),
                         due: *estimated_completion,
-                        placed_at: ctx.pos,
+                        placed_at: (ctx.pos, ctx.env.occurred_at),
                         debits: 0,
                         debited: 0,
                         debit_at: None,
@@ -479,14 +485,14 @@ impl Books {
             } => {
                 let u = self.pool.entry(*order_id).or_default();
                 u.reserved += u128::from(energy.get());
-                u.first.get_or_insert(ctx.pos);
+                u.first.get_or_insert((ctx.pos, ctx.env.occurred_at));
             }
             Event::ReservedEnergyDelegated {
                 order_id, energy, ..
             } => {
                 let u = self.pool.entry(*order_id).or_default();
                 u.delegated += u128::from(energy.get());
-                u.first.get_or_insert(ctx.pos);
+                u.first.get_or_insert((ctx.pos, ctx.env.occurred_at));
                 if u.delegated + u.released > u.reserved {
                     let d = format!(
                         "delegated+released {} > reserved {}",
@@ -501,7 +507,7 @@ impl Books {
             } => {
                 let u = self.pool.entry(*order_id).or_default();
                 u.released += u128::from(energy.get());
-                u.first.get_or_insert(ctx.pos);
+                u.first.get_or_insert((ctx.pos, ctx.env.occurred_at));
                 if u.delegated + u.released > u.reserved {
                     let d = format!(
                         "delegated+released {} > reserved {}",
@@ -516,7 +522,7 @@ impl Books {
             } => {
                 let u = self.pool.entry(*order_id).or_default();
                 u.returned += u128::from(energy.get());
-                u.first.get_or_insert(ctx.pos);
+                u.first.get_or_insert((ctx.pos, ctx.env.occurred_at));
                 if u.returned > u.delegated {
                     let d = format!("returned {} > delegated {}", u.returned, u.delegated);
                     self.finding(ctx, "energy_returned_beyond_delegation", None, d);
@@ -602,6 +608,7 @@ impl Books {
                     user_id: Some(*user),
                     order_id: None,
                     position: None,
+                    at: None,
                     event_id: None,
                     detail: format!(
                         "credits {} − deductions {} + refunds {} = {sum} SUN, balance {} SUN",
@@ -640,7 +647,8 @@ impl Books {
                     severity: Severity::Error,
                     user_id: Some(o.user),
                     order_id: Some(*id),
-                    position: Some(o.placed_at),
+                    position: Some(o.placed_at.0),
+                    at: Some(o.placed_at.1),
                     event_id: None,
                     detail: format!(
                         "{} OrderRefunded, {} BalanceRefunded",
@@ -659,14 +667,16 @@ impl Books {
                 } else {
                     ("order_in_flight", Severity::InFlight)
                 };
-                let (position, event_id) =
-                    o.debit_at.map_or((None, None), |(p, e)| (Some(p), Some(e)));
+                let (position, event_id, at) = o
+                    .debit_at
+                    .map_or((None, None, None), |(p, e, t)| (Some(p), Some(e), Some(t)));
                 end_findings.push(Finding {
                     code,
                     severity,
                     user_id: Some(o.user),
                     order_id: Some(*id),
                     position,
+                    at,
                     event_id,
                     detail: format!(
                         "paid {} SUN, {}, due {}",
@@ -713,7 +723,8 @@ impl Books {
                     severity: Severity::Error,
                     user_id: self.orders.get(id).map(|o| o.user),
                     order_id: Some(*id),
-                    position: u.first,
+                    position: u.first.map(|f| f.0),
+                    at: u.first.map(|f| f.1),
                     event_id: None,
                     detail,
                 });
@@ -724,10 +735,11 @@ impl Books {
         let mut findings = std::mem::take(&mut self.findings);
         findings.extend(end_findings.into_iter().filter(|f| {
             // End-of-log findings tied to an event outside the window are not shown.
-            f.position.is_none_or(|p| match self.opts.window {
-                Window::FromOffset(o) => p.offset >= o,
-                _ => true,
-            })
+            match self.opts.window {
+                Window::All => true,
+                Window::FromOffset(o) => f.position.is_none_or(|p| p.offset >= o),
+                Window::Since(t) => f.at.is_none_or(|at| at >= t),
+            }
         }));
         s.errors = findings
             .iter()

@@ -14,7 +14,7 @@ use crate::log::EmbeddedLog;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
-use flashrent_events::{decode_record, EventLog, UserId};
+use flashrent_events::{decode_record, EventLog, LogError, UserId};
 use fold::{AuditOptions, AuditReport, Books, Position, Window};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -123,7 +123,7 @@ pub fn write_metrics_file(path: &std::path::Path, run: &AuditRun) -> std::io::Re
 }
 
 /// Replays the whole log through the fold. Progress goes to stderr when it is a terminal.
-pub async fn replay(log: &dyn EventLog, opts: AuditOptions) -> anyhow::Result<AuditReport> {
+pub async fn replay(log: &dyn EventLog, opts: AuditOptions) -> Result<AuditReport, LogError> {
     // One snapshot of every partition's end, taken at once: the log up to these offsets is
     // a prefix the engine really wrote, so cross-partition facts (the pool is told before
     // the order's own event) hold in it.

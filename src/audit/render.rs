@@ -135,14 +135,14 @@ fn table(run: &AuditRun, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out)?;
         writeln!(
             out,
-            "{:<32} {:<16} {:>18} {:>18}  {:<36} transaction",
+            "{:<24} {:<16} {:>18} {:>18}  {:<36} transaction",
             "time", "event", "delta TRX", "balance TRX", "order"
         )?;
         for l in lines {
             writeln!(
                 out,
-                "{:<32} {:<16} {:>18} {:>18}  {:<36} {}",
-                l.at.to_rfc3339(),
+                "{:<24} {:<16} {:>18} {:>18}  {:<36} {}",
+                l.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 l.event,
                 trx(l.delta_sun),
                 trx(l.balance_after_sun as i128),
@@ -156,7 +156,15 @@ fn table(run: &AuditRun, out: &mut dyn Write) -> io::Result<()> {
     }
     if !run.report.findings.is_empty() {
         writeln!(out)?;
+        // Every error; orders in flight only as a sample (the JSON and CSV list them all).
+        let mut in_flight_shown = 0;
         for f in &run.report.findings {
+            if f.severity == Severity::InFlight {
+                in_flight_shown += 1;
+                if in_flight_shown > 10 {
+                    continue;
+                }
+            }
             let at = f
                 .position
                 .map(|p| format!("p{}@{}", p.partition, p.offset))
@@ -170,6 +178,13 @@ fn table(run: &AuditRun, out: &mut dyn Write) -> io::Result<()> {
                 opt(&f.order_id),
                 at,
                 f.detail
+            )?;
+        }
+        if in_flight_shown > 10 {
+            writeln!(
+                out,
+                "… and {} more orders in flight (--format csv lists them all)",
+                in_flight_shown - 10
             )?;
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod routes;
 
 use crate::chain::Chain;
@@ -53,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(post().to(wallets::add)),
         )
         .service(resource("/api/quote").route(get().to(pool::quote)))
+        .service(resource("/api/openapi.json").route(get().to(openapi::openapi_json)))
         .service(
             scope("/api/wallet-pool")
                 .service(resource("/check-availability").route(post().to(pool::check_availability)))

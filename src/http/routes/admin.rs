@@ -10,13 +10,31 @@ use flashrent_projections::PoolWalletView;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Credit {
+    #[schema(value_type = f64)]
     amount_trx: Box<RawValue>,
     reference: String,
 }
 
 /// Credits a balance. The reference (a deposit id, say) makes it idempotent per user.
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{user_id}/credit",
+    tag = "admin",
+    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    request_body = Credit,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Credited", body = crate::http::openapi::Credited),
+        (status = 200, description = "This reference was already credited", body = crate::http::openapi::Credited),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "credit_reference_conflict", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn credit(
     _: Admin,
     req: HttpRequest,
@@ -68,12 +86,28 @@ fn render(w: &PoolWalletView) -> serde_json::Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Register {
     address: String,
+    #[schema(value_type = u64)]
     energy_capacity: serde_json::Value,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/wallet-pool/wallets",
+    tag = "admin",
+    request_body = Register,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, body = crate::http::openapi::SupplierWallet),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "supplier_wallet_exists", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn register_supplier(
     _: Admin,
     req: HttpRequest,
@@ -97,6 +131,16 @@ pub async fn register_supplier(
     Ok(HttpResponse::Created().json(render(&view)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/wallet-pool/wallets",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = crate::http::openapi::SupplierWallets),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn list_suppliers(_: Admin, state: web::Data<AppState>) -> Reply {
     let wallets = state.models.pool_wallets()?;
     Ok(HttpResponse::Ok().json(json!({"wallets": wallets.iter().map(render).collect::<Vec<_>>()})))

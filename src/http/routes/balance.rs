@@ -9,6 +9,18 @@ use flashrent_events::Sun;
 use serde::Deserialize;
 use serde_json::json;
 
+#[utoipa::path(
+    get,
+    path = "/api/users/{user_id}/balance",
+    tag = "balances",
+    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, body = crate::http::openapi::Balance),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn get(_: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let user = extract::user_id(&path)?;
     let view = state.models.balance(user)?;
@@ -27,6 +39,18 @@ pub struct LedgerQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/users/{user_id}/ledger",
+    tag = "balances",
+    params(("user_id" = String, Path, description = "A user id: a positive decimal number"), ("from" = Option<u64>, Query, description = "First entry (seq), default 1"), ("limit" = Option<usize>, Query, description = "1..500, default 50")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, body = crate::http::openapi::Ledger),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn ledger(
     _: Client,
     state: web::Data<AppState>,

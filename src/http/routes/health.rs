@@ -3,11 +3,28 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The process is up", body = crate::http::openapi::Status),
+    ),
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Ready once the read models have caught up with the log at startup.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Read models caught up; saga_in_flight tells the saga's work", body = Object),
+        (status = 503, description = "not_ready: catching up", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.ready.load(Ordering::Acquire) {
         HttpResponse::Ok()

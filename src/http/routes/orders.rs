@@ -91,17 +91,39 @@ pub fn energy_field(v: &Value) -> Result<flashrent_events::EnergyAmount, ApiErro
     extract::energy(v.as_u64().unwrap_or(0))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateOrder {
+    #[schema(value_type = String)]
     user_id: Value,
+    #[schema(value_type = u64)]
     energy_amount: Value,
     duration: String,
     receive_address: String,
+    #[schema(value_type = Option<f64>)]
     cost_trx: Option<Box<RawValue>>,
     callback_url: Option<String>,
     out_trade_no: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = "orders",
+    request_body = CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Placed and paid", body = crate::http::openapi::OrderCreated),
+        (status = 200, description = "Replayed (same Idempotency-Key, same request)", body = crate::http::openapi::OrderCreated),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 402, description = "insufficient_balance (with required_amount, current_balance)", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "price_mismatch (with quoted_cost_trx)", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "idempotency_key_reused", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn create(
     _: Client,
     req: HttpRequest,
@@ -237,6 +259,19 @@ pub fn pricing_error(state: &AppState, e: crate::domain::pricing::PricingError) 
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/orders/{order_id}",
+    tag = "orders",
+    params(("order_id" = String, Path, description = "UUID")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, body = crate::http::openapi::Order),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "not_found / order_not_found / supplier_wallet_not_found", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn get(_: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let id = extract::order_id(&path)?;
     match state.models.order(&id)? {
@@ -254,6 +289,18 @@ pub struct ListQuery {
 
 const STATUSES: [&str; 5] = ["pending", "processing", "completed", "failed", "refunded"];
 
+#[utoipa::path(
+    get,
+    path = "/api/users/{user_id}/orders",
+    tag = "orders",
+    params(("user_id" = String, Path, description = "A user id: a positive decimal number"), ("status" = Option<String>, Query, description = "pending, processing, completed, failed or refunded"), ("limit" = Option<usize>, Query, description = "1..200, default 20"), ("after" = Option<String>, Query, description = "next_after of the previous page")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Newest first", body = crate::http::openapi::OrderPage),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn list_for_user(
     _: Client,
     state: web::Data<AppState>,
@@ -284,14 +331,33 @@ pub async fn list_for_user(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Deduct {
+    #[schema(value_type = f64)]
     amount: Box<RawValue>,
     order_id: String,
     #[serde(default)]
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users/{user_id}/deduct",
+    tag = "orders",
+    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    request_body = Deduct,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Deducted, or already paid (idempotent per order)", body = crate::http::openapi::Deducted),
+        (status = 400, description = "invalid_* / amount_mismatch", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 402, description = "insufficient_balance", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "order_not_owned", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "not_found / order_not_found / supplier_wallet_not_found", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn deduct(
     _: Client,
     req: HttpRequest,

@@ -27,12 +27,26 @@ fn availability(state: &AppState, energy: EnergyAmount) -> Result<Value, ApiErro
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Check {
+    #[schema(value_type = u64)]
     energy_amount: Value,
     duration: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/wallet-pool/check-availability",
+    tag = "wallet pool",
+    request_body = Check,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, body = crate::http::openapi::Availability),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn check_availability(_: Client, state: web::Data<AppState>, body: web::Bytes) -> Reply {
     let b: Check = extract::json_body(&body)?;
     let energy = energy_field(&b.energy_amount)?;
@@ -46,6 +60,18 @@ pub struct QuoteQuery {
     duration: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/quote",
+    tag = "wallet pool",
+    params(("energy_amount" = u64, Query), ("duration" = String, Query, description = "e.g. 1h")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, body = crate::http::openapi::Quote),
+        (status = 400, description = "invalid_* / duration_not_offered / energy_out_of_range", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn quote(_: Client, state: web::Data<AppState>, q: web::Query<QuoteQuery>) -> Reply {
     let energy = extract::energy(
         q.energy_amount
@@ -77,16 +103,36 @@ pub async fn quote(_: Client, state: web::Data<AppState>, q: web::Query<QuoteQue
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Delegate {
     from_address: String,
     to_address: String,
+    #[schema(value_type = u64)]
     energy_amount: Value,
+    #[schema(value_type = u64)]
     duration_hours: Value,
 }
 
 /// The operator's manual delegation: an unpaid order pinned to the chosen supplier wallet,
 /// taken by the same saga as every order (so exactly one delegation, reclaimed at the end).
+#[utoipa::path(
+    post,
+    path = "/api/wallet-pool/delegate-energy",
+    tag = "wallet pool",
+    request_body = Delegate,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Broadcast (or confirmed)", body = crate::http::openapi::Delegation),
+        (status = 202, description = "Accepted, still being signed", body = crate::http::openapi::Delegation),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "not_found / order_not_found / supplier_wallet_not_found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "insufficient_pool_energy", body = crate::http::openapi::ErrorBody),
+        (status = 502, description = "delegation_failed", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn delegate_energy(
     _: Admin,
     req: HttpRequest,

@@ -13,17 +13,45 @@ fn render(w: &WalletView) -> serde_json::Value {
     json!({"id": w.id, "wallet_address": w.wallet_address, "created_at": w.created_at})
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/wallets/users/{user_id}",
+    tag = "wallets",
+    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, body = crate::http::openapi::Wallets),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn list(_: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let user = extract::user_id(&path)?;
     let wallets = state.models.wallets(user)?;
     Ok(HttpResponse::Ok().json(json!({"wallets": wallets.iter().map(render).collect::<Vec<_>>()})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AddWallet {
     wallet_address: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/wallets/users/{user_id}",
+    tag = "wallets",
+    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    request_body = AddWallet,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 201, body = crate::http::openapi::Wallet),
+        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "wallet_already_exists / too_many_wallets", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 pub async fn add(
     _: Client,
     req: HttpRequest,
