@@ -8,8 +8,23 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use std::future::{ready, Ready};
 
+/// Names the ids a request is about in its log span.
+pub fn log_ids(user: Option<UserId>, order: Option<OrderId>) {
+    let span = tracing::Span::current();
+    if let Some(u) = user {
+        span.record("user_id", tracing::field::display(u));
+    }
+    if let Some(o) = order {
+        span.record("order_id", tracing::field::display(o));
+    }
+}
+
 pub fn user_id(text: &str) -> Result<UserId, ApiError> {
-    UserId::parse(text).map_err(|_| {
+    let parsed = UserId::parse(text);
+    if let Ok(u) = parsed {
+        log_ids(Some(u), None);
+    }
+    parsed.map_err(|_| {
         ApiError::bad_request(
             "invalid_user_id",
             format!("用户ID格式无效: {text}"),
@@ -19,7 +34,11 @@ pub fn user_id(text: &str) -> Result<UserId, ApiError> {
 }
 
 pub fn order_id(text: &str) -> Result<OrderId, ApiError> {
-    OrderId::parse(text).map_err(|_| {
+    let parsed = OrderId::parse(text);
+    if let Ok(o) = parsed {
+        log_ids(None, Some(o));
+    }
+    parsed.map_err(|_| {
         ApiError::bad_request(
             "invalid_order_id",
             format!("订单ID格式无效: {text}"),

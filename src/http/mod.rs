@@ -91,10 +91,20 @@ pub async fn localize(
         .get(actix_web::http::header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("en"));
-    let res = match next.call(req).await {
+    // Every log line of the request carries these; handlers fill in the ids they parse.
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.path(),
+        user_id = tracing::field::Empty,
+        order_id = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let res = match tracing::Instrument::instrument(next.call(req), span.clone()).await {
         Ok(res) => res,
         Err(e) => return Err(e),
     };
+    tracing::debug!(parent: &span, status = res.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request done");
     let rewritten: Option<HttpResponse> = match res.response().error() {
         Some(err) => match err.as_error::<ApiError>() {
             Some(api) if english => Some(api.response(true)),

@@ -180,7 +180,13 @@ impl Saga {
         }
     }
 
+    /// Drives one order; every log line inside carries its order and user ids.
     async fn drive(&self, id: OrderId) {
+        let span = tracing::info_span!("order", order_id = %id, user_id = tracing::field::Empty);
+        tracing::Instrument::instrument(self.drive_order(id), span).await
+    }
+
+    async fn drive_order(&self, id: OrderId) {
         let correlation = Uuid::now_v7();
         let mut attempts = 0u32;
         let mut backoff = self.0.config.poll_interval;
@@ -196,6 +202,7 @@ impl Saga {
                     return;
                 }
             };
+            tracing::Span::current().record("user_id", tracing::field::display(view.user_id));
             let step = step::next_step(&view, Utc::now());
             match self.take(&view, step, correlation, &mut attempts).await {
                 Ok(true) => backoff = self.0.config.poll_interval,

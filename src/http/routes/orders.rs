@@ -188,6 +188,8 @@ pub async fn create(
     };
     let done = state.engine.place_order(m, user, order).await?;
     crate::consistency::projected(&state.models, &done).await;
+    let (Placed::New(id) | Placed::Replayed(id)) = &done.reply;
+    extract::log_ids(None, Some(*id));
     match done.reply {
         Placed::New(order_id) => Ok(HttpResponse::Created().json(json!({
             "order_id": order_id,
