@@ -458,6 +458,10 @@ impl Saga {
     /// order between polls. A transaction the chain has never seen goes out again (the same
     /// bytes, so harmless) until it expires. `None` on shutdown.
     async fn outcome(&self, tx: &SignedTransaction) -> Result<Option<Outcome>, ChainError> {
+        // Start quick, then back off towards a third of the chain's usual confirmation time:
+        // polls stay few on slow chains and answers come fast on fast ones.
+        let ceiling = (self.0.chain.expected_confirmation() / 3).max(self.0.config.poll_interval);
+        let mut wait = self.0.config.poll_interval;
         loop {
             if *self.0.shutdown.borrow() {
                 return Ok(None);
@@ -476,7 +480,8 @@ impl Saga {
                 }
                 TxStatus::Pending => {}
             }
-            tokio::time::sleep(self.0.config.poll_interval).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(ceiling);
         }
     }
 
