@@ -191,11 +191,8 @@ impl Application {
 /// The TRON client: against the configured nodes, or against an in-process devnet with a
 /// funded demo supplier when none is configured (`true` in the second place).
 fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
-    let mut keys = match args
-        .supplier_keys
-        .as_deref()
-        .filter(|k| !k.trim().is_empty())
-    {
+    let spec = args.supplier_keys.as_ref().map(Secret::expose);
+    let mut keys = match spec.filter(|k| !k.trim().is_empty()) {
         Some(spec) => load_keys(spec).context("loading supplier keys")?,
         None => vec![],
     };
@@ -243,11 +240,7 @@ fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
         args.tron_nodes.clone()
     };
     let mut config = TronConfig::new(nodes);
-    config.api_key = args
-        .tron_api_key
-        .clone()
-        .filter(|k| !k.is_empty())
-        .map(Secret::new);
+    config.api_key = args.tron_api_key.clone().filter(|k| !k.expose().is_empty());
     config.use_lock = args.tron_lock;
     config.request_timeout = Duration::from_millis(args.tron_timeout_ms.max(1));
     Ok((Arc::new(TronClient::new(config, keys)?), demo))

@@ -93,6 +93,9 @@ async fn crash_and_resume(crash_at: &str) {
         .map(|e| e["cause"].clone())
         .collect();
     assert_eq!(causes, vec![json!("credit"), json!("order_payment")]);
+    let log = std::fs::read_to_string(temp.path().join("server.log")).unwrap();
+    assert!(log.contains("using TRON full nodes"));
+    assert!(!log.contains(SUPPLIER_KEY), "a private key reached the log");
 }
 
 #[tokio::test]
