@@ -49,6 +49,10 @@ async fn measure(block_ms: &str, poll_ms: &str) -> Vec<Duration> {
         out.push(t.await.unwrap());
     }
     out.sort();
+    let log = std::fs::read_to_string(app.data_dir.join("server.log")).unwrap_or_default();
+    for line in log.lines().filter(|l| l.contains("WARN")).take(5) {
+        println!("  server warning: {line}");
+    }
     out
 }
 
