@@ -227,7 +227,8 @@ fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
             },
         ];
         keys.push(key);
-        let (url, _) = Devnet::start(config, "127.0.0.1:0")?.spawn();
+        let state_file = args.store.data_dir.join("devnet-state.json");
+        let (url, _) = Devnet::start_with(config, "127.0.0.1:0", Some(state_file))?.spawn();
         tracing::info!(
             node = %url,
             block_ms = args.devnet_block_ms,

@@ -155,3 +155,28 @@ async fn a_rental_that_ends_while_the_engine_is_down_is_reclaimed_after_restart(
     assert_eq!(pool["wallets"][0]["delegated_energy"], 0);
     assert_eq!(pool["wallets"][0]["available_energy"], capacity);
 }
+
+#[tokio::test]
+async fn the_in_process_devnet_keeps_its_chain_across_a_restart() {
+    let temp = tempfile::tempdir().unwrap();
+    let env = [
+        ("FLASHRENT_PRICES", "1m=10,1h=90"),
+        ("FLASHRENT_RENTAL_TIME_SCALE", "0.05"),
+    ];
+    let mut app = TestApp::spawn_in(temp.path(), &env).await;
+    let id = place(&app, "95", "1m", "0.65").await;
+    let o = app
+        .wait_order(&id, 30, |o| o["status"] == "completed")
+        .await;
+    assert!(o["rental_ended_at"].is_null());
+    app.kill();
+    assert!(temp.path().join("devnet-state.json").exists());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let app = TestApp::spawn_in(temp.path(), &env).await;
+    // The reclaim needs the delegation the first devnet confirmed.
+    let o = app
+        .wait_order(&id, 30, |o| o["rental_ended_at"].is_string())
+        .await;
+    assert_eq!(o["reclaim_transaction_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(app.pool().await["wallets"][0]["delegated_energy"], 0);
+}
