@@ -72,6 +72,14 @@ impl Application {
 
         let (tron, demo) = tron_client(&args)?;
         let chain: Arc<dyn Chain> = tron.clone();
+        match tron.head_block().await {
+            Ok((number, timestamp)) => {
+                tracing::info!(number, timestamp, "TRON node reachable; head block")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TRON node not reachable yet; the saga will keep trying")
+            }
+        }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (reactor_tx, reactor_rx) = mpsc::channel(16_384);

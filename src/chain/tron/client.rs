@@ -243,6 +243,16 @@ impl TronClient {
         })
     }
 
+    /// The node's head block: number and timestamp (ms).
+    pub async fn head_block(&self) -> Result<(u64, i64), ChainError> {
+        let v = self.call("/wallet/getnowblock", json!({})).await?;
+        let raw = &v["block_header"]["raw_data"];
+        Ok((
+            raw["number"].as_u64().unwrap_or(0),
+            raw["timestamp"].as_i64().unwrap_or(0),
+        ))
+    }
+
     /// Energy a supplier can still delegate (`/wallet/getcandelegatedmaxsize`, type ENERGY).
     pub async fn delegatable_energy(&self, owner: &TronAddress) -> Result<u64, ChainError> {
         let v = self
