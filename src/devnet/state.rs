@@ -65,7 +65,6 @@ pub struct Record {
 
 struct Pending {
     id: [u8; 32],
-    raw: Vec<u8>,
     tx: RawTransaction,
 }
 
@@ -223,11 +222,7 @@ impl ChainState {
             let id = unhex(&id)?;
             if let Some(k) = s.known.get(&id) {
                 let tx = RawTransaction::decode(&k.raw)?;
-                s.pending.push(Pending {
-                    id,
-                    raw: k.raw.clone(),
-                    tx,
-                });
+                s.pending.push(Pending { id, tx });
             }
         }
         s.delegations_applied = snap.delegations_applied;
@@ -451,16 +446,12 @@ impl ChainState {
         self.known.insert(
             id,
             Known {
-                raw: raw_bytes.clone(),
+                raw: raw_bytes,
                 signature: sig.clone(),
                 info: None,
             },
         );
-        self.pending.push(Pending {
-            id,
-            raw: raw_bytes,
-            tx,
-        });
+        self.pending.push(Pending { id, tx });
         self.dirty = true;
         Ok(id)
     }
@@ -489,7 +480,6 @@ impl ChainState {
                 self.apply(&p.tx.contract, ts);
                 outcomes.push((p.id, None));
             }
-            let _ = p.raw;
             included.push(p.id);
         }
         self.dirty |= !included.is_empty();
