@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// Timeout of one call to a TRON node, in milliseconds.
     #[arg(long, env = "FLASHRENT_TRON_TIMEOUT_MS", default_value_t = 5000)]
     pub tron_timeout_ms: u64,
+    /// With configured nodes: how often the pool's capacities are refreshed from the chain
+    /// (getcandelegatedmaxsize), in seconds; 0 only reads them at startup.
+    #[arg(long, env = "FLASHRENT_INVENTORY_REFRESH_SECS", default_value_t = 60)]
+    pub inventory_refresh_secs: u64,
     /// In-process devnet: block interval in milliseconds (0: a block per broadcast).
     #[arg(long, env = "FLASHRENT_DEVNET_BLOCK_MS", default_value_t = 3000)]
     pub devnet_block_ms: u64,

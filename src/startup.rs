@@ -135,6 +135,14 @@ impl Application {
                     tracing::warn!(error = %e, "cannot read supplier inventory from the chain")
                 }
             }
+            if args.inventory_refresh_secs > 0 {
+                tasks.push(tokio::spawn(refresh_inventory(
+                    tron.clone(),
+                    engine.clone(),
+                    Duration::from_secs(args.inventory_refresh_secs),
+                    shutdown.subscribe(),
+                )));
+            }
         }
 
         let admin_token = admin_token(&args)?;
@@ -193,6 +201,38 @@ impl Application {
         self.models.flush()?;
         self.log.close();
         Ok(())
+    }
+}
+
+/// Keeps the pool's capacities in line with the chain: every `every`, each supplier wallet
+/// we hold a key for is asked what it can still delegate (stakes change, and the energy of a
+/// staked TRX drifts with the network's totals).
+async fn refresh_inventory(
+    tron: Arc<TronClient>,
+    engine: Engine,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        for address in tron.supplier_addresses() {
+            match tron.delegatable_energy(&address).await {
+                Ok(energy) => {
+                    if let Err(e) = engine
+                        .observe_chain_inventory(CommandMeta::new(Uuid::now_v7()), address, energy)
+                        .await
+                    {
+                        tracing::warn!(%address, error = %e, "cannot record the chain's inventory");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%address, error = %e, "cannot read a supplier's inventory")
+                }
+            }
+        }
     }
 }
 

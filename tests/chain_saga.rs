@@ -180,3 +180,40 @@ async fn the_in_process_devnet_keeps_its_chain_across_a_restart() {
     assert_eq!(o["reclaim_transaction_hash"].as_str().unwrap().len(), 64);
     assert_eq!(app.pool().await["wallets"][0]["delegated_energy"], 0);
 }
+
+#[tokio::test]
+async fn the_pool_capacity_follows_the_chain() {
+    use flashrent::chain::tron::{EnergyTotals, SecretKey};
+    let devnet = DevnetProc::standard(0);
+    let temp = tempfile::tempdir().unwrap();
+    let mut env = chain_env(&devnet);
+    env.push(("FLASHRENT_INVENTORY_REFRESH_SECS", "1".to_owned()));
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let id = place(&app, "97", "1h", "5.85").await;
+    assert_eq!(app.wait_final(&id).await["status"], "completed");
+    // The supplier stakes another 100,000 TRX on chain.
+    let supplier = SecretKey::from_hex(SUPPLIER_KEY).unwrap().address();
+    let r = devnet
+        .http
+        .post(format!("{}/admin/accounts", devnet.base))
+        .json(&json!({"address": supplier.to_base58(), "energy_stake_sun": 100_000_000_000u64}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let nile = EnergyTotals {
+        limit: 180_000_000_000,
+        weight: 2_411_528_185,
+    };
+    let expected = nile.sun_to_energy(200_000_000_000 - 870_829_623) + 65_000;
+    let mut capacity = json!(null);
+    for _ in 0..100 {
+        capacity = app.pool().await["wallets"][0]["energy_capacity"].clone();
+        if capacity == json!(expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(capacity, json!(expected));
+    assert_eq!(app.pool().await["wallets"][0]["delegated_energy"], 65_000);
+}

@@ -151,6 +151,12 @@ pub enum Event {
         address: TronAddress,
         energy_capacity: EnergyAmount,
     },
+    /// The chain's view of a supplier wallet, read back: its capacity is now what it can
+    /// still delegate plus what the pool has delegated from it.
+    SupplierCapacityObserved {
+        address: TronAddress,
+        energy_capacity: u64,
+    },
     EnergyReserved {
         order_id: OrderId,
         wallet: TronAddress,
@@ -197,6 +203,7 @@ impl Event {
             Event::ReclaimExpired { .. } => "ReclaimExpired",
             Event::RentalEnded { .. } => "RentalEnded",
             Event::SupplierWalletRegistered { .. } => "SupplierWalletRegistered",
+            Event::SupplierCapacityObserved { .. } => "SupplierCapacityObserved",
             Event::EnergyReserved { .. } => "EnergyReserved",
             Event::EnergyReservationRejected { .. } => "EnergyReservationRejected",
             Event::ReservedEnergyDelegated { .. } => "ReservedEnergyDelegated",
@@ -210,7 +217,8 @@ impl Event {
         match self {
             Event::BalanceCredited { .. }
             | Event::WalletAdded { .. }
-            | Event::SupplierWalletRegistered { .. } => None,
+            | Event::SupplierWalletRegistered { .. }
+            | Event::SupplierCapacityObserved { .. } => None,
             Event::BalanceDebited { order_id, .. }
             | Event::BalanceRefunded { order_id, .. }
             | Event::OrderPlaced { order_id, .. }
@@ -243,6 +251,7 @@ impl Event {
                 (AggregateKind::UserAccount, user_id.to_string())
             }
             Event::SupplierWalletRegistered { .. }
+            | Event::SupplierCapacityObserved { .. }
             | Event::EnergyReserved { .. }
             | Event::EnergyReservationRejected { .. }
             | Event::ReservedEnergyDelegated { .. }
