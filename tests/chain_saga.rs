@@ -217,3 +217,39 @@ async fn the_pool_capacity_follows_the_chain() {
     assert_eq!(capacity, json!(expected));
     assert_eq!(app.pool().await["wallets"][0]["delegated_energy"], 65_000);
 }
+
+#[tokio::test]
+async fn orders_complete_through_a_busy_node_a_lost_broadcast_and_a_failure_on_chain() {
+    let devnet = DevnetProc::standard(0);
+    let temp = tempfile::tempdir().unwrap();
+    let env = chain_env(&devnet);
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let mut applied = 0;
+    for (user, fault) in [
+        (
+            "101",
+            json!({"refuse": {"code": "SERVER_BUSY", "count": 2}}),
+        ),
+        ("102", json!({"drop_broadcasts": 1})),
+        (
+            "103",
+            json!({"refuse": {"code": "TAPOS_ERROR", "count": 1}}),
+        ),
+        ("104", json!({"fail_on_chain": 1})),
+    ] {
+        devnet.faults(fault.clone()).await;
+        let id = place(&app, user, "1h", "5.85").await;
+        let o = app.wait_final(&id).await;
+        assert_eq!(o["status"], "completed", "{fault}: {o}");
+        applied += 1;
+        let state = devnet.state().await;
+        assert_eq!(state["delegations_applied"], applied, "{fault}: {state}");
+        let info = devnet
+            .wallet(
+                "/wallet/gettransactioninfobyid",
+                json!({"value": o["transaction_hash"]}),
+            )
+            .await;
+        assert!(info["result"].is_null(), "{fault}: completed with {info}");
+    }
+}

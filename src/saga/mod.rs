@@ -21,12 +21,15 @@ use crate::engine::{CommandMeta, Engine, EngineError, Executed, ReserveOutcome};
 use chrono::{DateTime, Utc};
 use flashrent_events::{FailureReason, OrderId};
 use flashrent_projections::{OrderView, ProjectedRecord, ReadModels};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use step::Step;
 use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
+
+/// An unseen transaction is sent again at most this often (a restart sends it at once).
+const REBROADCAST_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct SagaConfig {
@@ -53,6 +56,9 @@ struct Inner {
     chain: Arc<dyn Chain>,
     config: SagaConfig,
     in_flight: Mutex<HashSet<OrderId>>,
+    /// When this process last sent each transaction, so an unseen one is sent again now and
+    /// then rather than at every poll (a public node rate-limits).
+    sent: Mutex<HashMap<String, Instant>>,
     timers: Mutex<BTreeSet<(DateTime<Utc>, OrderId)>>,
     timer_changed: Notify,
     shutdown: watch::Receiver<bool>,
@@ -85,6 +91,7 @@ impl Saga {
             chain,
             config,
             in_flight: Mutex::new(HashSet::new()),
+            sent: Mutex::new(HashMap::new()),
             timers: Mutex::new(BTreeSet::new()),
             timer_changed: Notify::new(),
             shutdown,
@@ -288,6 +295,7 @@ impl Saga {
             }
             Step::BroadcastDelegation(tx) => match self.0.chain.broadcast(&tx).await {
                 Ok(()) => {
+                    self.note_sent(&tx.tx_id);
                     crash_point("after_broadcast");
                     self.settled(
                         e.order_command(
@@ -412,6 +420,7 @@ impl Saga {
             }
             Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
                 Ok(()) => {
+                    self.note_sent(&tx.tx_id);
                     self.settled(
                         e.order_command(
                             meta(),
@@ -500,12 +509,32 @@ impl Saga {
     /// chain says it can never land (expired, unknown reference block) *and* it is still
     /// unseen afterwards, so it cannot have landed in between.
     async fn rebroadcast_is_stale(&self, tx: &crate::chain::SignedTransaction) -> bool {
+        let recently = self
+            .0
+            .sent
+            .lock()
+            .expect("saga lock")
+            .get(&tx.tx_id)
+            .is_some_and(|at| at.elapsed() < REBROADCAST_EVERY);
+        if recently {
+            tokio::time::sleep(self.0.config.poll_interval).await;
+            return false;
+        }
+        self.note_sent(&tx.tx_id);
         let stale = matches!(self.0.chain.broadcast(tx).await, Err(ChainError::Stale(_)));
         if !stale {
             tokio::time::sleep(self.0.config.poll_interval).await;
             return false;
         }
         matches!(self.0.chain.status(&tx.tx_id).await, Ok(TxStatus::Unknown))
+    }
+
+    fn note_sent(&self, tx_id: &str) {
+        let mut sent = self.0.sent.lock().expect("saga lock");
+        if sent.len() > 10_000 {
+            sent.retain(|_, at| at.elapsed() < Duration::from_secs(600));
+        }
+        sent.insert(tx_id.to_owned(), Instant::now());
     }
 
     fn rental_seconds(&self, o: &OrderView) -> u64 {
