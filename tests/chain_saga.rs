@@ -253,3 +253,29 @@ async fn orders_complete_through_a_busy_node_a_lost_broadcast_and_a_failure_on_c
         assert!(info["result"].is_null(), "{fault}: completed with {info}");
     }
 }
+
+#[tokio::test]
+async fn with_tron_locks_the_renter_is_protected_until_the_rental_ends_then_reclaimed() {
+    let devnet = DevnetProc::standard(0);
+    let temp = tempfile::tempdir().unwrap();
+    let mut env = chain_env(&devnet);
+    env.push(("FLASHRENT_TRON_LOCK", "true".to_owned()));
+    env.push(("FLASHRENT_PRICES", "1m=10,1h=90".to_owned()));
+    env.push(("FLASHRENT_RENTAL_TIME_SCALE", "0.1".to_owned()));
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let id = place(&app, "111", "1m", "0.65").await;
+    app.wait_order(&id, 30, |o| o["status"] == "completed")
+        .await;
+    // 6 s of rental: a lock of 2 blocks on the pair.
+    let record = devnet.state().await["delegated_resources"][0].clone();
+    assert_eq!(record["locked"], 870_829_623, "{record}");
+    assert_eq!(record["unlocked"], 0);
+    let o = app
+        .wait_order(&id, 30, |o| o["rental_ended_at"].is_string())
+        .await;
+    let ended = chrono::DateTime::parse_from_rfc3339(o["rental_ended_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    assert!(ended >= record["expire_time_for_energy"].as_i64().unwrap());
+    assert_eq!(devnet.state().await["delegated_resources"], json!([]));
+}
