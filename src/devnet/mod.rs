@@ -159,7 +159,11 @@ impl Devnet {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .app_data(web::JsonConfig::default().limit(1 << 20))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(1 << 20)
+                        .content_type_required(false),
+                )
                 .configure(routes)
         })
         .workers(1)
