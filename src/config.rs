@@ -18,6 +18,14 @@ impl Secret {
     }
 }
 
+/// Lets clap read a secret straight from a flag or the environment.
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
@@ -72,16 +80,20 @@ pub struct ServeArgs {
     pub tron_nodes: Vec<String>,
     /// Sent as the `TRON-PRO-API-KEY` header (TronGrid).
     #[arg(long, env = "FLASHRENT_TRON_API_KEY", hide_env_values = true)]
-    pub tron_api_key: Option<String>,
+    pub tron_api_key: Option<Secret>,
     /// Supplier private keys: comma-separated hex, or the path of a file with one per line.
     #[arg(long, env = "FLASHRENT_SUPPLIER_KEYS", hide_env_values = true)]
-    pub supplier_keys: Option<String>,
+    pub supplier_keys: Option<Secret>,
     /// Delegate with TRON's lock for the rental's duration.
     #[arg(long, env = "FLASHRENT_TRON_LOCK")]
     pub tron_lock: bool,
     /// Timeout of one call to a TRON node, in milliseconds.
     #[arg(long, env = "FLASHRENT_TRON_TIMEOUT_MS", default_value_t = 5000)]
     pub tron_timeout_ms: u64,
+    /// With configured nodes: how often the pool's capacities are refreshed from the chain
+    /// (getcandelegatedmaxsize), in seconds; 0 only reads them at startup.
+    #[arg(long, env = "FLASHRENT_INVENTORY_REFRESH_SECS", default_value_t = 60)]
+    pub inventory_refresh_secs: u64,
     /// In-process devnet: block interval in milliseconds (0: a block per broadcast).
     #[arg(long, env = "FLASHRENT_DEVNET_BLOCK_MS", default_value_t = 3000)]
     pub devnet_block_ms: u64,

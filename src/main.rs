@@ -32,6 +32,9 @@ enum Command {
         /// Overrides the config's block interval (0: a block per broadcast).
         #[arg(long)]
         block_ms: Option<u64>,
+        /// Keep the chain in this JSON file (restored from it on start when it exists).
+        #[arg(long)]
+        state_file: Option<std::path::PathBuf>,
     },
     /// Drop the read models and rebuild them from the event log (stop `serve` first).
     Rebuild {
@@ -67,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             config,
             block_ms,
+            state_file,
         } => {
             init_tracing(false);
             let mut config = match config {
@@ -76,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(ms) = block_ms {
                 config.block_interval_ms = ms;
             }
-            let devnet = Devnet::start(config, &listen)?;
+            let devnet = Devnet::start_with(config, &listen, state_file)?;
             println!("flashrent devnet listening on {}", devnet.url());
             devnet.run().await
         }

@@ -72,6 +72,14 @@ impl Application {
 
         let (tron, demo) = tron_client(&args)?;
         let chain: Arc<dyn Chain> = tron.clone();
+        match tron.head_block().await {
+            Ok((number, timestamp)) => {
+                tracing::info!(number, timestamp, "TRON node reachable; head block")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TRON node not reachable yet; the saga will keep trying")
+            }
+        }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (reactor_tx, reactor_rx) = mpsc::channel(16_384);
@@ -128,6 +136,14 @@ impl Application {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read supplier inventory from the chain")
                 }
+            }
+            if args.inventory_refresh_secs > 0 {
+                tasks.push(tokio::spawn(refresh_inventory(
+                    tron.clone(),
+                    engine.clone(),
+                    Duration::from_secs(args.inventory_refresh_secs),
+                    shutdown.subscribe(),
+                )));
             }
         }
 
@@ -196,14 +212,43 @@ impl Application {
     }
 }
 
+/// Keeps the pool's capacities in line with the chain: every `every`, each supplier wallet
+/// we hold a key for is asked what it can still delegate (stakes change, and the energy of a
+/// staked TRX drifts with the network's totals).
+async fn refresh_inventory(
+    tron: Arc<TronClient>,
+    engine: Engine,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        for address in tron.supplier_addresses() {
+            match tron.delegatable_energy(&address).await {
+                Ok(energy) => {
+                    if let Err(e) = engine
+                        .observe_chain_inventory(CommandMeta::new(Uuid::now_v7()), address, energy)
+                        .await
+                    {
+                        tracing::warn!(%address, error = %e, "cannot record the chain's inventory");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%address, error = %e, "cannot read a supplier's inventory")
+                }
+            }
+        }
+    }
+}
+
 /// The TRON client: against the configured nodes, or against an in-process devnet with a
 /// funded demo supplier when none is configured (`true` in the second place).
 fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
-    let mut keys = match args
-        .supplier_keys
-        .as_deref()
-        .filter(|k| !k.trim().is_empty())
-    {
+    let spec = args.supplier_keys.as_ref().map(Secret::expose);
+    let mut keys = match spec.filter(|k| !k.trim().is_empty()) {
         Some(spec) => load_keys(spec).context("loading supplier keys")?,
         None => vec![],
     };
@@ -238,7 +283,8 @@ fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
             },
         ];
         keys.push(key);
-        let (url, _) = Devnet::start(config, "127.0.0.1:0")?.spawn();
+        let state_file = args.store.data_dir.join("devnet-state.json");
+        let (url, _) = Devnet::start_with(config, "127.0.0.1:0", Some(state_file))?.spawn();
         tracing::info!(
             node = %url,
             block_ms = args.devnet_block_ms,
@@ -251,11 +297,7 @@ fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
         args.tron_nodes.clone()
     };
     let mut config = TronConfig::new(nodes);
-    config.api_key = args
-        .tron_api_key
-        .clone()
-        .filter(|k| !k.is_empty())
-        .map(Secret::new);
+    config.api_key = args.tron_api_key.clone().filter(|k| !k.expose().is_empty());
     config.use_lock = args.tron_lock;
     config.request_timeout = Duration::from_millis(args.tron_timeout_ms.max(1));
     Ok((Arc::new(TronClient::new(config, keys)?), demo))

@@ -54,17 +54,18 @@ async fn crash_and_resume(crash_at: &str) {
     let mut app = TestApp::spawn_in(temp.path(), &refs(&crashing)).await;
     let id = place(&app, "81", "1h", "5.85").await;
     assert!(app.wait_exit(30), "the server did not stop at {crash_at}");
-    // A broadcast made just before the crash lands with the devnet's next block.
+    // After a broadcast the delegation lands while the engine is down; after a mere signature
+    // nothing does.
     let expected = u64::from(crash_at == "after_broadcast");
     let mut before = 0;
     for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
         before = devnet.state().await["delegations_applied"]
             .as_u64()
             .unwrap();
-        if before == expected {
+        if before == 1 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(before, expected);
 
@@ -92,6 +93,9 @@ async fn crash_and_resume(crash_at: &str) {
         .map(|e| e["cause"].clone())
         .collect();
     assert_eq!(causes, vec![json!("credit"), json!("order_payment")]);
+    let log = std::fs::read_to_string(temp.path().join("server.log")).unwrap();
+    assert!(log.contains("using TRON full nodes"));
+    assert!(!log.contains(SUPPLIER_KEY), "a private key reached the log");
 }
 
 #[tokio::test]
@@ -150,4 +154,128 @@ async fn a_rental_that_ends_while_the_engine_is_down_is_reclaimed_after_restart(
     let pool = app.pool().await;
     assert_eq!(pool["wallets"][0]["delegated_energy"], 0);
     assert_eq!(pool["wallets"][0]["available_energy"], capacity);
+}
+
+#[tokio::test]
+async fn the_in_process_devnet_keeps_its_chain_across_a_restart() {
+    let temp = tempfile::tempdir().unwrap();
+    let env = [
+        ("FLASHRENT_PRICES", "1m=10,1h=90"),
+        ("FLASHRENT_RENTAL_TIME_SCALE", "0.05"),
+    ];
+    let mut app = TestApp::spawn_in(temp.path(), &env).await;
+    let id = place(&app, "95", "1m", "0.65").await;
+    let o = app
+        .wait_order(&id, 30, |o| o["status"] == "completed")
+        .await;
+    assert!(o["rental_ended_at"].is_null());
+    app.kill();
+    assert!(temp.path().join("devnet-state.json").exists());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let app = TestApp::spawn_in(temp.path(), &env).await;
+    // The reclaim needs the delegation the first devnet confirmed.
+    let o = app
+        .wait_order(&id, 30, |o| o["rental_ended_at"].is_string())
+        .await;
+    assert_eq!(o["reclaim_transaction_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(app.pool().await["wallets"][0]["delegated_energy"], 0);
+}
+
+#[tokio::test]
+async fn the_pool_capacity_follows_the_chain() {
+    use flashrent::chain::tron::{EnergyTotals, SecretKey};
+    let devnet = DevnetProc::standard(0);
+    let temp = tempfile::tempdir().unwrap();
+    let mut env = chain_env(&devnet);
+    env.push(("FLASHRENT_INVENTORY_REFRESH_SECS", "1".to_owned()));
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let id = place(&app, "97", "1h", "5.85").await;
+    assert_eq!(app.wait_final(&id).await["status"], "completed");
+    // The supplier stakes another 100,000 TRX on chain.
+    let supplier = SecretKey::from_hex(SUPPLIER_KEY).unwrap().address();
+    let r = devnet
+        .http
+        .post(format!("{}/admin/accounts", devnet.base))
+        .json(&json!({"address": supplier.to_base58(), "energy_stake_sun": 100_000_000_000u64}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let nile = EnergyTotals {
+        limit: 180_000_000_000,
+        weight: 2_411_528_185,
+    };
+    let expected = nile.sun_to_energy(200_000_000_000 - 870_829_623) + 65_000;
+    let mut capacity = json!(null);
+    for _ in 0..100 {
+        capacity = app.pool().await["wallets"][0]["energy_capacity"].clone();
+        if capacity == json!(expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(capacity, json!(expected));
+    assert_eq!(app.pool().await["wallets"][0]["delegated_energy"], 65_000);
+}
+
+#[tokio::test]
+async fn orders_complete_through_a_busy_node_a_lost_broadcast_and_a_failure_on_chain() {
+    let devnet = DevnetProc::standard(0);
+    let temp = tempfile::tempdir().unwrap();
+    let env = chain_env(&devnet);
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let mut applied = 0;
+    for (user, fault) in [
+        (
+            "101",
+            json!({"refuse": {"code": "SERVER_BUSY", "count": 2}}),
+        ),
+        ("102", json!({"drop_broadcasts": 1})),
+        (
+            "103",
+            json!({"refuse": {"code": "TAPOS_ERROR", "count": 1}}),
+        ),
+        ("104", json!({"fail_on_chain": 1})),
+    ] {
+        devnet.faults(fault.clone()).await;
+        let id = place(&app, user, "1h", "5.85").await;
+        let o = app.wait_final(&id).await;
+        assert_eq!(o["status"], "completed", "{fault}: {o}");
+        applied += 1;
+        let state = devnet.state().await;
+        assert_eq!(state["delegations_applied"], applied, "{fault}: {state}");
+        let info = devnet
+            .wallet(
+                "/wallet/gettransactioninfobyid",
+                json!({"value": o["transaction_hash"]}),
+            )
+            .await;
+        assert!(info["result"].is_null(), "{fault}: completed with {info}");
+    }
+}
+
+#[tokio::test]
+async fn with_tron_locks_the_renter_is_protected_until_the_rental_ends_then_reclaimed() {
+    let devnet = DevnetProc::standard(0);
+    let temp = tempfile::tempdir().unwrap();
+    let mut env = chain_env(&devnet);
+    env.push(("FLASHRENT_TRON_LOCK", "true".to_owned()));
+    env.push(("FLASHRENT_PRICES", "1m=10,1h=90".to_owned()));
+    env.push(("FLASHRENT_RENTAL_TIME_SCALE", "0.1".to_owned()));
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let id = place(&app, "111", "1m", "0.65").await;
+    app.wait_order(&id, 30, |o| o["status"] == "completed")
+        .await;
+    // 6 s of rental: a lock of 2 blocks on the pair.
+    let record = devnet.state().await["delegated_resources"][0].clone();
+    assert_eq!(record["locked"], 870_829_623, "{record}");
+    assert_eq!(record["unlocked"], 0);
+    let o = app
+        .wait_order(&id, 30, |o| o["rental_ended_at"].is_string())
+        .await;
+    let ended = chrono::DateTime::parse_from_rfc3339(o["rental_ended_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    assert!(ended >= record["expire_time_for_energy"].as_i64().unwrap());
+    assert_eq!(devnet.state().await["delegated_resources"], json!([]));
 }

@@ -157,6 +157,12 @@ pub enum Event {
         address: TronAddress,
         energy_capacity: EnergyAmount,
     },
+    /// The chain's view of a supplier wallet, read back: its capacity is now what it can
+    /// still delegate plus what the pool has delegated from it.
+    SupplierCapacityObserved {
+        address: TronAddress,
+        energy_capacity: u64,
+    },
     EnergyReserved {
         order_id: OrderId,
         wallet: TronAddress,
@@ -203,6 +209,7 @@ impl Event {
             Event::ReclaimExpired { .. } => "ReclaimExpired",
             Event::RentalEnded { .. } => "RentalEnded",
             Event::SupplierWalletRegistered { .. } => "SupplierWalletRegistered",
+            Event::SupplierCapacityObserved { .. } => "SupplierCapacityObserved",
             Event::EnergyReserved { .. } => "EnergyReserved",
             Event::EnergyReservationRejected { .. } => "EnergyReservationRejected",
             Event::ReservedEnergyDelegated { .. } => "ReservedEnergyDelegated",
@@ -216,7 +223,8 @@ impl Event {
         match self {
             Event::BalanceCredited { .. }
             | Event::WalletAdded { .. }
-            | Event::SupplierWalletRegistered { .. } => None,
+            | Event::SupplierWalletRegistered { .. }
+            | Event::SupplierCapacityObserved { .. } => None,
             Event::BalanceDebited { order_id, .. }
             | Event::BalanceRefunded { order_id, .. }
             | Event::OrderPlaced { order_id, .. }
@@ -249,6 +257,7 @@ impl Event {
                 (AggregateKind::UserAccount, user_id.to_string())
             }
             Event::SupplierWalletRegistered { .. }
+            | Event::SupplierCapacityObserved { .. }
             | Event::EnergyReserved { .. }
             | Event::EnergyReservationRejected { .. }
             | Event::ReservedEnergyDelegated { .. }

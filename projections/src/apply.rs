@@ -366,6 +366,10 @@ impl<'a> Staged<'a> {
                 };
                 self.put(keys::pool_wallet(address), &view);
             }
+            Event::SupplierCapacityObserved {
+                address,
+                energy_capacity,
+            } => self.pool(address, at, |w| w.energy_capacity = *energy_capacity)?,
             Event::EnergyReserved { wallet, energy, .. } => {
                 self.pool(wallet, at, |w| w.reserved += energy.get())?
             }

@@ -537,6 +537,7 @@ impl Books {
             | Event::ReclaimBroadcast { .. }
             | Event::ReclaimExpired { .. }
             | Event::SupplierWalletRegistered { .. }
+            | Event::SupplierCapacityObserved { .. }
             | Event::EnergyReservationRejected { .. } => {}
         }
     }

@@ -15,6 +15,7 @@ use flashrent_events::TronAddress;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use state::{Addr, ChainState, Faults};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,21 +107,51 @@ pub struct Devnet {
 impl Devnet {
     /// Binds `listen` and prepares the server and its block producer; `run` serves.
     pub fn start(config: DevnetConfig, listen: &str) -> anyhow::Result<Devnet> {
-        let mut chain = ChainState::new(
-            config.total_energy_limit,
-            config.total_energy_weight,
-            config.tx_expiration_ms,
-        );
-        for a in &config.accounts {
-            let address = a.address()?;
-            chain.create_account(*address.as_bytes(), a.balance_sun, a.energy_stake_sun);
-        }
+        Self::start_with(config, listen, None)
+    }
+
+    /// Like `start`, keeping the chain in `state_file`: restored from it when it exists
+    /// (the config's accounts are then ignored), saved whenever a block changes something.
+    pub fn start_with(
+        config: DevnetConfig,
+        listen: &str,
+        state_file: Option<PathBuf>,
+    ) -> anyhow::Result<Devnet> {
+        let saved = match &state_file {
+            Some(f) if f.exists() => Some(
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+            ),
+            _ => None,
+        };
+        let mut chain = match saved {
+            Some(text) => {
+                tracing::info!(file = ?state_file, "devnet state restored");
+                ChainState::restore(&text, config.tx_expiration_ms)
+                    .context("restoring the devnet state")?
+            }
+            None => {
+                let mut chain = ChainState::new(
+                    config.total_energy_limit,
+                    config.total_energy_weight,
+                    config.tx_expiration_ms,
+                );
+                for a in &config.accounts {
+                    let address = a.address()?;
+                    chain.create_account(*address.as_bytes(), a.balance_sun, a.energy_stake_sun);
+                }
+                chain
+            }
+        };
         chain.faults = config.faults.clone();
         let state: Shared = Arc::new(Mutex::new(chain));
+        if let Some(f) = &state_file {
+            save(&state, f);
+        }
         let interval = config.block_interval_ms;
         let data = web::Data::new(Node {
             state: state.clone(),
             immediate: interval == 0,
+            state_file: state_file.clone(),
         });
         let listener =
             std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
@@ -128,7 +159,11 @@ impl Devnet {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .app_data(web::JsonConfig::default().limit(1 << 20))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(1 << 20)
+                        .content_type_required(false),
+                )
                 .configure(routes)
         })
         .workers(1)
@@ -143,6 +178,9 @@ impl Devnet {
                 loop {
                     tick.tick().await;
                     state.lock().expect("devnet lock").produce_block();
+                    if let Some(f) = &state_file {
+                        save(&state, f);
+                    }
                 }
             });
         }
@@ -185,6 +223,30 @@ impl Devnet {
 struct Node {
     state: Shared,
     immediate: bool,
+    state_file: Option<PathBuf>,
+}
+
+impl Node {
+    fn save(&self) {
+        if let Some(f) = &self.state_file {
+            save(&self.state, f);
+        }
+    }
+}
+
+/// Writes the state if it changed (a temporary file renamed over the old one).
+fn save(state: &Shared, file: &std::path::Path) {
+    let text = {
+        let mut s = state.lock().expect("devnet lock");
+        if !std::mem::take(&mut s.dirty) {
+            return;
+        }
+        s.snapshot()
+    };
+    let tmp = file.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file)) {
+        tracing::warn!(file = %file.display(), error = %e, "cannot save the devnet state");
+    }
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
@@ -334,18 +396,23 @@ async fn broadcast_hex(node: web::Data<Node>, body: web::Json<Value>) -> HttpRes
     else {
         return error("class java.lang.IllegalArgumentException : transaction is not hex");
     };
-    let mut s = node.state.lock().expect("devnet lock");
-    let answer = match s.broadcast(&bytes) {
-        Ok(id) => {
-            if node.immediate && s.has_pending() {
-                s.produce_block();
+    let answer = {
+        let mut s = node.state.lock().expect("devnet lock");
+        match s.broadcast(&bytes) {
+            Ok(id) => {
+                if node.immediate && s.has_pending() {
+                    s.produce_block();
+                }
+                json!({"result": true, "code": "SUCCESS", "message": "", "txid": hex::encode(id)})
             }
-            json!({"result": true, "code": "SUCCESS", "message": "", "txid": hex::encode(id)})
-        }
-        Err(r) => {
-            json!({"result": false, "code": r.code, "message": r.message, "txid": r.id.map(hex::encode)})
+            Err(r) => {
+                json!({"result": false, "code": r.code, "message": r.message, "txid": r.id.map(hex::encode)})
+            }
         }
     };
+    if node.immediate {
+        node.save();
+    }
     HttpResponse::Ok().json(answer)
 }
 
@@ -393,6 +460,7 @@ async fn create_account(node: web::Data<Node>, body: web::Json<AccountSeed>) -> 
                 body.balance_sun,
                 body.energy_stake_sun,
             );
+            node.save();
             HttpResponse::Created().json(json!({"address": a.to_base58()}))
         }
         Err(e) => HttpResponse::BadRequest().json(json!({"Error": e.to_string()})),

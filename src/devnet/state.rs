@@ -4,7 +4,7 @@
 
 use crate::chain::tron::keys::recover_signer;
 use crate::chain::tron::proto::{self, RawTransaction, ResourceContract};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -46,7 +46,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
 pub struct Account {
     pub balance: i64,
     /// Own ENERGY stake (FreezeBalanceV2) not delegated.
@@ -56,7 +56,7 @@ pub struct Account {
     pub create_time: i64,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
 pub struct Record {
     pub unlocked: i64,
     pub locked: i64,
@@ -65,7 +65,6 @@ pub struct Record {
 
 struct Pending {
     id: [u8; 32],
-    raw: Vec<u8>,
     tx: RawTransaction,
 }
 
@@ -75,7 +74,7 @@ struct Known {
     info: Option<Info>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Info {
     block: u64,
     ts: i64,
@@ -95,6 +94,28 @@ pub struct ChainState {
     pub tx_expiration_ms: i64,
     pub delegations_applied: u64,
     pub undelegations_applied: u64,
+    /// Something worth saving changed since the last snapshot.
+    pub dirty: bool,
+}
+
+/// The state in a file (JSON), so an in-process devnet outlives a restart of its engine.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    accounts: Vec<(String, Account)>,
+    records: Vec<(String, String, Record)>,
+    known: Vec<(String, String, String, Option<Info>)>,
+    pending: Vec<String>,
+    blocks: Vec<(String, i64)>,
+    total_energy_limit: u64,
+    total_energy_weight: u64,
+    delegations_applied: u64,
+    undelegations_applied: u64,
+}
+
+fn unhex<const N: usize>(s: &str) -> anyhow::Result<[u8; N]> {
+    hex::decode(s)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad length in devnet snapshot"))
 }
 
 /// A broadcast the node refuses: its `code`, message and the transaction id if it decoded.
@@ -125,9 +146,88 @@ impl ChainState {
             tx_expiration_ms,
             delegations_applied: 0,
             undelegations_applied: 0,
+            dirty: false,
         };
         s.push_block(now_ms(), &[]);
         s
+    }
+
+    pub fn snapshot(&self) -> String {
+        let snap = Snapshot {
+            accounts: self
+                .accounts
+                .iter()
+                .map(|(a, acc)| (hex::encode(a), *acc))
+                .collect(),
+            records: self
+                .records
+                .iter()
+                .map(|((f, t), r)| (hex::encode(f), hex::encode(t), *r))
+                .collect(),
+            known: self
+                .known
+                .iter()
+                .map(|(id, k)| {
+                    (
+                        hex::encode(id),
+                        hex::encode(&k.raw),
+                        hex::encode(&k.signature),
+                        k.info.clone(),
+                    )
+                })
+                .collect(),
+            pending: self.pending.iter().map(|p| hex::encode(p.id)).collect(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|(id, ts)| (hex::encode(id), *ts))
+                .collect(),
+            total_energy_limit: self.total_energy_limit,
+            total_energy_weight: self.total_energy_weight,
+            delegations_applied: self.delegations_applied,
+            undelegations_applied: self.undelegations_applied,
+        };
+        serde_json::to_string(&snap).expect("a snapshot serializes")
+    }
+
+    pub fn restore(text: &str, tx_expiration_ms: i64) -> anyhow::Result<ChainState> {
+        let snap: Snapshot = serde_json::from_str(text)?;
+        let mut s = ChainState::new(
+            snap.total_energy_limit,
+            snap.total_energy_weight,
+            tx_expiration_ms,
+        );
+        s.blocks.clear();
+        for (id, ts) in snap.blocks {
+            s.blocks.push((unhex(&id)?, ts));
+        }
+        anyhow::ensure!(!s.blocks.is_empty(), "a devnet snapshot without blocks");
+        for (a, acc) in snap.accounts {
+            s.accounts.insert(unhex(&a)?, acc);
+        }
+        for (f, t, r) in snap.records {
+            s.records.insert((unhex(&f)?, unhex(&t)?), r);
+        }
+        for (id, raw, sig, info) in snap.known {
+            s.known.insert(
+                unhex(&id)?,
+                Known {
+                    raw: hex::decode(raw)?,
+                    signature: hex::decode(sig)?,
+                    info,
+                },
+            );
+        }
+        for id in snap.pending {
+            let id = unhex(&id)?;
+            if let Some(k) = s.known.get(&id) {
+                let tx = RawTransaction::decode(&k.raw)?;
+                s.pending.push(Pending { id, tx });
+            }
+        }
+        s.delegations_applied = snap.delegations_applied;
+        s.undelegations_applied = snap.undelegations_applied;
+        Ok(s)
     }
 
     fn push_block(&mut self, ts: i64, ids: &[[u8; 32]]) -> u64 {
@@ -158,6 +258,7 @@ impl ChainState {
         });
         acc.balance += balance;
         acc.energy_stake += energy_stake;
+        self.dirty = true;
     }
 
     /// The actuator checks of Delegate/UnDelegateResource against the current state.
@@ -345,16 +446,13 @@ impl ChainState {
         self.known.insert(
             id,
             Known {
-                raw: raw_bytes.clone(),
+                raw: raw_bytes,
                 signature: sig.clone(),
                 info: None,
             },
         );
-        self.pending.push(Pending {
-            id,
-            raw: raw_bytes,
-            tx,
-        });
+        self.pending.push(Pending { id, tx });
+        self.dirty = true;
         Ok(id)
     }
 
@@ -382,9 +480,9 @@ impl ChainState {
                 self.apply(&p.tx.contract, ts);
                 outcomes.push((p.id, None));
             }
-            let _ = p.raw;
             included.push(p.id);
         }
+        self.dirty |= !included.is_empty();
         let number = self.push_block(ts, &included);
         for (id, failed) in outcomes {
             if let Some(k) = self.known.get_mut(&id) {

@@ -60,6 +60,11 @@ pub enum Command {
     Return {
         order_id: OrderId,
     },
+    /// What the chain says a registered wallet can still delegate (energy).
+    ObserveChainInventory {
+        address: TronAddress,
+        delegatable: u64,
+    },
 }
 
 impl WalletPool {
@@ -107,6 +112,25 @@ pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainE
                 return Err(DomainError::SupplierWalletExists(address));
             }
             Ok(vec![Event::SupplierWalletRegistered {
+                address,
+                energy_capacity,
+            }])
+        }
+        Command::ObserveChainInventory {
+            address,
+            delegatable,
+        } => {
+            // Energy reserved for an order whose delegation already landed is missing from
+            // the chain's number and still counted as reserved here: a cautious capacity,
+            // never an optimistic one.
+            let Some(w) = pool.wallets.get(&address) else {
+                return Ok(vec![]);
+            };
+            let energy_capacity = delegatable.saturating_add(w.delegated);
+            if energy_capacity == w.capacity {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::SupplierCapacityObserved {
                 address,
                 energy_capacity,
             }])
@@ -184,6 +208,14 @@ pub fn evolve(mut pool: WalletPool, event: &Event) -> WalletPool {
                     ..Default::default()
                 },
             );
+        }
+        Event::SupplierCapacityObserved {
+            address,
+            energy_capacity,
+        } => {
+            if let Some(w) = pool.wallets.get_mut(address) {
+                w.capacity = *energy_capacity;
+            }
         }
         Event::EnergyReserved {
             order_id,

@@ -340,3 +340,47 @@ proptest! {
         prop_assert_eq!(refunds, refunded);
     }
 }
+
+#[test]
+fn the_chain_inventory_sets_capacity_to_what_it_can_delegate_plus_what_we_delegated() {
+    let order = OrderId::new_v7();
+    let mut s = given(&[
+        Event::SupplierWalletRegistered {
+            address: supplier(),
+            energy_capacity: EnergyAmount::new(100_000).unwrap(),
+        },
+        Event::EnergyReserved {
+            order_id: order,
+            wallet: supplier(),
+            energy: EnergyAmount::new(30_000).unwrap(),
+        },
+        Event::ReservedEnergyDelegated {
+            order_id: order,
+            wallet: supplier(),
+            energy: EnergyAmount::new(30_000).unwrap(),
+        },
+    ]);
+    let observe = |delegatable| pool::Command::ObserveChainInventory {
+        address: supplier(),
+        delegatable,
+    };
+    let events = pool::decide(&s.pool, observe(170_000)).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::SupplierCapacityObserved {
+            address: supplier(),
+            energy_capacity: 200_000,
+        }]
+    );
+    s.evolve(&events[0]);
+    assert_eq!(s.pool.wallets[&supplier()].available(), 170_000);
+    // Unchanged: nothing to record.
+    assert_eq!(pool::decide(&s.pool, observe(170_000)), Ok(vec![]));
+    // A wallet the pool does not know is left alone.
+    let stranger = pool::Command::ObserveChainInventory {
+        address: flashrent_events::TronAddress::parse("TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC")
+            .unwrap(),
+        delegatable: 5,
+    };
+    assert_eq!(pool::decide(&s.pool, stranger), Ok(vec![]));
+}

@@ -170,6 +170,28 @@ impl Engine {
         .await
     }
 
+    /// Records what the chain says `address` can still delegate (nothing if unchanged).
+    pub async fn observe_chain_inventory(
+        &self,
+        meta: CommandMeta,
+        address: TronAddress,
+        delegatable: u64,
+    ) -> Result<Executed<()>, EngineError> {
+        self.execute(WALLET_POOL_KEY, meta, move |s| {
+            Ok((
+                pool::decide(
+                    &s.pool,
+                    pool::Command::ObserveChainInventory {
+                        address,
+                        delegatable,
+                    },
+                )?,
+                (),
+            ))
+        })
+        .await
+    }
+
     pub async fn reserve(
         &self,
         meta: CommandMeta,

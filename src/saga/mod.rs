@@ -21,12 +21,15 @@ use crate::engine::{CommandMeta, Engine, EngineError, Executed, ReserveOutcome};
 use chrono::Utc;
 use flashrent_events::{FailureReason, OrderId};
 use flashrent_projections::{OrderView, ProjectedRecord, ReadModels};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use step::Step;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
+
+/// An unseen transaction is sent again at most this often (a restart sends it at once).
+const REBROADCAST_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct SagaConfig {
@@ -59,6 +62,9 @@ struct Inner {
     in_flight: Mutex<HashSet<OrderId>>,
     queue: mpsc::UnboundedSender<OrderId>,
     queued: tokio::sync::Mutex<mpsc::UnboundedReceiver<OrderId>>,
+    /// When this process last sent each transaction, so an unseen one is sent again now and
+    /// then rather than at every poll (a public node rate-limits).
+    sent: Mutex<HashMap<String, Instant>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -100,6 +106,7 @@ impl Saga {
             in_flight: Mutex::new(HashSet::new()),
             queue,
             queued: tokio::sync::Mutex::new(queued),
+            sent: Mutex::new(HashMap::new()),
             shutdown,
         }))
     }
@@ -310,6 +317,7 @@ impl Saga {
             }
             Step::BroadcastDelegation(tx) => match self.0.chain.broadcast(&tx).await {
                 Ok(()) => {
+                    self.note_sent(&tx.tx_id);
                     crash_point("after_broadcast");
                     self.settled(
                         e.order_command(
@@ -401,6 +409,7 @@ impl Saga {
             }
             Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
                 Ok(()) => {
+                    self.note_sent(&tx.tx_id);
                     self.settled(
                         e.order_command(
                             meta(),
@@ -489,12 +498,32 @@ impl Saga {
     /// chain says it can never land (expired, unknown reference block) *and* it is still
     /// unseen afterwards, so it cannot have landed in between.
     async fn rebroadcast_is_stale(&self, tx: &SignedTransaction) -> bool {
+        let recently = self
+            .0
+            .sent
+            .lock()
+            .expect("saga lock")
+            .get(&tx.tx_id)
+            .is_some_and(|at| at.elapsed() < REBROADCAST_EVERY);
+        if recently {
+            tokio::time::sleep(self.0.config.poll_interval).await;
+            return false;
+        }
+        self.note_sent(&tx.tx_id);
         let stale = matches!(self.0.chain.broadcast(tx).await, Err(ChainError::Stale(_)));
         if !stale {
             tokio::time::sleep(self.0.config.poll_interval).await;
             return false;
         }
         matches!(self.0.chain.status(&tx.tx_id).await, Ok(TxStatus::Unknown))
+    }
+
+    fn note_sent(&self, tx_id: &str) {
+        let mut sent = self.0.sent.lock().expect("saga lock");
+        if sent.len() > 10_000 {
+            sent.retain(|_, at| at.elapsed() < Duration::from_secs(600));
+        }
+        sent.insert(tx_id.to_owned(), Instant::now());
     }
 
     fn rental_seconds(&self, o: &OrderView) -> u64 {

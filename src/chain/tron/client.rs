@@ -243,6 +243,16 @@ impl TronClient {
         })
     }
 
+    /// The node's head block: number and timestamp (ms).
+    pub async fn head_block(&self) -> Result<(u64, i64), ChainError> {
+        let v = self.call("/wallet/getnowblock", json!({})).await?;
+        let raw = &v["block_header"]["raw_data"];
+        Ok((
+            raw["number"].as_u64().unwrap_or(0),
+            raw["timestamp"].as_i64().unwrap_or(0),
+        ))
+    }
+
     /// Energy a supplier can still delegate (`/wallet/getcandelegatedmaxsize`, type ENERGY).
     pub async fn delegatable_energy(&self, owner: &TronAddress) -> Result<u64, ChainError> {
         let v = self
@@ -542,6 +552,65 @@ mod tests {
         assert_eq!(nile.sun_to_energy(870_829_623), 65_000);
         assert_eq!(nile.sun_to_energy(870_829_622), 64_999);
         assert_eq!(nile.energy_to_sun(1).unwrap(), 1_000_000);
+    }
+
+    fn intent() -> ResourceContract {
+        ResourceContract {
+            contract_type: proto::DELEGATE_RESOURCE,
+            owner: hex::decode("41c8599111f29c1e1e061265b4af93ea1f274ad78a").unwrap(),
+            receiver: hex::decode("41b6e708a39781c96bd399c7657780ff9fe9f052a8").unwrap(),
+            resource: proto::ENERGY,
+            balance: 5_000_000,
+            lock: true,
+            lock_period: 28_800,
+        }
+    }
+
+    fn node_answer(c: ResourceContract, now: DateTime<Utc>, extra: &[u8]) -> Value {
+        let mut bytes = RawTransaction {
+            ref_block_bytes: vec![0x4f, 0x16],
+            ref_block_hash: hex::decode("4f8a4770d0ae6bef").unwrap(),
+            expiration: now.timestamp_millis() + 60_000,
+            timestamp: now.timestamp_millis(),
+            data: vec![],
+            permission_id: 0,
+            contract: c,
+        }
+        .encode();
+        bytes.extend_from_slice(extra);
+        json!({"txID": hex::encode(proto::tx_id(&bytes)), "raw_data_hex": hex::encode(&bytes)})
+    }
+
+    #[test]
+    fn only_the_transaction_that_was_asked_for_is_accepted_for_signing() {
+        let now = Utc::now();
+        assert!(verify_built(&node_answer(intent(), now, &[]), &intent(), now).is_ok());
+        let lies: [fn(&mut ResourceContract); 7] = [
+            |c| c.balance += 1,
+            |c| c.receiver[20] ^= 1,
+            |c| c.owner[20] ^= 1,
+            |c| c.resource = 0,
+            |c| c.lock = false,
+            |c| c.lock_period = 1,
+            |c| c.contract_type = proto::UNDELEGATE_RESOURCE,
+        ];
+        for lie in lies {
+            let mut c = intent();
+            lie(&mut c);
+            assert!(verify_built(&node_answer(c, now, &[]), &intent(), now).is_err());
+        }
+        // An extra field (fee_limit) the decoder would otherwise have to ignore.
+        let extra = node_answer(intent(), now, &[0x90, 0x01, 0x05]);
+        assert!(verify_built(&extra, &intent(), now).is_err());
+        // A txID that is not the hash of the bytes.
+        let mut wrong_id = node_answer(intent(), now, &[]);
+        wrong_id["txID"] = json!("00".repeat(32));
+        assert!(verify_built(&wrong_id, &intent(), now).is_err());
+        // Expired, or valid for far too long.
+        let old = node_answer(intent(), now - chrono::Duration::minutes(5), &[]);
+        assert!(verify_built(&old, &intent(), now).is_err());
+        let far = node_answer(intent(), now + chrono::Duration::hours(2), &[]);
+        assert!(verify_built(&far, &intent(), now).is_err());
     }
 
     #[test]
