@@ -21,7 +21,7 @@ use crate::engine::{CommandMeta, Engine, EngineError, Executed, ReserveOutcome};
 use chrono::Utc;
 use flashrent_events::{FailureReason, OrderId};
 use flashrent_projections::{OrderView, ProjectedRecord, ReadModels};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use step::Step;
@@ -65,11 +65,31 @@ struct Inner {
     /// When this process last sent each transaction, so an unseen one is sent again now and
     /// then rather than at every poll (a public node rate-limits).
     sent: Mutex<HashMap<String, Instant>>,
+    /// Orders waiting on the chain, by when to ask again. A worker never sits on a pending
+    /// transaction: it parks the order here and takes the next one.
+    parked: Mutex<BTreeSet<(Instant, OrderId)>>,
+    /// Per waiting order: the next poll interval (it backs off) and failures on chain so far.
+    pauses: Mutex<HashMap<OrderId, Pause>>,
     shutdown: watch::Receiver<bool>,
 }
 
 #[derive(Clone)]
 pub struct Saga(Arc<Inner>);
+
+/// What the driver does after a step.
+enum Flow {
+    Continue,
+    /// Nothing to do until an event or a timer brings the order back.
+    Stop,
+    /// Waiting on the chain: ask again later.
+    Park,
+}
+
+#[derive(Clone, Copy)]
+struct Pause {
+    wait: Duration,
+    failures: u32,
+}
 
 /// How a broadcast transaction settled on chain.
 enum Outcome {
@@ -107,6 +127,8 @@ impl Saga {
             queue,
             queued: tokio::sync::Mutex::new(queued),
             sent: Mutex::new(HashMap::new()),
+            parked: Mutex::new(BTreeSet::new()),
+            pauses: Mutex::new(HashMap::new()),
             shutdown,
         }))
     }
@@ -156,8 +178,22 @@ impl Saga {
         loop {
             let next = self.0.queued.lock().await.recv().await;
             let Some(id) = next else { return };
-            self.drive(id).await;
+            let park = self.drive(id).await;
+            // Out of the in-flight set first, then parked: a wake-up can never find the order
+            // still marked in flight and be lost.
             self.0.in_flight.lock().expect("saga lock").remove(&id);
+            match park {
+                Some(after) => {
+                    self.0
+                        .parked
+                        .lock()
+                        .expect("saga lock")
+                        .insert((Instant::now() + after, id));
+                }
+                None => {
+                    self.0.pauses.lock().expect("saga lock").remove(&id);
+                }
+            }
         }
     }
 
@@ -174,11 +210,21 @@ impl Saga {
                 Ok(due) => due.into_iter().for_each(|id| self.kick(id)),
                 Err(e) => tracing::error!(error = %e, "saga cannot read the rental-end index"),
             }
+            let woken: Vec<OrderId> = {
+                let mut parked = self.0.parked.lock().expect("saga lock");
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while parked.first().is_some_and(|(at, _)| *at <= now) {
+                    due.extend(parked.pop_first().map(|(_, id)| id));
+                }
+                due
+            };
+            woken.into_iter().for_each(|id| self.kick(id));
             let wait = self
                 .0
                 .config
                 .poll_interval
-                .max(Duration::from_millis(50))
+                .max(Duration::from_millis(10))
                 .min(Duration::from_secs(1));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -188,32 +234,33 @@ impl Saga {
     }
 
     /// Drives one order; every log line inside carries its order and user ids.
-    async fn drive(&self, id: OrderId) {
+    async fn drive(&self, id: OrderId) -> Option<Duration> {
         let span = tracing::info_span!("order", order_id = %id, user_id = tracing::field::Empty);
         tracing::Instrument::instrument(self.drive_order(id), span).await
     }
 
-    async fn drive_order(&self, id: OrderId) {
+    /// Returns when to come back, if the order is waiting on the chain.
+    async fn drive_order(&self, id: OrderId) -> Option<Duration> {
         let correlation = Uuid::now_v7();
-        let mut attempts = 0u32;
         let mut backoff = self.0.config.poll_interval;
         loop {
             if *self.0.shutdown.borrow() {
-                return;
+                return None;
             }
             let view = match self.0.models.order(&id) {
                 Ok(Some(v)) => v,
-                Ok(None) => return,
+                Ok(None) => return None,
                 Err(e) => {
                     tracing::error!(order_id = %id, error = %e, "saga cannot read the order");
-                    return;
+                    return None;
                 }
             };
             tracing::Span::current().record("user_id", tracing::field::display(view.user_id));
             let step = step::next_step(&view, Utc::now());
-            match self.take(&view, step, correlation, &mut attempts).await {
-                Ok(true) => backoff = self.0.config.poll_interval,
-                Ok(false) => return,
+            match self.take(&view, step, correlation).await {
+                Ok(Flow::Continue) => backoff = self.0.config.poll_interval,
+                Ok(Flow::Stop) => return None,
+                Ok(Flow::Park) => return Some(self.next_poll(id)),
                 Err(e) => {
                     tracing::warn!(order_id = %id, user_id = %view.user_id, error = %e, "saga step failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -223,14 +270,8 @@ impl Saga {
         }
     }
 
-    /// Runs one step; `Ok(false)` when there is nothing more to do for now.
-    async fn take(
-        &self,
-        o: &OrderView,
-        step: Step,
-        correlation: Uuid,
-        attempts: &mut u32,
-    ) -> Result<bool, StepError> {
+    /// Runs one step.
+    async fn take(&self, o: &OrderView, step: Step, correlation: Uuid) -> Result<Flow, StepError> {
         let meta = || CommandMeta::new(correlation);
         let e = &self.0.engine;
         let (user, id) = (o.user_id, o.order_id);
@@ -242,7 +283,7 @@ impl Saga {
             delegation_tx: o.transaction_hash.clone(),
         };
         match step {
-            Step::Done => return Ok(false),
+            Step::Done => return Ok(Flow::Stop),
             Step::Reserve => {
                 if !self.0.chain.is_activated(&o.receive_address).await? {
                     self.fail(
@@ -252,7 +293,7 @@ impl Saga {
                         None,
                     )
                     .await?;
-                    return Ok(true);
+                    return Ok(Flow::Continue);
                 }
                 let pinned = if o.kind == flashrent_events::OrderKind::Manual {
                     o.supplier_wallet
@@ -349,8 +390,8 @@ impl Saga {
                 }
                 Err(err) => return Err(err.into()),
             },
-            Step::AwaitDelegation(tx) => match self.outcome(&tx).await? {
-                None => return Ok(false),
+            Step::AwaitDelegation(tx) => match self.check(&tx).await? {
+                None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(block)) => {
                     e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id })
                         .await?;
@@ -367,12 +408,12 @@ impl Saga {
                         .await;
                 }
                 Some(Outcome::Failed(reason)) => {
-                    *attempts += 1;
-                    if *attempts >= self.0.config.max_delegation_attempts {
+                    let failures = self.failed_on_chain(id);
+                    if failures >= self.0.config.max_delegation_attempts {
                         self.fail(o, FailureReason::DelegationFailed, &reason, Some(tx.tx_id))
                             .await?;
                     } else {
-                        tracing::warn!(order_id = %id, reason, attempt = *attempts, "delegation failed on chain; trying again");
+                        tracing::warn!(order_id = %id, reason, attempt = failures, "delegation failed on chain; trying again");
                         let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
                         self.settled(e.order_command(meta(), user, id, cmd).await?)
                             .await;
@@ -388,12 +429,12 @@ impl Saga {
                 e.pool_command(meta(), PoolCmd::Release { order_id: id })
                     .await?;
                 if !refund {
-                    return Ok(false);
+                    return Ok(Flow::Stop);
                 }
                 self.settled(e.refund(meta(), user, id).await?).await;
             }
             // The rental-end index brings the order back when it is due.
-            Step::AwaitRentalEnd(_) => return Ok(false),
+            Step::AwaitRentalEnd(_) => return Ok(Flow::Stop),
             Step::SignReclaim => {
                 let wallet = o
                     .supplier_wallet
@@ -437,8 +478,8 @@ impl Saga {
                 }
                 Err(err) => return Err(err.into()),
             },
-            Step::AwaitReclaim(tx) => match self.outcome(&tx).await? {
-                None => return Ok(false),
+            Step::AwaitReclaim(tx) => match self.check(&tx).await? {
+                None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(_)) => {
                     e.pool_command(meta(), PoolCmd::Return { order_id: id })
                         .await?;
@@ -460,38 +501,47 @@ impl Saga {
                 }
             },
         }
-        Ok(true)
+        Ok(Flow::Continue)
     }
 
-    /// Asks the chain about a broadcast transaction until it settles, without re-reading the
-    /// order between polls. A transaction the chain has never seen goes out again (the same
-    /// bytes, so harmless) until it expires. `None` on shutdown.
-    async fn outcome(&self, tx: &SignedTransaction) -> Result<Option<Outcome>, ChainError> {
-        // Start quick, then back off towards a third of the chain's usual confirmation time:
-        // polls stay few on slow chains and answers come fast on fast ones.
-        let ceiling = (self.0.chain.expected_confirmation() / 3).max(self.0.config.poll_interval);
-        let mut wait = self.0.config.poll_interval;
-        loop {
-            if *self.0.shutdown.borrow() {
-                return Ok(None);
-            }
-            match self.0.chain.status(&tx.tx_id).await? {
-                TxStatus::Confirmed { block } => return Ok(Some(Outcome::Confirmed(block))),
-                TxStatus::Failed { reason } => return Ok(Some(Outcome::Failed(reason))),
-                TxStatus::Unknown if Utc::now() > tx.expires_at => {
-                    return Ok(Some(Outcome::Expired))
-                }
-                TxStatus::Unknown => {
-                    if self.rebroadcast_is_stale(tx).await {
-                        return Ok(Some(Outcome::Expired));
-                    }
-                    continue;
-                }
-                TxStatus::Pending => {}
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(ceiling);
-        }
+    /// Asks the chain once how a broadcast transaction stands; `None` while it is pending.
+    /// A transaction the chain has never seen goes out again (the same bytes, so harmless)
+    /// until it expires.
+    async fn check(&self, tx: &SignedTransaction) -> Result<Option<Outcome>, ChainError> {
+        Ok(match self.0.chain.status(&tx.tx_id).await? {
+            TxStatus::Confirmed { block } => Some(Outcome::Confirmed(block)),
+            TxStatus::Failed { reason } => Some(Outcome::Failed(reason)),
+            TxStatus::Unknown if Utc::now() > tx.expires_at => Some(Outcome::Expired),
+            TxStatus::Unknown if self.rebroadcast_is_stale(tx).await => Some(Outcome::Expired),
+            TxStatus::Unknown | TxStatus::Pending => None,
+        })
+    }
+
+    /// How long a parked order waits before its next poll: quick at first, then backing off
+    /// to a third of the chain's usual confirmation time, so polls stay few on slow chains.
+    fn next_poll(&self, id: OrderId) -> Duration {
+        let first = self.0.config.poll_interval;
+        let ceiling = (self.0.chain.expected_confirmation() / 3).max(first);
+        let mut pauses = self.0.pauses.lock().expect("saga lock");
+        let pause = pauses.entry(id).or_insert(Pause {
+            wait: first,
+            failures: 0,
+        });
+        let now = pause.wait;
+        pause.wait = (pause.wait * 2).min(ceiling);
+        now
+    }
+
+    /// Counts a delegation of this order that failed on chain; returns the count so far.
+    fn failed_on_chain(&self, id: OrderId) -> u32 {
+        let mut pauses = self.0.pauses.lock().expect("saga lock");
+        let pause = pauses.entry(id).or_insert(Pause {
+            wait: self.0.config.poll_interval,
+            failures: 0,
+        });
+        pause.failures += 1;
+        pause.wait = self.0.config.poll_interval;
+        pause.failures
     }
 
     /// Sends an unseen transaction again (harmless: same bytes, same id). `true` when the
@@ -506,13 +556,11 @@ impl Saga {
             .get(&tx.tx_id)
             .is_some_and(|at| at.elapsed() < REBROADCAST_EVERY);
         if recently {
-            tokio::time::sleep(self.0.config.poll_interval).await;
             return false;
         }
         self.note_sent(&tx.tx_id);
         let stale = matches!(self.0.chain.broadcast(tx).await, Err(ChainError::Stale(_)));
         if !stale {
-            tokio::time::sleep(self.0.config.poll_interval).await;
             return false;
         }
         matches!(self.0.chain.status(&tx.tx_id).await, Ok(TxStatus::Unknown))
