@@ -117,7 +117,8 @@ pub struct ServeArgs {
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "FLASHRENT_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
-    /// Orders the saga drives at once (the rest wait in its queue).
+    /// Orders the saga works on at once (the rest wait in its queue; an order waiting for
+    /// its block is parked and holds no worker).
     #[arg(long, env = "FLASHRENT_SAGA_CONCURRENCY", default_value_t = 512)]
     pub saga_concurrency: usize,
     /// Log as JSON lines.
