@@ -569,7 +569,8 @@ impl Saga {
     fn note_sent(&self, tx_id: &str) {
         let mut sent = self.0.sent.lock().expect("saga lock");
         if sent.len() > 10_000 {
-            sent.retain(|_, at| at.elapsed() < Duration::from_secs(600));
+            // An entry only matters while it can still hold back a rebroadcast.
+            sent.retain(|_, at| at.elapsed() < REBROADCAST_EVERY);
         }
         sent.insert(tx_id.to_owned(), Instant::now());
     }
