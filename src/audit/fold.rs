@@ -291,6 +291,26 @@ impl Books {
         });
     }
 
+    /// The order's use of pool energy, noting where it started.
+    fn pool_use(&mut self, ctx: &Ctx, order_id: OrderId) -> &mut PoolUse {
+        let u = self.pool.entry(order_id).or_default();
+        u.first.get_or_insert((ctx.pos, ctx.env.occurred_at));
+        u
+    }
+
+    /// Energy delegated and released together may never exceed what was reserved.
+    fn check_reservation(&mut self, ctx: &Ctx, order_id: OrderId, code: &'static str) {
+        let u = &self.pool[&order_id];
+        if u.delegated + u.released > u.reserved {
+            let d = format!(
+                "delegated+released {} > reserved {}",
+                u.delegated + u.released,
+                u.reserved
+            );
+            self.finding(ctx, code, None, d);
+        }
+    }
+
     fn apply_event(&mut self, ctx: &Ctx) {
         match &ctx.env.event {
             Event::BalanceCredited {
@@ -483,46 +503,25 @@ impl Books {
             Event::EnergyReserved {
                 order_id, energy, ..
             } => {
-                let u = self.pool.entry(*order_id).or_default();
-                u.reserved += u128::from(energy.get());
-                u.first.get_or_insert((ctx.pos, ctx.env.occurred_at));
+                self.pool_use(ctx, *order_id).reserved += u128::from(energy.get());
             }
             Event::ReservedEnergyDelegated {
                 order_id, energy, ..
             } => {
-                let u = self.pool.entry(*order_id).or_default();
-                u.delegated += u128::from(energy.get());
-                u.first.get_or_insert((ctx.pos, ctx.env.occurred_at));
-                if u.delegated + u.released > u.reserved {
-                    let d = format!(
-                        "delegated+released {} > reserved {}",
-                        u.delegated + u.released,
-                        u.reserved
-                    );
-                    self.finding(ctx, "energy_delegated_beyond_reservation", None, d);
-                }
+                self.pool_use(ctx, *order_id).delegated += u128::from(energy.get());
+                self.check_reservation(ctx, *order_id, "energy_delegated_beyond_reservation");
             }
             Event::ReservationReleased {
                 order_id, energy, ..
             } => {
-                let u = self.pool.entry(*order_id).or_default();
-                u.released += u128::from(energy.get());
-                u.first.get_or_insert((ctx.pos, ctx.env.occurred_at));
-                if u.delegated + u.released > u.reserved {
-                    let d = format!(
-                        "delegated+released {} > reserved {}",
-                        u.delegated + u.released,
-                        u.reserved
-                    );
-                    self.finding(ctx, "energy_released_beyond_reservation", None, d);
-                }
+                self.pool_use(ctx, *order_id).released += u128::from(energy.get());
+                self.check_reservation(ctx, *order_id, "energy_released_beyond_reservation");
             }
             Event::DelegatedEnergyReturned {
                 order_id, energy, ..
             } => {
-                let u = self.pool.entry(*order_id).or_default();
+                let u = self.pool_use(ctx, *order_id);
                 u.returned += u128::from(energy.get());
-                u.first.get_or_insert((ctx.pos, ctx.env.occurred_at));
                 if u.returned > u.delegated {
                     let d = format!("returned {} > delegated {}", u.returned, u.delegated);
                     self.finding(ctx, "energy_returned_beyond_delegation", None, d);

@@ -162,36 +162,50 @@ pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainE
                 None => Event::EnergyReservationRejected { order_id, energy },
             }])
         }
-        Command::MarkDelegated { order_id } => Ok(match pool.reservations.get(&order_id) {
-            Some(r) if r.holding == Holding::Reserved => {
-                vec![Event::ReservedEnergyDelegated {
-                    order_id,
-                    wallet: r.wallet,
-                    energy: r.energy,
-                }]
-            }
-            _ => vec![],
-        }),
-        Command::Release { order_id } => Ok(match pool.reservations.get(&order_id) {
-            Some(r) if r.holding == Holding::Reserved => {
-                vec![Event::ReservationReleased {
-                    order_id,
-                    wallet: r.wallet,
-                    energy: r.energy,
-                }]
-            }
-            _ => vec![],
-        }),
-        Command::Return { order_id } => Ok(match pool.reservations.get(&order_id) {
-            Some(r) if r.holding == Holding::Delegated => {
-                vec![Event::DelegatedEnergyReturned {
-                    order_id,
-                    wallet: r.wallet,
-                    energy: r.energy,
-                }]
-            }
-            _ => vec![],
-        }),
+        Command::MarkDelegated { order_id } => Ok(settle(
+            pool,
+            order_id,
+            Holding::Reserved,
+            |order_id, wallet, energy| Event::ReservedEnergyDelegated {
+                order_id,
+                wallet,
+                energy,
+            },
+        )),
+        Command::Release { order_id } => Ok(settle(
+            pool,
+            order_id,
+            Holding::Reserved,
+            |order_id, wallet, energy| Event::ReservationReleased {
+                order_id,
+                wallet,
+                energy,
+            },
+        )),
+        Command::Return { order_id } => Ok(settle(
+            pool,
+            order_id,
+            Holding::Delegated,
+            |order_id, wallet, energy| Event::DelegatedEnergyReturned {
+                order_id,
+                wallet,
+                energy,
+            },
+        )),
+    }
+}
+
+/// Moves an order's energy on from `holding`; nothing when it is not (or no longer) there,
+/// so a repeated command decides nothing.
+fn settle(
+    pool: &WalletPool,
+    order_id: OrderId,
+    holding: Holding,
+    event: impl FnOnce(OrderId, TronAddress, EnergyAmount) -> Event,
+) -> Vec<Event> {
+    match pool.reservations.get(&order_id) {
+        Some(r) if r.holding == holding => vec![event(order_id, r.wallet, r.energy)],
+        _ => vec![],
     }
 }
 
