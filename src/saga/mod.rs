@@ -243,6 +243,8 @@ impl Saga {
     async fn drive_order(&self, id: OrderId) -> Option<Duration> {
         let correlation = Uuid::now_v7();
         let mut backoff = self.0.config.poll_interval;
+        // A span field recorded twice is printed twice.
+        let mut named = false;
         loop {
             if *self.0.shutdown.borrow() {
                 return None;
@@ -255,7 +257,10 @@ impl Saga {
                     return None;
                 }
             };
-            tracing::Span::current().record("user_id", tracing::field::display(view.user_id));
+            if !named {
+                tracing::Span::current().record("user_id", tracing::field::display(view.user_id));
+                named = true;
+            }
             let step = step::next_step(&view, Utc::now());
             match self.take(&view, step, correlation).await {
                 Ok(Flow::Continue) => backoff = self.0.config.poll_interval,
