@@ -193,6 +193,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The last `lines` of this server's log (it lives in the temp data dir, gone after the test).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// Polls the order until `done` holds for it (or panics after `secs`).
     pub async fn wait_order(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -203,8 +210,9 @@ impl TestApp {
             }
             assert!(
                 Instant::now() < deadline,
-                "order {id} did not get there in time: {}",
-                r.body
+                "order {id} did not get there in time: {}\n--- end of the server's log:\n{}",
+                r.body,
+                self.log_tail(40)
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
