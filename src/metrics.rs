@@ -30,6 +30,7 @@ pub struct Metrics {
     pub confirmation: prometheus::Histogram,
     pub projector_lag: IntGaugeVec,
     pub saga_in_flight: IntGauge,
+    pub reclaims_refused: IntGauge,
     pub observed_events: IntCounter,
     pub success_ratio: prometheus::Gauge,
 }
@@ -81,6 +82,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["partition"],
     )?;
     let saga_in_flight = IntGauge::new("saga_in_flight", "Orders the saga is working on now")?;
+    let reclaims_refused = IntGauge::new(
+        "saga_reclaims_refused",
+        "Ended rentals whose reclaim the chain refuses for now (the supplier's energy is still out)",
+    )?;
     let success_ratio = prometheus::Gauge::new(
         "order_success_ratio",
         "Completed orders over all orders that reached an outcome (completed, failed, refunded), all time",
@@ -96,6 +101,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(confirmation.clone()))?;
     registry.register(Box::new(projector_lag.clone()))?;
     registry.register(Box::new(saga_in_flight.clone()))?;
+    registry.register(Box::new(reclaims_refused.clone()))?;
     registry.register(Box::new(observed_events.clone()))?;
     registry.register(Box::new(success_ratio.clone()))?;
     for o in ["completed", "failed", "refunded"] {
@@ -113,6 +119,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         confirmation,
         projector_lag,
         saga_in_flight,
+        reclaims_refused,
         observed_events,
         success_ratio,
     })
@@ -178,6 +185,7 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
             .set(end.saturating_sub(applied) as i64);
     }
     m.saga_in_flight.set(state.saga.in_flight() as i64);
+    m.reclaims_refused.set(state.saga.reclaims_refused() as i64);
     let mut buf = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut buf) {
         tracing::error!(error = %e, "cannot encode the metrics");

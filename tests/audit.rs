@@ -303,10 +303,43 @@ async fn audit_runs_next_to_a_live_service_and_agrees_with_its_read_models() {
 }
 
 #[tokio::test]
+async fn two_orders_that_name_one_delegation_transaction_are_an_error() {
+    let mut s = Synth::new(PARTITIONS, Utc::now());
+    let mut recs = vec![
+        s.register_supplier(1_000_000_000),
+        s.credit(user(5), 20_000_000),
+    ];
+    let first = s.completed_rental(user(5), 5_850_000);
+    let mut second = s.completed_rental(user(5), 5_850_000);
+    let shared = first.iter().find_map(|(_, r)| match &r.events[0].event {
+        Event::OrderCompleted {
+            transaction_hash, ..
+        } => Some(transaction_hash.clone()),
+        _ => None,
+    });
+    for (_, r) in &mut second {
+        if let Event::OrderCompleted {
+            transaction_hash, ..
+        } = &mut r.events[0].event
+        {
+            *transaction_hash = shared.clone().unwrap();
+        }
+    }
+    recs.extend(first);
+    recs.extend(second);
+    let report = audit(&recs, opts_at(s.now)).await;
+    assert_eq!(codes(&report), ["transaction_shared_by_orders"]);
+}
+
+#[tokio::test]
 async fn the_engines_own_log_with_refunds_and_ended_rentals_audits_clean_even_strict() {
-    // Without injected chain failures: with FLASHRENT_DEVNET_FAILURE_RATE a reclaim can be
-    // refused with "delegated Resource does not exist" and retried forever (open in issue 4).
-    let mut app = common::TestApp::spawn_with(&[("FLASHRENT_RENTAL_TIME_SCALE", "0.0005")]).await;
+    // Half the chain's transactions fail: delegations and reclaims are signed again, some
+    // orders are refunded, and every reclaim still finds its own delegation on chain.
+    let mut app = common::TestApp::spawn_with(&[
+        ("FLASHRENT_RENTAL_TIME_SCALE", "0.0005"),
+        ("FLASHRENT_DEVNET_FAILURE_RATE", "0.5"),
+    ])
+    .await;
     for u in ["21", "22", "23"] {
         assert_eq!(app.credit(u, "60", &format!("d-{u}")).await.status, 201);
     }

@@ -215,3 +215,60 @@ async fn a_dead_or_failing_primary_node_falls_back_to_the_backup() {
     let c = TronClient::new(config, vec![SecretKey::from_hex(SUPPLIER_KEY).unwrap()]).unwrap();
     assert!(c.is_activated(&supplier()).await.unwrap());
 }
+
+#[tokio::test]
+async fn identical_delegations_signed_at_once_are_distinct_transactions_and_both_land() {
+    let devnet = DevnetProc::standard(0);
+    let c = client(vec![devnet.base.clone()]);
+    // The same supplier, receiver, amount and lock, asked for together: the node builds the
+    // same bytes for both within one millisecond.
+    let d = delegation(65_000);
+    let (a, b) = tokio::join!(c.sign_delegation(&d), c.sign_delegation(&d));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.tx_id, b.tx_id);
+    c.broadcast(&a).await.unwrap();
+    c.broadcast(&b).await.unwrap();
+    assert!(matches!(
+        until_final(&c, &a.tx_id).await,
+        TxStatus::Confirmed { .. }
+    ));
+    assert!(matches!(
+        until_final(&c, &b.tx_id).await,
+        TxStatus::Confirmed { .. }
+    ));
+    assert_eq!(devnet.state().await["delegations_applied"], 2);
+}
+
+#[tokio::test]
+async fn the_api_key_goes_to_the_node_in_its_header() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut headers = Vec::new();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            headers.push(line.trim().to_ascii_lowercase());
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+            .unwrap();
+        headers
+    });
+    let mut config = TronConfig::new(vec![base]);
+    config.api_key = Some(flashrent::config::Secret::new("k-0123".into()));
+    let c = TronClient::new(config, vec![]).unwrap();
+    let renter = TronAddress::parse(RENTER).unwrap();
+    assert!(!c.is_activated(&renter).await.unwrap());
+    let headers = server.join().unwrap();
+    assert!(
+        headers.iter().any(|h| h == "tron-pro-api-key: k-0123"),
+        "{headers:?}"
+    );
+}

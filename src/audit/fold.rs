@@ -223,6 +223,9 @@ pub struct Books {
     users: HashMap<UserId, UserBooks>,
     orders: HashMap<OrderId, OrderBooks>,
     pool: HashMap<OrderId, PoolUse>,
+    /// Which order each chain transaction completed or reclaimed: one transaction moves one
+    /// order's energy, so a second order naming it was never served (or never reclaimed).
+    transactions: HashMap<String, OrderId>,
     findings: Vec<Finding>,
     ledger: Vec<LedgerLine>,
 }
@@ -241,6 +244,7 @@ impl Books {
             users: HashMap::new(),
             orders: HashMap::new(),
             pool: HashMap::new(),
+            transactions: HashMap::new(),
             findings: Vec::new(),
             ledger: Vec::new(),
         }
@@ -272,6 +276,23 @@ impl Books {
                 in_window: self.opts.window.contains(pos, env.occurred_at),
             };
             self.apply_event(&ctx);
+        }
+    }
+
+    fn claim_transaction(&mut self, ctx: &Ctx, tx: &str, order: OrderId) {
+        if tx.trim().is_empty() {
+            return;
+        }
+        let key = tx.to_ascii_lowercase();
+        match self.transactions.get(&key) {
+            Some(first) if *first != order => {
+                let detail = format!("{tx} already counted for order {first}");
+                self.finding(ctx, "transaction_shared_by_orders", None, detail);
+            }
+            Some(_) => {}
+            None => {
+                self.transactions.insert(key, order);
+            }
         }
     }
 
@@ -469,6 +490,7 @@ impl Books {
                 if let Some((code, detail)) = problem {
                     self.finding(ctx, code, None, detail);
                 }
+                self.claim_transaction(ctx, transaction_hash, *order_id);
             }
             Event::OrderFailed { order_id, .. } => {
                 if let Some(o) = self.orders.get_mut(order_id) {
@@ -495,10 +517,15 @@ impl Books {
                     self.finding(ctx, code, None, "OrderRefunded".into());
                 }
             }
-            Event::RentalEnded { order_id, .. } => {
+            Event::RentalEnded {
+                order_id,
+                reclaim_transaction_hash,
+                ..
+            } => {
                 if let Some(o) = self.orders.get_mut(order_id) {
                     o.rental_ended = true;
                 }
+                self.claim_transaction(ctx, reclaim_transaction_hash, *order_id);
             }
             Event::EnergyReserved {
                 order_id, energy, ..

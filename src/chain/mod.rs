@@ -66,6 +66,9 @@ pub trait Chain: Send + Sync + 'static {
     /// Sends a signed transaction. Sending the same bytes again is harmless.
     async fn broadcast(&self, tx: &SignedTransaction) -> Result<(), ChainError>;
     async fn status(&self, tx_id: &str) -> Result<TxStatus, ChainError>;
+    /// The timestamp of the chain's latest block: a transaction whose expiration is older
+    /// than this can no longer be included, whatever the local clock says.
+    async fn head_block_time(&self) -> Result<DateTime<Utc>, ChainError>;
     /// The chain's typical time from broadcast to confirmation, for estimates shown to users.
     fn expected_confirmation(&self) -> Duration;
     /// Supplier wallets this chain can sign for, with the energy each can delegate now.

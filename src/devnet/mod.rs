@@ -170,10 +170,13 @@ impl Devnet {
         .disable_signals()
         .listen(listener)?
         .run();
-        if interval > 0 {
+        {
+            // In immediate mode a broadcast makes its block at once; empty blocks still come
+            // every second, since a real chain's time never stops (expiry is judged by it).
+            let every = if interval > 0 { interval } else { 1000 };
             let state = state.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(interval));
+                let mut tick = tokio::time::interval(Duration::from_millis(every));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;

@@ -30,6 +30,10 @@ use uuid::Uuid;
 
 /// An unseen transaction is sent again at most this often (a restart sends it at once).
 const REBROADCAST_EVERY: Duration = Duration::from_secs(5);
+/// The longest pause between two tries of a reclaim the chain refuses.
+const MAX_REFUSED_RECLAIM_PAUSE: Duration = Duration::from_secs(600);
+/// Refusals after which a reclaim is logged as an error (a lock outlasts a few).
+const REFUSALS_BEFORE_ALERT: u32 = 8;
 
 #[derive(Debug, Clone)]
 pub struct SagaConfig {
@@ -83,12 +87,16 @@ enum Flow {
     Stop,
     /// Waiting on the chain: ask again later.
     Park,
+    /// The chain refuses the step for now: try again after this long.
+    ParkFor(Duration),
 }
 
 #[derive(Clone, Copy)]
 struct Pause {
     wait: Duration,
     failures: u32,
+    /// Reclaims the chain refused so far.
+    refusals: u32,
 }
 
 /// How a broadcast transaction settled on chain.
@@ -201,6 +209,12 @@ impl Saga {
         self.0.in_flight.lock().expect("saga lock").len()
     }
 
+    /// Ended rentals whose reclaim the chain refuses for now.
+    pub fn reclaims_refused(&self) -> usize {
+        let pauses = self.0.pauses.lock().expect("saga lock");
+        pauses.values().filter(|p| p.refusals > 0).count()
+    }
+
     /// Rental ends come from the read models' index of completed rentals by end time: it is
     /// derived from events (so it survives restarts) and costs no memory per rental.
     async fn run_timers(&self) {
@@ -266,6 +280,7 @@ impl Saga {
                 Ok(Flow::Continue) => backoff = self.0.config.poll_interval,
                 Ok(Flow::Stop) => return None,
                 Ok(Flow::Park) => return Some(self.next_poll(id)),
+                Ok(Flow::ParkFor(after)) => return Some(after),
                 Err(e) => {
                     tracing::warn!(order_id = %id, user_id = %view.user_id, error = %e, "saga step failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -444,7 +459,11 @@ impl Saga {
                 let wallet = o
                     .supplier_wallet
                     .expect("a completed order has its supplier wallet");
-                let tx = self.0.chain.sign_reclaim(&delegation(wallet)).await?;
+                let tx = match self.0.chain.sign_reclaim(&delegation(wallet)).await {
+                    Ok(tx) => tx,
+                    Err(ChainError::Refused(why)) => return Ok(self.reclaim_refused(id, &why)),
+                    Err(err) => return Err(err.into()),
+                };
                 let cmd = OrderCmd::RecordReclaimSigned {
                     tx_id: tx.tx_id,
                     signed_tx: tx.signed_tx,
@@ -467,9 +486,8 @@ impl Saga {
                     )
                     .await;
                 }
-                Err(ChainError::Refused(why) | ChainError::Stale(why)) => {
-                    tracing::warn!(order_id = %id, why, "reclaim refused; signing anew");
-                    tokio::time::sleep(self.0.config.poll_interval).await;
+                Err(ChainError::Stale(why)) => {
+                    tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
                     self.settled(
                         e.order_command(
                             meta(),
@@ -480,6 +498,13 @@ impl Saga {
                         .await?,
                     )
                     .await;
+                }
+                Err(ChainError::Refused(why)) => {
+                    // Never sent: a fresh one is signed once the chain would take it.
+                    let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
+                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                        .await;
+                    return Ok(self.reclaim_refused(id, &why));
                 }
                 Err(err) => return Err(err.into()),
             },
@@ -516,7 +541,14 @@ impl Saga {
         Ok(match self.0.chain.status(&tx.tx_id).await? {
             TxStatus::Confirmed { block } => Some(Outcome::Confirmed(block)),
             TxStatus::Failed { reason } => Some(Outcome::Failed(reason)),
-            TxStatus::Unknown if Utc::now() > tx.expires_at => Some(Outcome::Expired),
+            // Expired by the chain's own clock: a block past the expiry proves it can never
+            // be included; a slow or stalled chain just keeps the order waiting.
+            TxStatus::Unknown
+                if Utc::now() > tx.expires_at
+                    && self.0.chain.head_block_time().await? > tx.expires_at =>
+            {
+                Some(Outcome::Expired)
+            }
             TxStatus::Unknown if self.rebroadcast_is_stale(tx).await => Some(Outcome::Expired),
             TxStatus::Unknown | TxStatus::Pending => None,
         })
@@ -531,10 +563,33 @@ impl Saga {
         let pause = pauses.entry(id).or_insert(Pause {
             wait: first,
             failures: 0,
+            refusals: 0,
         });
         let now = pause.wait;
         pause.wait = (pause.wait * 2).min(ceiling);
         now
+    }
+
+    /// A reclaim the chain will not take yet: the renter's lock has not run out (TRON
+    /// extends one lock over every delegation to the same receiver), or the delegation is
+    /// gone from chain (undelegated by hand). Only the supplier's energy waits, never money,
+    /// so the order is parked with a growing pause rather than retried hot, and said loudly.
+    fn reclaim_refused(&self, id: OrderId, why: &str) -> Flow {
+        let mut pauses = self.0.pauses.lock().expect("saga lock");
+        let pause = pauses.entry(id).or_insert(Pause {
+            wait: self.0.config.poll_interval,
+            failures: 0,
+            refusals: 0,
+        });
+        pause.refusals += 1;
+        let after = (self.0.config.poll_interval * 2u32.saturating_pow(pause.refusals.min(16)))
+            .min(MAX_REFUSED_RECLAIM_PAUSE);
+        if pause.refusals >= REFUSALS_BEFORE_ALERT {
+            tracing::error!(order_id = %id, why, refusals = pause.refusals, retry_in = ?after, "the chain keeps refusing this rental's reclaim; the supplier's energy stays delegated until it takes it");
+        } else {
+            tracing::warn!(order_id = %id, why, retry_in = ?after, "reclaim refused by the chain; trying again later");
+        }
+        Flow::ParkFor(after)
     }
 
     /// Counts a delegation of this order that failed on chain; returns the count so far.
@@ -543,6 +598,7 @@ impl Saga {
         let pause = pauses.entry(id).or_insert(Pause {
             wait: self.0.config.poll_interval,
             failures: 0,
+            refusals: 0,
         });
         pause.failures += 1;
         pause.wait = self.0.config.poll_interval;

@@ -61,6 +61,7 @@ pub struct TronClient {
     nodes: Vec<Node>,
     keys: HashMap<TronAddress, SecretKey>,
     config: TronConfig,
+    last_timestamp: Mutex<i64>,
 }
 
 /// The chain's energy totals (`/wallet/getaccountresource`).
@@ -148,6 +149,7 @@ impl TronClient {
                 .collect(),
             keys: keys.into_iter().map(|k| (k.address(), k)).collect(),
             config,
+            last_timestamp: Mutex::new(0),
         })
     }
 
@@ -322,19 +324,36 @@ impl TronClient {
         if let Some(e) = v.get("Error").and_then(Value::as_str) {
             return Err(classify_error(e));
         }
-        let raw = verify_built(&v, &expected, Utc::now())?;
-        let id = proto::tx_id(&raw.bytes);
+        let verified = verify_built(&v, &expected, Utc::now())?;
+        // Two orders asking for the same delegation (same supplier, receiver, amount, lock)
+        // in the same millisecond get byte-identical transactions from the node, hence one
+        // id: the second broadcast answers DUP_TRANSACTION_ERROR, which reads as "already
+        // sent", and two orders would share one delegation. A timestamp no other signature
+        // of this process uses keeps every transaction distinct (as tronweb's
+        // extendExpiration edits a built transaction before signing).
+        let mut raw = verified.raw;
+        raw.timestamp = self.unique_timestamp(raw.timestamp);
+        let bytes = raw.encode();
+        let id = proto::tx_id(&bytes);
         let sig = key.sign_tx_id(&id);
         Ok(SignedTransaction {
             tx_id: hex::encode(id),
-            signed_tx: hex::encode(proto::encode_signed(&raw.bytes, &[sig])),
-            expires_at: raw.expires_at + EXPIRY_GRACE,
+            signed_tx: hex::encode(proto::encode_signed(&bytes, &[sig])),
+            expires_at: verified.expires_at + EXPIRY_GRACE,
         })
+    }
+
+    /// The node's timestamp, or one past the last one this process signed with.
+    fn unique_timestamp(&self, node_timestamp: i64) -> i64 {
+        let mut last = self.last_timestamp.lock().expect("timestamp lock");
+        *last = node_timestamp.max(*last + 1);
+        *last
     }
 }
 
+/// A node-built transaction that says exactly what was asked, in canonical form.
 pub struct VerifiedRaw {
-    pub bytes: Vec<u8>,
+    pub raw: RawTransaction,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -404,12 +423,14 @@ pub fn verify_built(
         data: vec![],
         permission_id: 0,
         contract: expected.clone(),
-    }
-    .encode();
-    if canonical != bytes {
+    };
+    if canonical.encode() != bytes {
         return refuse("bytes differ from the canonical encoding");
     }
-    Ok(VerifiedRaw { bytes, expires_at })
+    Ok(VerifiedRaw {
+        raw: canonical,
+        expires_at,
+    })
 }
 
 #[async_trait::async_trait]
@@ -521,6 +542,14 @@ impl Chain for TronClient {
             }),
             _ => Ok(TxStatus::Confirmed { block }),
         }
+    }
+
+    async fn head_block_time(&self) -> Result<DateTime<Utc>, ChainError> {
+        let v = self.call("/wallet/getnowblock", json!({})).await?;
+        v["block_header"]["raw_data"]["timestamp"]
+            .as_i64()
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            .ok_or_else(|| ChainError::Retryable("the node's head block has no timestamp".into()))
     }
 
     fn expected_confirmation(&self) -> Duration {
