@@ -43,6 +43,44 @@ pub struct StoreArgs {
     /// Page cache of the sled read models, in MiB.
     #[arg(long, env = "FLASHRENT_SLED_CACHE_MB", default_value_t = 64)]
     pub sled_cache_mb: u64,
+    /// Kafka bootstrap servers: the event log lives in Kafka instead of the data dir.
+    #[arg(long = "kafka", env = "FLASHRENT_KAFKA_BROKERS")]
+    pub kafka: Option<String>,
+    /// Prefix of the Kafka topic names (the log is `<prefix>events`).
+    #[arg(
+        long,
+        env = "FLASHRENT_KAFKA_TOPIC_PREFIX",
+        default_value = "flashrent."
+    )]
+    pub kafka_topic_prefix: String,
+    /// Replication factor of the topic when flashrent creates it (3 on a real cluster).
+    #[arg(long, env = "FLASHRENT_KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+    /// librdkafka settings passed as they are, comma-separated `key=value` (SASL, TLS, …),
+    /// e.g. `security.protocol=SASL_SSL,sasl.mechanisms=SCRAM-SHA-512,sasl.username=u`.
+    #[arg(long, env = "FLASHRENT_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_kv, hide_env_values = true)]
+    pub kafka_config: Vec<(String, String)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+impl StoreArgs {
+    pub fn kafka_settings(&self) -> Option<crate::log::KafkaSettings> {
+        self.kafka
+            .as_ref()
+            .map(|brokers| crate::log::KafkaSettings {
+                brokers: brokers.clone(),
+                topic_prefix: self.kafka_topic_prefix.clone(),
+                partitions: self.partitions,
+                replication: self.kafka_replication,
+                extra: self.kafka_config.clone(),
+            })
+    }
 }
 
 #[derive(Debug, Clone, Args)]

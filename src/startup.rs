@@ -5,9 +5,9 @@ use crate::chain::tron::{load_keys, EnergyTotals, SecretKey, TronClient, TronCon
 use crate::chain::Chain;
 use crate::config::{Secret, ServeArgs, StoreArgs};
 use crate::devnet::{AccountSeed, Devnet, DevnetConfig};
-use crate::engine::{CommandMeta, Engine};
+use crate::engine::{CommandMeta, Engine, Ownership};
 use crate::http::{self, AppState};
-use crate::log::EmbeddedLog;
+use crate::log::{EmbeddedLog, KafkaLog};
 use crate::saga::{Saga, SagaConfig};
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
@@ -31,22 +31,40 @@ pub const DEMO_RENTER: &str = "TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2";
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
-    log: Arc<EmbeddedLog>,
+    log: Arc<dyn EventLog>,
     models: ReadModels,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-pub fn open_store(store: &StoreArgs) -> anyhow::Result<(Arc<EmbeddedLog>, ReadModels)> {
-    let log = EmbeddedLog::open(&store.data_dir.join("log"), store.partitions)
-        .context("opening the event log")?;
+/// The event log: Kafka when brokers are configured, else the embedded log in the data dir.
+pub async fn open_log(store: &StoreArgs) -> anyhow::Result<Arc<dyn EventLog>> {
+    Ok(match store.kafka_settings() {
+        Some(k) => {
+            let brokers = k.brokers.clone();
+            let topic = k.topic();
+            let log = KafkaLog::open(k)
+                .await
+                .with_context(|| format!("opening the event log on Kafka at {brokers}"))?;
+            tracing::info!(%brokers, %topic, "event log: Kafka");
+            Arc::new(log)
+        }
+        None => Arc::new(
+            EmbeddedLog::open(&store.data_dir.join("log"), store.partitions)
+                .context("opening the event log")?,
+        ),
+    })
+}
+
+pub async fn open_store(store: &StoreArgs) -> anyhow::Result<(Arc<dyn EventLog>, ReadModels)> {
+    let log = open_log(store).await?;
     let models = ReadModels::open(
         &store.data_dir.join("read-models"),
         store.partitions,
         store.sled_cache_mb << 20,
     )
     .context("opening the read models (is another flashrent using this data dir?)")?;
-    Ok((Arc::new(log), models))
+    Ok((log, models))
 }
 
 /// Applies everything in the log to the read models.
@@ -62,11 +80,23 @@ pub async fn catch_up(log: &dyn EventLog, models: &ReadModels) -> anyhow::Result
 impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
         let prices = args.price_table()?;
-        let (log, models) = open_store(&args.store)?;
-        let dyn_log: Arc<dyn EventLog> = log.clone();
+        let (log, models) = open_store(&args.store).await?;
+        let dyn_log = log.clone();
         let records = catch_up(dyn_log.as_ref(), &models).await?;
         tracing::info!(records, data_dir = %args.store.data_dir.display(), "read models caught up with the event log");
-        let engine = Engine::start(dyn_log.clone())
+        let listener = std::net::TcpListener::bind(&args.listen)
+            .with_context(|| format!("binding {}", args.listen))?;
+        let port = listener.local_addr()?.port();
+        // On a shared log every writer claims its partition (fencing out any earlier one);
+        // the claim names where this instance takes requests.
+        let ownership = if args.store.kafka.is_some() {
+            Ownership::Claim {
+                owner: format!("http://{}", listener.local_addr()?),
+            }
+        } else {
+            Ownership::Sole
+        };
+        let engine = Engine::start(dyn_log.clone(), ownership)
             .await
             .context("loading aggregate state from the event log")?;
 
@@ -110,9 +140,11 @@ impl Application {
             if args.demo_supplier_energy > 0 && registered.is_empty() {
                 let address = TronAddress::parse(DEMO_SUPPLIER).expect("demo address is valid");
                 let energy = EnergyAmount::new(args.demo_supplier_energy).expect("positive");
-                engine
+                let done = engine
                     .register_supplier(CommandMeta::new(Uuid::now_v7()), address, energy)
                     .await?;
+                // Ready means the quickstart's wallet is in the pool that requests read.
+                crate::consistency::projected(&models, &done).await;
                 tracing::info!(%address, energy = args.demo_supplier_energy, "registered the demo supplier wallet of the in-process devnet");
             }
         } else {
@@ -122,13 +154,14 @@ impl Application {
                 Ok(inventory) => {
                     for (address, energy) in inventory {
                         if !registered.contains(&address) {
-                            engine
+                            let done = engine
                                 .register_supplier(
                                     CommandMeta::new(Uuid::now_v7()),
                                     address,
                                     energy,
                                 )
                                 .await?;
+                            crate::consistency::projected(&models, &done).await;
                             tracing::info!(%address, energy = energy.get(), "registered a supplier wallet from the chain");
                         }
                     }
@@ -165,9 +198,6 @@ impl Application {
             ready: ready.clone(),
             saga,
         });
-        let listener = std::net::TcpListener::bind(&args.listen)
-            .with_context(|| format!("binding {}", args.listen))?;
-        let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -339,7 +369,7 @@ pub struct RebuildReport {
 
 /// `flashrent rebuild`: drops the read models and rebuilds them from offset 0.
 pub async fn rebuild(store: &StoreArgs, verify: bool) -> anyhow::Result<RebuildReport> {
-    let (log, mut models) = open_store(store)?;
+    let (log, mut models) = open_store(store).await?;
     let log_ref = log.as_ref() as &dyn EventLog;
     let before = if verify {
         // Bring the old models up to the end of the log first, so both cover the same records.

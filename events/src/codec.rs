@@ -51,6 +51,8 @@ struct WireRecord<'a> {
     writer_epoch: u64,
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +104,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<CommandRecord, DecodeError> {
         key: wire.key,
         writer_epoch: wire.writer_epoch,
         events,
+        owner: wire.owner,
     })
 }
 

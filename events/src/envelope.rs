@@ -41,4 +41,14 @@ pub struct CommandRecord {
     #[serde(default)]
     pub writer_epoch: u64,
     pub events: Vec<Envelope>,
+    /// On a claim (see [`crate::fence`]): where the new owner takes commands (its HTTP base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+impl CommandRecord {
+    /// A writer's claim of its partition: a record naming its owner (it has no events).
+    pub fn is_claim(&self) -> bool {
+        self.owner.is_some()
+    }
 }

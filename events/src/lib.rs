@@ -7,6 +7,7 @@ pub mod address;
 pub mod codec;
 pub mod envelope;
 pub mod event;
+pub mod fence;
 pub mod ids;
 pub mod log;
 pub mod rental;
@@ -16,9 +17,11 @@ pub use address::TronAddress;
 pub use codec::{decode_record, encode_record, DecodeError};
 pub use envelope::{AggregateKind, CommandRecord, Envelope};
 pub use event::{Event, FailureReason, OrderKind, WALLET_POOL_KEY};
+pub use fence::{Admission, EpochFence};
 pub use ids::{OrderId, UserId};
 pub use log::{
-    partition_for_key, AppendFuture, EventLog, LogError, Offset, PartitionId, StoredRecord,
+    partition_for_key, AppendFuture, EventLog, LogError, Offset, PartitionId, RecordMeta,
+    StoredRecord,
 };
 pub use rental::{EnergyAmount, RentalDuration};
 pub use sun::{Sun, SunDelta};

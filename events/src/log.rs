@@ -24,6 +24,17 @@ pub enum LogError {
     Failed(String),
     #[error("no partition {0}")]
     NoSuchPartition(PartitionId),
+    /// Another writer claimed the partition: this one's records no longer count.
+    #[error("partition {0} is written by another instance now")]
+    Fenced(PartitionId),
+}
+
+/// The key and event names of a record, for logs that store them beside the payload.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordMeta<'a> {
+    pub key: &'a str,
+    /// `Type@version` of each event, comma-separated (e.g. `OrderPlaced@2,BalanceDebited@1`).
+    pub events: &'a str,
 }
 
 /// Resolves once the record is durable, with its offset.
@@ -37,6 +48,18 @@ pub trait EventLog: Send + Sync + 'static {
     /// to `append` (the call itself enqueues; the returned future only waits).
     fn append(&self, partition: PartitionId, record: Vec<u8>) -> AppendFuture;
 
+    /// `append`, with what a Kafka record carries besides its payload: the key it was
+    /// partitioned by and headers naming its events (the embedded log needs neither).
+    fn append_with(
+        &self,
+        partition: PartitionId,
+        meta: RecordMeta<'_>,
+        record: Vec<u8>,
+    ) -> AppendFuture {
+        let _ = meta;
+        self.append(partition, record)
+    }
+
     /// Up to `max` durable records from `from` on. Waits up to `wait` when none is there yet.
     async fn read(
         &self,
@@ -48,6 +71,9 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The offset the next durable record will get (Kafka's high watermark).
     async fn end_offset(&self, partition: PartitionId) -> Result<Offset, LogError>;
+
+    /// Finishes what is in flight; called once at shutdown.
+    fn close(&self) {}
 }
 
 /// Kafka's default partitioner (murmur2 of the key, positive, modulo the partition count),

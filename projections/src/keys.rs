@@ -5,6 +5,10 @@ use flashrent_events::{OrderId, PartitionId, TronAddress, UserId};
 pub fn checkpoint(projector: &str, partition: PartitionId) -> Vec<u8> {
     format!("c/{projector}/{partition:08}").into_bytes()
 }
+/// The partition's writer epoch as the projector last saw it (absent while it is 0).
+pub fn fence(projector: &str, partition: PartitionId) -> Vec<u8> {
+    format!("c/{projector}/{partition:08}/epoch").into_bytes()
+}
 pub fn order(id: &OrderId) -> Vec<u8> {
     format!("o/{id}").into_bytes()
 }

@@ -4,7 +4,9 @@
 use crate::apply::Staged;
 use crate::keys;
 use crate::store::{ReadModels, StoreError};
-use flashrent_events::{decode_record, CommandRecord, EventLog, LogError, Offset, PartitionId};
+use flashrent_events::{
+    decode_record, Admission, CommandRecord, EventLog, LogError, Offset, PartitionId,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -62,12 +64,16 @@ impl Projector {
             return Ok(next);
         }
         let mut staged = Staged::new(&self.models.tree);
+        let mut fence = self.models.fence(self.name, partition)?;
+        let before = fence;
         for (offset, record) in records {
             if *offset < next {
                 continue;
             }
-            for env in &record.events {
-                staged.apply(env)?;
+            if fence.admit(record) == Admission::Events {
+                for env in &record.events {
+                    staged.apply(env)?;
+                }
             }
             next = offset + 1;
         }
@@ -75,6 +81,12 @@ impl Projector {
             keys::checkpoint(self.name, partition),
             next.to_be_bytes().to_vec(),
         );
+        if fence != before {
+            staged.put_raw(
+                keys::fence(self.name, partition),
+                fence.epoch.to_be_bytes().to_vec(),
+            );
+        }
         self.models
             .tree
             .apply_batch(staged.into_batch())
@@ -190,6 +202,7 @@ mod tests {
             command_id: Uuid::now_v7(),
             key: "5".into(),
             writer_epoch: 0,
+            owner: None,
             events: vec![Envelope {
                 event_id: Uuid::now_v7(),
                 aggregate: AggregateKind::UserAccount,

@@ -2,7 +2,7 @@
 
 use crate::keys;
 use crate::views::*;
-use flashrent_events::{OrderId, PartitionId, UserId};
+use flashrent_events::{EpochFence, OrderId, PartitionId, UserId};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use std::sync::Arc;
@@ -73,6 +73,16 @@ impl ReadModels {
             .get(keys::checkpoint(projector, partition))?
             .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
             .unwrap_or(0))
+    }
+
+    /// The writer epoch of `partition` as the projector last saw it.
+    pub fn fence(&self, projector: &str, partition: PartitionId) -> Result<EpochFence, StoreError> {
+        let epoch = self
+            .tree
+            .get(keys::fence(projector, partition))?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        Ok(EpochFence { epoch })
     }
 
     /// Waits until the records of `partition` up to and including `offset` are applied.

@@ -14,7 +14,7 @@ use crate::log::EmbeddedLog;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
-use flashrent_events::{decode_record, EventLog, LogError, UserId};
+use flashrent_events::{decode_record, Admission, EpochFence, EventLog, LogError, UserId};
 use fold::{AuditOptions, AuditReport, Books, Position, Window};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -147,6 +147,8 @@ pub async fn replay(log: &dyn EventLog, opts: AuditOptions) -> Result<AuditRepor
     let mut books = Books::new(opts);
     for (partition, end) in (0..).zip(ends.iter().copied()) {
         let mut from = 0;
+        // A fenced-out writer's records never happened for anyone else: not for us either.
+        let mut fence = EpochFence::default();
         while from < end {
             let max = ((end - from) as usize).min(4096);
             let batch = log.read(partition, from, max, Duration::ZERO).await?;
@@ -159,7 +161,11 @@ pub async fn replay(log: &dyn EventLog, opts: AuditOptions) -> Result<AuditRepor
                     offset: r.offset,
                 };
                 match decode_record(&r.bytes) {
-                    Ok(record) => books.apply(pos, &record),
+                    Ok(record) => {
+                        if fence.admit(&record) == Admission::Events {
+                            books.apply(pos, &record)
+                        }
+                    }
                     Err(e) => books.undecodable(pos, &e.to_string()),
                 }
             }

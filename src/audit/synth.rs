@@ -71,6 +71,7 @@ impl Synth {
                 command_id: Uuid::now_v7(),
                 key: key.to_owned(),
                 writer_epoch: 0,
+                owner: None,
                 events,
             },
         )

@@ -16,10 +16,10 @@ pub use commands::ReserveOutcome;
 use crate::domain::{DomainError, PartitionState};
 use chrono::{DateTime, Utc};
 use flashrent_events::{
-    decode_record, encode_record, partition_for_key, CommandRecord, Envelope, Event, EventLog,
-    LogError, Offset, PartitionId,
+    decode_record, encode_record, partition_for_key, Admission, AppendFuture, CommandRecord,
+    Envelope, EpochFence, Event, EventLog, LogError, Offset, PartitionId, RecordMeta,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -79,13 +79,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads every partition's state from the log and starts its writer.
-    pub async fn start(log: Arc<dyn EventLog>) -> Result<Engine, LogError> {
+    /// Loads (or claims) every partition and starts its writer.
+    pub async fn start(log: Arc<dyn EventLog>, ownership: Ownership) -> Result<Engine, LogError> {
         let mut writers = Vec::new();
         for partition in 0..log.partition_count() {
-            let state = load_partition(log.as_ref(), partition).await?;
+            let taken = take(log.as_ref(), partition, &ownership).await?;
             let (tx, rx) = mpsc::channel(4096);
-            tokio::spawn(writer(log.clone(), partition, state, rx));
+            tokio::spawn(writer(log.clone(), partition, ownership.clone(), taken, rx));
             writers.push(tx);
         }
         Ok(Engine {
@@ -145,45 +145,197 @@ impl Engine {
     }
 }
 
-/// Folds a partition's whole history into the state its writer decides against.
+/// A partition's state as its writer decides against it, and where the log stood.
+pub struct LoadedPartition {
+    pub state: PartitionState,
+    pub fence: EpochFence,
+    /// The offset after the last record read.
+    pub next: Offset,
+}
+
+/// Folds a partition's whole history (what the log holds now) into the state its writer
+/// decides against, counting only the records the epoch fence admits.
 pub async fn load_partition(
     log: &dyn EventLog,
     partition: PartitionId,
-) -> Result<PartitionState, LogError> {
-    let mut state = PartitionState::default();
-    let mut from = 0;
-    loop {
-        let batch = log.read(partition, from, 4096, Duration::ZERO).await?;
+) -> Result<LoadedPartition, LogError> {
+    let mut loaded = LoadedPartition {
+        state: PartitionState::default(),
+        fence: EpochFence::default(),
+        next: 0,
+    };
+    let end = log.end_offset(partition).await?;
+    fold_into(log, partition, &mut loaded, end).await?;
+    Ok(loaded)
+}
+
+/// Reads `[loaded.next, end)` into `loaded`. Fails if the log cannot give all of it: a
+/// writer must never decide on a state that misses records.
+async fn fold_into(
+    log: &dyn EventLog,
+    partition: PartitionId,
+    loaded: &mut LoadedPartition,
+    end: Offset,
+) -> Result<(), LogError> {
+    while loaded.next < end {
+        let batch = log
+            .read(partition, loaded.next, 4096, Duration::from_secs(5))
+            .await?;
         if batch.is_empty() {
-            return Ok(state);
+            return Err(LogError::Unavailable(format!(
+                "partition {partition}: no record at {} though the log ends at {end}",
+                loaded.next
+            )));
         }
         for rec in &batch {
+            // Offsets of an event topic are dense (no compaction, no transactions): a gap is
+            // a record the log lost, and a state folded without it would be wrong.
+            if rec.offset != loaded.next {
+                tracing::error!(
+                    partition,
+                    expected = loaded.next,
+                    found = rec.offset,
+                    "the event log lost acknowledged records; this partition takes no commands"
+                );
+                return Err(LogError::Failed(format!(
+                    "partition {partition}: record {} is missing from the log",
+                    loaded.next
+                )));
+            }
             let record = decode_record(&rec.bytes).map_err(|e| {
                 LogError::Failed(format!("partition {partition} offset {}: {e}", rec.offset))
             })?;
-            for env in &record.events {
-                state.evolve(&env.event);
+            if loaded.fence.admit(&record) == Admission::Events {
+                for env in &record.events {
+                    loaded.state.evolve(&env.event);
+                }
             }
+            loaded.next = rec.offset + 1;
         }
-        from = batch.last().map_or(from, |r| r.offset + 1);
+    }
+    Ok(())
+}
+
+/// How a writer holds its partition.
+#[derive(Debug, Clone)]
+pub enum Ownership {
+    /// The only process on this log (the embedded log): nothing to claim.
+    Sole,
+    /// A shared log: claim the partition with a new epoch, advertising this HTTP base.
+    Claim { owner: String },
+}
+
+/// Appends a claim with an epoch above every one before it and returns the state to decide
+/// against, once the claim is known to be the one that counts.
+async fn claim(
+    log: &dyn EventLog,
+    partition: PartitionId,
+    owner: &str,
+) -> Result<LoadedPartition, LogError> {
+    let mut loaded = load_partition(log, partition).await?;
+    let epoch = loaded.fence.epoch + 1;
+    let record = CommandRecord {
+        command_id: Uuid::now_v7(),
+        key: format!("partition-{partition}"),
+        writer_epoch: epoch,
+        events: vec![],
+        owner: Some(owner.to_owned()),
+    };
+    let meta = RecordMeta {
+        key: &record.key,
+        events: "",
+    };
+    let at = log
+        .append_with(partition, meta, encode_record(&record))
+        .await?;
+    // Records that landed before the claim (another writer's, or a racing claim) count.
+    fold_into(log, partition, &mut loaded, at + 1).await?;
+    if loaded.fence.epoch != epoch {
+        return Err(LogError::Fenced(partition));
+    }
+    Ok(loaded)
+}
+
+/// A record on its way to the log, and who waits for it.
+struct InFlight {
+    durable: AppendFuture,
+    reply: Reply,
+}
+
+async fn take(
+    log: &dyn EventLog,
+    partition: PartitionId,
+    ownership: &Ownership,
+) -> Result<LoadedPartition, LogError> {
+    match ownership {
+        Ownership::Sole => load_partition(log, partition).await,
+        Ownership::Claim { owner } => claim(log, partition, owner).await,
     }
 }
 
 async fn writer(
     log: Arc<dyn EventLog>,
     partition: PartitionId,
-    mut state: PartitionState,
+    ownership: Ownership,
+    taken: LoadedPartition,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let poisoned = Arc::new(AtomicBool::new(false));
+    let fenced = Arc::new(AtomicBool::new(false));
+    // The end of the partition as far as this writer has seen it durable.
+    let seen_end = Arc::new(AtomicU64::new(0));
+    let start_confirmer = |loaded: &LoadedPartition| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(confirm(
+            log.clone(),
+            partition,
+            loaded.fence,
+            loaded.next,
+            rx,
+            [poisoned.clone(), fenced.clone()],
+            seen_end.clone(),
+        ));
+        tx
+    };
+    let mut confirmer = start_confirmer(&taken);
+    let mut epoch = taken.fence.epoch;
+    let mut state = taken.state;
+    let seen = seen_end.clone();
+    seen.fetch_max(taken.next, Ordering::AcqRel);
     while let Some(job) = rx.recv().await {
+        if fenced.load(Ordering::Acquire) {
+            let (_, reply) = (job.decide)(&state);
+            reply(Err(LogError::Fenced(partition)));
+            continue;
+        }
         if poisoned.load(Ordering::Acquire) {
-            match load_partition(log.as_ref(), partition).await {
-                Ok(s) => {
-                    state = s;
+            let retaken = take(log.as_ref(), partition, &ownership)
+                .await
+                .and_then(|loaded| {
+                    // A log shorter than what this writer already saw durable has lost
+                    // acknowledged records (a broker that dropped data): deciding on what
+                    // is left would spend money twice. Refuse until an operator looks.
+                    let seen = seen.load(Ordering::Acquire);
+                    if loaded.next < seen {
+                        tracing::error!(partition, log_end = loaded.next, seen, "the event log lost acknowledged records; this partition takes no commands");
+                        return Err(LogError::Failed(format!(
+                            "partition {partition} ends at {} but held records up to {seen}",
+                            loaded.next
+                        )));
+                    }
+                    Ok(loaded)
+                });
+            match retaken {
+                Ok(loaded) => {
+                    confirmer = start_confirmer(&loaded);
+                    epoch = loaded.fence.epoch;
+                    state = loaded.state;
                     poisoned.store(false, Ordering::Release);
                 }
                 Err(e) => {
+                    if matches!(e, LogError::Fenced(_)) {
+                        fenced.store(true, Ordering::Release);
+                    }
                     let (_, reply) = (job.decide)(&state);
                     reply(Err(e));
                     continue;
@@ -196,10 +348,19 @@ async fn writer(
             continue;
         }
         let mut envelopes = Vec::with_capacity(events.len());
+        let mut names = String::new();
         for event in events {
             let (aggregate, aggregate_id) = event.aggregate();
             let sequence = state.version_of(&event) + 1;
             state.evolve(&event);
+            if !names.is_empty() {
+                names.push(',');
+            }
+            names.push_str(&format!(
+                "{}@{}",
+                event.event_type(),
+                event.schema_version()
+            ));
             envelopes.push(Envelope {
                 event_id: Uuid::now_v7(),
                 aggregate,
@@ -215,17 +376,112 @@ async fn writer(
         let record = CommandRecord {
             command_id: job.meta.command_id,
             key: job.key,
-            writer_epoch: 0,
+            writer_epoch: epoch,
             events: envelopes,
+            owner: None,
         };
-        let durable = log.append(partition, encode_record(&record));
-        let poisoned = poisoned.clone();
-        tokio::spawn(async move {
-            let result = durable.await;
-            if result.is_err() {
-                poisoned.store(true, Ordering::Release);
-            }
-            reply(result.map(Some));
-        });
+        let meta = RecordMeta {
+            key: &record.key,
+            events: &names,
+        };
+        let durable = log.append_with(partition, meta, encode_record(&record));
+        if let Err(mpsc::error::SendError(f)) = confirmer.send(InFlight { durable, reply }) {
+            (f.reply)(Err(LogError::Failed(
+                "the writer's confirmer stopped".into(),
+            )));
+        }
     }
+}
+
+/// Answers each record's caller, in log order, once the record is durable *and* still
+/// counts: the next offset after this writer's own last record means nobody wrote in
+/// between; otherwise the records in between are read, and a newer claim among them means
+/// this writer was fenced out (its record is ignored by every reader, so it must not be
+/// acknowledged). An append that fails poisons the writer, which reloads before deciding
+/// again, so a decision never rests on an event the log does not have.
+async fn confirm(
+    log: Arc<dyn EventLog>,
+    partition: PartitionId,
+    mut fence: EpochFence,
+    mut next: Offset,
+    mut rx: mpsc::UnboundedReceiver<InFlight>,
+    [poisoned, fenced]: [Arc<AtomicBool>; 2],
+    seen_end: Arc<AtomicU64>,
+) {
+    let mine = fence.epoch;
+    while let Some(f) = rx.recv().await {
+        let result = match f.durable.await {
+            Err(e) => {
+                poisoned.store(true, Ordering::Release);
+                Err(e)
+            }
+            Ok(_) if fenced.load(Ordering::Acquire) => Err(LogError::Fenced(partition)),
+            Ok(at) if at == next => {
+                next = at + 1;
+                Ok(Some(at))
+            }
+            Ok(at) => match between(log.as_ref(), partition, &mut fence, next, at).await {
+                Ok(()) if fence.epoch == mine => {
+                    next = at + 1;
+                    Ok(Some(at))
+                }
+                Ok(()) => {
+                    tracing::error!(
+                        partition,
+                        epoch = mine,
+                        newer = fence.epoch,
+                        "another instance claimed this partition; this writer stops deciding"
+                    );
+                    fenced.store(true, Ordering::Release);
+                    Err(LogError::Fenced(partition))
+                }
+                Err(e) => {
+                    poisoned.store(true, Ordering::Release);
+                    Err(e)
+                }
+            },
+        };
+        seen_end.fetch_max(next, Ordering::AcqRel);
+        (f.reply)(result);
+        if poisoned.load(Ordering::Acquire) {
+            // Everything queued behind a failed append fails too: the writer reloads.
+            while let Ok(f) = rx.try_recv() {
+                (f.reply)(Err(LogError::Unavailable(
+                    "an earlier append failed; retry".into(),
+                )));
+            }
+            return;
+        }
+    }
+}
+
+/// Runs the records in `[from, to)` through the fence.
+async fn between(
+    log: &dyn EventLog,
+    partition: PartitionId,
+    fence: &mut EpochFence,
+    from: Offset,
+    to: Offset,
+) -> Result<(), LogError> {
+    let mut at = from;
+    while at < to {
+        let batch = log
+            .read(partition, at, 1024, Duration::from_secs(5))
+            .await?;
+        if batch.is_empty() {
+            return Err(LogError::Unavailable(format!(
+                "partition {partition}: cannot read back {at}"
+            )));
+        }
+        for rec in batch.iter().take_while(|r| r.offset < to) {
+            if let Ok(record) = decode_record(&rec.bytes) {
+                fence.admit(&record);
+            }
+            at = rec.offset + 1;
+        }
+        if batch.last().is_some_and(|r| r.offset >= to) {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use crate::domain::DomainError;
 use crate::engine::EngineError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use flashrent_events::{LogError, Sun};
+use flashrent_events::Sun;
 use serde_json::{json, Map, Value};
 use std::fmt;
 
@@ -231,9 +231,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {
             EngineError::Domain(d) => d.into(),
-            EngineError::Log(LogError::Unavailable(why)) => ApiError::unavailable(why),
+            // Whatever is wrong with the log is not the client's doing, and retrying later
+            // is the answer: unreachable, fenced out, or refusing to decide on lost records.
+            EngineError::Log(e) => ApiError::unavailable(e),
             EngineError::Stopped => ApiError::unavailable("engine stopping"),
-            other => ApiError::internal(other),
         }
     }
 }

@@ -304,6 +304,10 @@ impl EventLog for EmbeddedLog {
         self.shared.ends.len() as u32
     }
 
+    fn close(&self) {
+        EmbeddedLog::close(self)
+    }
+
     fn append(&self, partition: PartitionId, record: Vec<u8>) -> AppendFuture {
         let (done, rx) = oneshot::channel();
         let queued = (|| {

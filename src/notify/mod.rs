@@ -19,7 +19,7 @@ use crate::log::EmbeddedLog;
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use flashrent_events::{decode_record, EventLog, OrderId, PartitionId};
+use flashrent_events::{decode_record, Admission, EventLog, OrderId, PartitionId};
 use message::OrderInfo;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -311,6 +311,7 @@ async fn read_step(
     let next = last.offset + 1;
     let mut new_orders: HashMap<OrderId, OrderInfo> = HashMap::new();
     let mut messages = Vec::new();
+    let mut fence = store.fence(partition)?;
     for r in &batch {
         let record = decode_record(&r.bytes).with_context(|| {
             format!(
@@ -318,6 +319,9 @@ async fn read_step(
                 r.offset
             )
         })?;
+        if fence.admit(&record) != Admission::Events {
+            continue;
+        }
         for env in &record.events {
             if let Some((id, info)) = OrderInfo::from_placed(&env.event) {
                 new_orders.insert(id, info);
@@ -350,6 +354,7 @@ async fn read_step(
     Ok(store.commit(
         partition,
         next,
+        fence,
         &new_orders,
         &messages,
         Utc::now().timestamp_millis(),

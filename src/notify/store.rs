@@ -5,7 +5,7 @@
 //! the notifier runs (sled allows one process per database).
 
 use super::message::{Message, OrderInfo};
-use flashrent_events::{OrderId, PartitionId};
+use flashrent_events::{EpochFence, OrderId, PartitionId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -49,6 +49,10 @@ pub struct DeadLetter {
 /// A receiver's id: a short hash of its URL (queue keys sort by receiver, then by sequence).
 pub fn receiver_id(url: &str) -> String {
     hex::encode(&Sha256::digest(url.as_bytes())[..8])
+}
+
+fn fence_key(p: PartitionId) -> Vec<u8> {
+    format!("c/{p:08}/epoch").into_bytes()
 }
 
 fn checkpoint_key(p: PartitionId) -> Vec<u8> {
@@ -100,6 +104,16 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// The partition's writer epoch as of the checkpoint.
+    pub fn fence(&self, p: PartitionId) -> Result<EpochFence, StoreError> {
+        let epoch = self
+            .tree
+            .get(fence_key(p))?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        Ok(EpochFence { epoch })
+    }
+
     pub fn order(&self, id: &OrderId) -> Result<Option<OrderInfo>, StoreError> {
         let key = order_key(id);
         self.tree
@@ -120,6 +134,7 @@ impl Store {
         &self,
         partition: PartitionId,
         next: u64,
+        fence: EpochFence,
         orders: &HashMap<OrderId, OrderInfo>,
         messages: &[(Message, Vec<String>)],
         now_ms: i64,
@@ -154,6 +169,9 @@ impl Store {
             }
         }
         batch.insert(checkpoint_key(partition), next.to_be_bytes().to_vec());
+        if fence.epoch > 0 {
+            batch.insert(fence_key(partition), fence.epoch.to_be_bytes().to_vec());
+        }
         self.tree.apply_batch(batch)?;
         Ok(touched)
     }

@@ -11,6 +11,47 @@ pub const ADMIN: &str = "test-admin-token";
 pub const RENTER: &str = "TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2";
 pub const SUPPLIER: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
 
+/// The test targets named `*_on_kafka` run their suite with the event log on Kafka: the
+/// broker at `FLASHRENT_TEST_KAFKA` (default `127.0.0.1:9092`, started by `kafka/broker.sh`).
+/// Without a reachable broker they run on the embedded log and say so, unless
+/// `FLASHRENT_REQUIRE_KAFKA` is set (CI sets it), which makes a missing broker a failure.
+pub fn kafka_brokers() -> Option<String> {
+    static BROKERS: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BROKERS
+        .get_or_init(|| {
+            if !env!("CARGO_CRATE_NAME").ends_with("_on_kafka") {
+                return None;
+            }
+            let brokers =
+                std::env::var("FLASHRENT_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+            let reachable = brokers
+                .split(',')
+                .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
+                .any(|a| {
+                    std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok()
+                });
+            if reachable {
+                return Some(brokers);
+            }
+            assert!(
+                std::env::var_os("FLASHRENT_REQUIRE_KAFKA").is_none(),
+                "FLASHRENT_REQUIRE_KAFKA is set but no Kafka broker answers at {brokers} (kafka/broker.sh start)"
+            );
+            eprintln!("no Kafka broker at {brokers}: this suite runs on the embedded log instead (kafka/broker.sh start to run it on Kafka)");
+            None
+        })
+        .clone()
+}
+
+/// One topic per data dir, the same across restarts on that dir.
+pub fn topic_prefix(dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    std::process::id().hash(&mut h);
+    format!("test-{:016x}.", h.finish())
+}
+
 pub struct TestApp {
     pub base: String,
     pub data_dir: PathBuf,
@@ -61,6 +102,10 @@ impl TestApp {
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        if let Some(brokers) = kafka_brokers() {
+            cmd.env("FLASHRENT_KAFKA_BROKERS", brokers)
+                .env("FLASHRENT_KAFKA_TOPIC_PREFIX", topic_prefix(dir));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

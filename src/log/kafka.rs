@@ -1,0 +1,393 @@
+//! The event log on Kafka (rdkafka, i.e. librdkafka): one topic, a partition per embedded-log
+//! partition, one record per command.
+//!
+//! - Appends go through an idempotent producer with `acks=all`: a record is acknowledged
+//!   once every in-sync replica has it, and retries never duplicate or reorder it. A record
+//!   that cannot be written within `message.timeout.ms` fails the command (503), so no
+//!   request waits on a broker that is gone.
+//! - Records are keyed by the key their partition was chosen from, carry JSON, and name
+//!   their events in the `flashrent-events` header (`OrderPlaced@2,BalanceDebited@1`), so
+//!   `kcat` or any consumer can read them.
+//! - Reads use partition-assigned consumers (no group, no committed offsets): every reader
+//!   keeps its own position, the projectors in sled with their read models.
+//! - No Kafka transactions (docs/decisions/0005): one record holds all of a command's events,
+//!   and stale writers are fenced by epochs every reader checks ([`flashrent_events::fence`]).
+
+use flashrent_events::{
+    AppendFuture, EventLog, LogError, Offset, PartitionId, RecordMeta, StoredRecord,
+};
+use futures_util::FutureExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long an append may take before the command fails (librdkafka's `message.timeout.ms`).
+const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a read of records known to exist may take before the log counts as unavailable.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle cursors kept per partition.
+const IDLE_CURSORS: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The topic is `<prefix>events`.
+    pub topic_prefix: String,
+    pub partitions: u32,
+    pub replication: i32,
+    /// Passed to librdkafka as they are (SASL, TLS, client id, …).
+    pub extra: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    pub fn topic(&self) -> String {
+        format!("{}events", self.topic_prefix)
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+struct Cursor {
+    consumer: StreamConsumer,
+    next: Offset,
+}
+
+pub struct KafkaLog {
+    settings: KafkaSettings,
+    topic: String,
+    producer: Mutex<Arc<FutureProducer>>,
+    /// Set when an append failed: the next append starts a new producer (a new producer id)
+    /// rather than have librdkafka bump the old one's epoch, which Tansu 0.6.0 mishandles
+    /// after a restart (it panics on the produce).
+    producer_failed: Arc<std::sync::atomic::AtomicBool>,
+    meta: Arc<BaseConsumer>,
+    cursors: Vec<Mutex<Vec<Cursor>>>,
+}
+
+fn new_producer(settings: &KafkaSettings) -> rdkafka::error::KafkaResult<FutureProducer> {
+    settings
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string())
+        .create()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(format!("kafka: {e}"))
+}
+
+impl KafkaLog {
+    /// Connects, creates the topic if it is missing, and checks it: exactly the configured
+    /// partitions (records are placed by key modulo that count) and no retention limit (an
+    /// event log is never expired).
+    pub async fn open(settings: KafkaSettings) -> anyhow::Result<KafkaLog> {
+        let topic = settings.topic();
+        let producer = new_producer(&settings)?;
+        let meta: BaseConsumer = settings
+            .client_config()
+            .set("group.id", "flashrent-metadata")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let log = KafkaLog {
+            cursors: (0..settings.partitions)
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+            topic,
+            producer: Mutex::new(Arc::new(producer)),
+            producer_failed: Arc::default(),
+            meta: Arc::new(meta),
+            settings,
+        };
+        log.ensure_topic().await?;
+        Ok(log)
+    }
+
+    async fn ensure_topic(&self) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self.settings.client_config().create()?;
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let new = NewTopic::new(
+            &self.topic,
+            self.settings.partitions as i32,
+            TopicReplication::Fixed(self.settings.replication),
+        )
+        .set("retention.ms", "-1")
+        .set("retention.bytes", "-1")
+        .set("cleanup.policy", "delete");
+        let created = admin.create_topics([&new], &opts).await?;
+        for r in created {
+            match r {
+                Ok(t) => {
+                    tracing::info!(topic = %t, partitions = self.settings.partitions, "created the event topic")
+                }
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => anyhow::bail!("cannot create topic {t}: {e}"),
+            }
+        }
+        let meta = self.meta.clone();
+        let topic = self.topic.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            meta.fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
+        })
+        .await??;
+        anyhow::ensure!(
+            found == self.settings.partitions as usize,
+            "topic {} has {found} partitions but flashrent is configured for {} \
+             (FLASHRENT_PARTITIONS): records are placed by key modulo the partition count, so \
+             they must be equal",
+            self.topic,
+            self.settings.partitions
+        );
+        match admin
+            .describe_configs([&ResourceSpecifier::Topic(&self.topic)], &opts)
+            .await
+        {
+            Ok(results) => {
+                for r in results.into_iter().flatten() {
+                    let entries = r.entry_map();
+                    for key in ["retention.ms", "retention.bytes"] {
+                        let value = entries.get(key).and_then(|e| e.value.as_deref());
+                        anyhow::ensure!(
+                            value.is_none_or(|v| v == "-1"),
+                            "topic {} has {key}={} — an event log must keep every record \
+                             (set it to -1)",
+                            self.topic,
+                            value.unwrap_or_default()
+                        );
+                    }
+                    if let Some(p) = entries
+                        .get("cleanup.policy")
+                        .and_then(|e| e.value.as_deref())
+                    {
+                        anyhow::ensure!(
+                            !p.contains("compact"),
+                            "topic {} has cleanup.policy={p}: compaction would drop events",
+                            self.topic
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "the broker does not describe topic configs; retention not checked")
+            }
+        }
+        Ok(())
+    }
+
+    fn cursor(&self, partition: PartitionId, from: Offset) -> Result<Cursor, LogError> {
+        let pool = self
+            .cursors
+            .get(partition as usize)
+            .ok_or(LogError::NoSuchPartition(partition))?;
+        let mut idle = pool.lock().expect("cursor lock");
+        if let Some(i) = idle.iter().position(|c| c.next == from) {
+            return Ok(idle.swap_remove(i));
+        }
+        let consumer = match idle.pop() {
+            Some(c) => c.consumer,
+            None => self
+                .settings
+                .client_config()
+                .set("group.id", "flashrent-reader")
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("fetch.wait.max.ms", "10")
+                .create::<StreamConsumer>()
+                .map_err(unavailable)?,
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &self.topic,
+            partition as i32,
+            rdkafka::Offset::Offset(from as i64),
+        )
+        .map_err(unavailable)?;
+        consumer.assign(&tpl).map_err(unavailable)?;
+        Ok(Cursor {
+            consumer,
+            next: from,
+        })
+    }
+
+    fn put_back(&self, partition: PartitionId, cursor: Cursor) {
+        let mut idle = self.cursors[partition as usize]
+            .lock()
+            .expect("cursor lock");
+        if idle.len() < IDLE_CURSORS {
+            idle.push(cursor);
+        }
+    }
+}
+
+fn stored(partition: PartitionId, m: &impl Message) -> StoredRecord {
+    StoredRecord {
+        partition,
+        offset: m.offset() as Offset,
+        bytes: m.payload().unwrap_or_default().to_vec(),
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for KafkaLog {
+    fn partition_count(&self) -> u32 {
+        self.settings.partitions
+    }
+
+    fn append(&self, partition: PartitionId, record: Vec<u8>) -> AppendFuture {
+        self.append_with(
+            partition,
+            RecordMeta {
+                key: "",
+                events: "",
+            },
+            record,
+        )
+    }
+
+    fn append_with(
+        &self,
+        partition: PartitionId,
+        meta: RecordMeta<'_>,
+        record: Vec<u8>,
+    ) -> AppendFuture {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "flashrent-events",
+                value: Some(meta.events),
+            })
+            .insert(Header {
+                key: "content-type",
+                value: Some("application/json"),
+            });
+        let rec = FutureRecord::to(&self.topic)
+            .partition(partition as i32)
+            .key(meta.key)
+            .payload(&record)
+            .headers(headers);
+        let producer = {
+            let mut current = self.producer.lock().expect("producer lock");
+            if self.producer_failed.swap(false, Ordering::AcqRel) {
+                match new_producer(&self.settings) {
+                    Ok(p) => *current = Arc::new(p),
+                    Err(e) => {
+                        self.producer_failed.store(true, Ordering::Release);
+                        let e = unavailable(e);
+                        return Box::pin(async move { Err(e) });
+                    }
+                }
+            }
+            current.clone()
+        };
+        let failed = self.producer_failed.clone();
+        match producer.send_result(rec) {
+            Ok(delivery) => Box::pin(async move {
+                let result = match delivery.await {
+                    Ok(Ok(d)) => Ok(d.offset as Offset),
+                    Ok(Err((e, _))) => Err(unavailable(e)),
+                    Err(_) => Err(unavailable("the producer stopped")),
+                };
+                if result.is_err() {
+                    failed.store(true, Ordering::Release);
+                }
+                drop(producer);
+                result
+            }),
+            Err((e, _)) => {
+                self.producer_failed.store(true, Ordering::Release);
+                let e = unavailable(e);
+                Box::pin(async move { Err(e) })
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        partition: PartitionId,
+        from: Offset,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        // "What is durable now" on Kafka is everything below the high watermark: a reader
+        // that will not wait must still get those, however long the fetch takes.
+        let wait = if wait.is_zero() {
+            if from >= self.end_offset(partition).await? {
+                return Ok(vec![]);
+            }
+            FETCH_TIMEOUT
+        } else {
+            wait
+        };
+        let mut cursor = self.cursor(partition, from)?;
+        let mut out = Vec::new();
+        let first = tokio::time::timeout(wait, async {
+            loop {
+                match cursor.consumer.recv().await {
+                    Ok(m) if (m.offset() as Offset) < from => continue,
+                    Ok(m) => return Ok(stored(partition, &m)),
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+        })
+        .await;
+        match first {
+            Err(_elapsed) => {
+                self.put_back(partition, cursor);
+                if wait == FETCH_TIMEOUT {
+                    return Err(unavailable(format!(
+                        "no record from partition {partition} offset {from} within {FETCH_TIMEOUT:?}"
+                    )));
+                }
+                return Ok(out);
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(r)) => out.push(r),
+        }
+        // Then whatever the consumer already holds, without waiting.
+        while out.len() < max {
+            match cursor.consumer.recv().now_or_never() {
+                Some(Ok(m)) => out.push(stored(partition, &m)),
+                _ => break,
+            }
+        }
+        cursor.next = out.last().map_or(from, |r| r.offset + 1);
+        self.put_back(partition, cursor);
+        Ok(out)
+    }
+
+    async fn end_offset(&self, partition: PartitionId) -> Result<Offset, LogError> {
+        let meta = self.meta.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            meta.fetch_watermarks(&topic, partition as i32, Duration::from_secs(2))
+                .map(|(_, high)| high.max(0) as Offset)
+                .map_err(unavailable)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    fn close(&self) {
+        use rdkafka::producer::Producer;
+        let producer = self.producer.lock().expect("producer lock").clone();
+        if let Err(e) = producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(error = %e, "records still in flight to Kafka at shutdown");
+        }
+    }
+}
