@@ -43,9 +43,16 @@ pub struct StoreArgs {
     /// Page cache of the sled read models, in MiB.
     #[arg(long, env = "FLASHRENT_SLED_CACHE_MB", default_value_t = 64)]
     pub sled_cache_mb: u64,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// Where the event log lives when it is on Kafka.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
     /// Kafka bootstrap servers: the event log lives in Kafka instead of the data dir.
     #[arg(long = "kafka", env = "FLASHRENT_KAFKA_BROKERS")]
-    pub kafka: Option<String>,
+    pub brokers: Option<String>,
     /// Prefix of the Kafka topic names (the log is `<prefix>events`).
     #[arg(
         long,
@@ -69,14 +76,15 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     }
 }
 
-impl StoreArgs {
-    pub fn kafka_settings(&self) -> Option<crate::log::KafkaSettings> {
-        self.kafka
+impl KafkaArgs {
+    /// The settings for a log of `partitions` partitions, when brokers are configured.
+    pub fn settings(&self, partitions: u32) -> Option<crate::log::KafkaSettings> {
+        self.brokers
             .as_ref()
             .map(|brokers| crate::log::KafkaSettings {
                 brokers: brokers.clone(),
                 topic_prefix: self.kafka_topic_prefix.clone(),
-                partitions: self.partitions,
+                partitions,
                 replication: self.kafka_replication,
                 extra: self.kafka_config.clone(),
             })
@@ -152,6 +160,10 @@ pub struct ServeArgs {
     /// How often the saga asks the chain about a pending transaction, in milliseconds.
     #[arg(long, env = "FLASHRENT_POLL_MS", default_value_t = 100)]
     pub poll_ms: u64,
+    /// The URL other instances reach this one at, named in its partition claims on Kafka
+    /// (default: http:// and the address it listens on).
+    #[arg(long, env = "FLASHRENT_ADVERTISED_URL")]
+    pub advertised_url: Option<String>,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "FLASHRENT_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,

@@ -37,9 +37,34 @@ pub struct Application {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The log as a follower reads it (audit, notify): on Kafka when brokers are configured
+/// (the topic must exist; its partition count is read from it), else the data dir's log,
+/// opened read-only beside a running `serve`.
+pub async fn open_follower_log(
+    data_dir: &Path,
+    kafka: &crate::config::KafkaArgs,
+) -> anyhow::Result<Arc<dyn EventLog>> {
+    Ok(match kafka.settings(0) {
+        Some(k) => Arc::new(
+            KafkaLog::open_existing(k)
+                .await
+                .context("opening the event log on Kafka")?,
+        ),
+        None => {
+            let dir = data_dir.join("log");
+            Arc::new(EmbeddedLog::open_read_only(&dir).with_context(|| {
+                format!(
+                    "opening the event log in {} (has `serve` run?)",
+                    dir.display()
+                )
+            })?)
+        }
+    })
+}
+
 /// The event log: Kafka when brokers are configured, else the embedded log in the data dir.
 pub async fn open_log(store: &StoreArgs) -> anyhow::Result<Arc<dyn EventLog>> {
-    Ok(match store.kafka_settings() {
+    Ok(match store.kafka.settings(store.partitions) {
         Some(k) => {
             let brokers = k.brokers.clone();
             let topic = k.topic();
@@ -70,11 +95,12 @@ pub async fn open_store(store: &StoreArgs) -> anyhow::Result<(Arc<dyn EventLog>,
 /// Applies everything in the log to the read models.
 pub async fn catch_up(log: &dyn EventLog, models: &ReadModels) -> anyhow::Result<u64> {
     let projector = Projector::new(models.clone());
-    let mut total = 0;
-    for p in 0..log.partition_count() {
-        total += projector.catch_up(log, p).await?;
-    }
-    Ok(total)
+    // All partitions at once: on Kafka each one waits on its own fetches.
+    let ends = futures_util::future::try_join_all(
+        (0..log.partition_count()).map(|p| projector.catch_up(log, p)),
+    )
+    .await?;
+    Ok(ends.iter().sum())
 }
 
 impl Application {
@@ -82,16 +108,22 @@ impl Application {
         let prices = args.price_table()?;
         let (log, models) = open_store(&args.store).await?;
         let dyn_log = log.clone();
+        let started = std::time::Instant::now();
         let records = catch_up(dyn_log.as_ref(), &models).await?;
-        tracing::info!(records, data_dir = %args.store.data_dir.display(), "read models caught up with the event log");
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(records, elapsed_ms, data_dir = %args.store.data_dir.display(), "read models caught up with the event log");
         let listener = std::net::TcpListener::bind(&args.listen)
             .with_context(|| format!("binding {}", args.listen))?;
         let port = listener.local_addr()?.port();
         // On a shared log every writer claims its partition (fencing out any earlier one);
         // the claim names where this instance takes requests.
-        let ownership = if args.store.kafka.is_some() {
+        let instance_url = match &args.advertised_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
+        let ownership = if args.store.kafka.brokers.is_some() {
             Ownership::Claim {
-                owner: format!("http://{}", listener.local_addr()?),
+                owner: instance_url.clone(),
             }
         } else {
             Ownership::Sole
@@ -197,10 +229,15 @@ impl Application {
             chain,
             ready: ready.clone(),
             saga,
+            instance_url,
+            forwarder: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
         });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(from_fn(http::forward::forward))
                 .wrap(from_fn(http::localize))
                 .wrap(from_fn(crate::metrics::track))
                 .configure(http::configure)

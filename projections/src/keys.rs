@@ -9,6 +9,10 @@ pub fn checkpoint(projector: &str, partition: PartitionId) -> Vec<u8> {
 pub fn fence(projector: &str, partition: PartitionId) -> Vec<u8> {
     format!("c/{projector}/{partition:08}/epoch").into_bytes()
 }
+/// Where the partition's current writer takes commands (from its claim).
+pub fn owner(partition: PartitionId) -> Vec<u8> {
+    format!("c/owner/{partition:08}").into_bytes()
+}
 pub fn order(id: &OrderId) -> Vec<u8> {
     format!("o/{id}").into_bytes()
 }

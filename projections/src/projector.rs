@@ -70,10 +70,18 @@ impl Projector {
             if *offset < next {
                 continue;
             }
-            if fence.admit(record) == Admission::Events {
-                for env in &record.events {
-                    staged.apply(env)?;
+            match fence.admit(record) {
+                Admission::Events => {
+                    for env in &record.events {
+                        staged.apply(env)?;
+                    }
                 }
+                Admission::Claim => {
+                    if let Some(owner) = &record.owner {
+                        staged.put_raw(keys::owner(partition), owner.as_bytes().to_vec());
+                    }
+                }
+                Admission::Fenced => {}
             }
             next = offset + 1;
         }

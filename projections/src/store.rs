@@ -75,6 +75,14 @@ impl ReadModels {
             .unwrap_or(0))
     }
 
+    /// Where the partition's current writer takes commands, from its latest claim.
+    pub fn owner(&self, partition: PartitionId) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::owner(partition))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
     /// The writer epoch of `partition` as the projector last saw it.
     pub fn fence(&self, projector: &str, partition: PartitionId) -> Result<EpochFence, StoreError> {
         let epoch = self

@@ -10,7 +10,6 @@ pub mod fold;
 pub mod render;
 pub mod synth;
 
-use crate::log::EmbeddedLog;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
@@ -29,9 +28,11 @@ pub enum Format {
 
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
-    /// The service's data dir (the log is read from DATA_DIR/log).
+    /// The service's data dir (the log is read from DATA_DIR/log, unless it is on Kafka).
     #[arg(long, env = "FLASHRENT_DATA_DIR", default_value = "flashrent-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub kafka: crate::config::KafkaArgs,
     /// Show only ledger lines and findings of records at or after this offset (every partition).
     #[arg(long, conflicts_with = "since")]
     pub from_offset: Option<u64>,
@@ -196,10 +197,9 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<AuditRun> {
         (None, Some(t)) => Window::Since(t),
         _ => Window::All,
     };
-    let log = EmbeddedLog::open_read_only(&args.data_dir.join("log"))
-        .context("opening the event log read-only")?;
+    let log = crate::startup::open_follower_log(&args.data_dir, &args.kafka).await?;
     let started = Instant::now();
-    let report = replay(&log, opts).await?;
+    let report = replay(log.as_ref(), opts).await?;
     let elapsed = started.elapsed();
     let comparison = if args.no_compare {
         compare::Comparison::skipped("--no-compare")

@@ -18,6 +18,8 @@ pub struct ApiError {
     en: String,
     extra: Map<String, Value>,
     retry_after: Option<u64>,
+    /// This instance no longer writes this partition: the forwarder sends the request on.
+    pub fenced: Option<flashrent_events::PartitionId>,
 }
 
 impl ApiError {
@@ -34,6 +36,7 @@ impl ApiError {
             en: en.into(),
             extra: Map::new(),
             retry_after: None,
+            fenced: None,
         }
     }
 
@@ -233,6 +236,11 @@ impl From<EngineError> for ApiError {
             EngineError::Domain(d) => d.into(),
             // Whatever is wrong with the log is not the client's doing, and retrying later
             // is the answer: unreachable, fenced out, or refusing to decide on lost records.
+            EngineError::Log(flashrent_events::LogError::Fenced(p)) => {
+                let mut e = ApiError::unavailable(format!("partition {p} is written elsewhere"));
+                e.fenced = Some(p);
+                e
+            }
             EngineError::Log(e) => ApiError::unavailable(e),
             EngineError::Stopped => ApiError::unavailable("engine stopping"),
         }

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod openapi;
 pub mod routes;
 
@@ -29,6 +30,10 @@ pub struct AppState {
     pub chain: Arc<dyn Chain>,
     pub ready: Arc<AtomicBool>,
     pub saga: crate::saga::Saga,
+    /// Where this instance takes requests (what its claims on a shared log name).
+    pub instance_url: String,
+    /// Sends commands on to the instance that writes their partition.
+    pub forwarder: reqwest::Client,
 }
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -119,6 +119,40 @@ impl KafkaLog {
         Ok(log)
     }
 
+    /// A log on a topic that must already exist, with as many partitions as it has: for the
+    /// log's followers (audit, notify), which never create or write anything.
+    pub async fn open_existing(mut settings: KafkaSettings) -> anyhow::Result<KafkaLog> {
+        let meta: BaseConsumer = settings
+            .client_config()
+            .set("group.id", "flashrent-metadata")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let topic = settings.topic();
+        let meta = Arc::new(meta);
+        let m = meta.clone();
+        let t = topic.clone();
+        let partitions = tokio::task::spawn_blocking(move || {
+            m.fetch_metadata(Some(&t), Duration::from_secs(10))
+                .map(|md| md.topics().first().map_or(0, |t| t.partitions().len()))
+        })
+        .await??;
+        anyhow::ensure!(
+            partitions > 0,
+            "topic {topic} does not exist (has `serve --kafka` run?)"
+        );
+        settings.partitions = partitions as u32;
+        Ok(KafkaLog {
+            cursors: (0..settings.partitions)
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+            topic,
+            producer: Mutex::new(Arc::new(new_producer(&settings)?)),
+            producer_failed: Arc::default(),
+            meta,
+            settings,
+        })
+    }
+
     async fn ensure_topic(&self) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = self.settings.client_config().create()?;
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -127,9 +161,11 @@ impl KafkaLog {
             self.settings.partitions as i32,
             TopicReplication::Fixed(self.settings.replication),
         )
+        // cleanup.policy is left at Kafka's default (delete, which with no retention limit
+        // deletes nothing). Set explicitly, Tansu 0.6.0 deletes every record at its next
+        // maintenance: its policy query reads retention.ms=-1 as "older than -1 ms".
         .set("retention.ms", "-1")
-        .set("retention.bytes", "-1")
-        .set("cleanup.policy", "delete");
+        .set("retention.bytes", "-1");
         let created = admin.create_topics([&new], &opts).await?;
         for r in created {
             match r {

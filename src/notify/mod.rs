@@ -15,7 +15,6 @@
 pub mod message;
 pub mod store;
 
-use crate::log::EmbeddedLog;
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
@@ -41,6 +40,8 @@ pub struct NotifyArgs {
         global = true
     )]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub kafka: crate::config::KafkaArgs,
     /// A URL that gets every order's notifications (besides each order's `callback_url`).
     #[arg(long, env = "FLASHRENT_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
@@ -160,14 +161,7 @@ pub async fn run(args: &NotifyArgs, mut shutdown: watch::Receiver<bool>) -> anyh
         backoff: Duration::from_millis(args.backoff_ms.max(1)),
         backoff_max: Duration::from_millis(args.backoff_max_ms.max(args.backoff_ms.max(1))),
     };
-    let log_dir = args.data_dir.join("log");
-    let log: Arc<dyn EventLog> =
-        Arc::new(EmbeddedLog::open_read_only(&log_dir).with_context(|| {
-            format!(
-                "opening the event log in {} (has `serve` run?)",
-                log_dir.display()
-            )
-        })?);
+    let log = crate::startup::open_follower_log(&args.data_dir, &args.kafka).await?;
     let store = Store::open(&state_dir(&args.data_dir))
         .context("opening the notifier's state (is another notifier running?)")?;
     let http = reqwest::Client::builder()

@@ -281,6 +281,11 @@ impl Saga {
                 Ok(Flow::Stop) => return None,
                 Ok(Flow::Park) => return Some(self.next_poll(id)),
                 Ok(Flow::ParkFor(after)) => return Some(after),
+                Err(StepError::Engine(EngineError::Log(flashrent_events::LogError::Fenced(p)))) => {
+                    // Another instance writes this partition now; its saga drives the order.
+                    tracing::info!(order_id = %id, partition = p, "partition written elsewhere; leaving the order to its owner");
+                    return None;
+                }
                 Err(e) => {
                     tracing::warn!(order_id = %id, user_id = %view.user_id, error = %e, "saga step failed; retrying");
                     tokio::time::sleep(backoff).await;

@@ -1,0 +1,151 @@
+//! Commands that land on an instance which no longer writes their partition go on to the
+//! instance that does, named by its claim in the log (see `flashrent_events::fence`).
+//!
+//! Every POST body is kept (they are small, capped at [`MAX_BODY_BYTES`]) so the request can
+//! be sent again. The owner answers with the position of what it wrote; this instance waits
+//! until its own read models show it, so read-your-writes holds for the client here too.
+//! A request that was already forwarded once is never forwarded again (no loops).
+
+use super::error::ApiError;
+use super::{AppState, MAX_BODY_BYTES};
+use crate::consistency::WRITTEN;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpMessage, HttpResponse};
+use futures_util::StreamExt;
+use std::cell::Cell;
+use std::time::Duration;
+
+pub const FORWARDED: &str = "x-flashrent-forwarded";
+pub const POSITION: &str = "x-flashrent-position";
+/// Request headers that mean something to the owner.
+const PASSED_ON: [&str; 5] = [
+    "content-type",
+    "authorization",
+    "idempotency-key",
+    "accept-language",
+    "x-api-key",
+];
+/// Answer headers passed back to the client.
+const PASSED_BACK: [&str; 3] = ["content-type", "retry-after", POSITION];
+
+pub async fn forward(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.method() != Method::POST {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
+    let mut payload = req.take_payload();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk: Bytes = chunk?;
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY_BYTES {
+            let e = ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            return Ok(req.into_response(e.response(false)));
+        }
+    }
+    let body = body.freeze();
+    req.set_payload(Payload::from(body.clone()));
+    let already_forwarded = req.headers().contains_key(FORWARDED);
+    let passed_on: Vec<(String, Vec<u8>)> = PASSED_ON
+        .iter()
+        .filter_map(|h| {
+            req.headers()
+                .get(*h)
+                .map(|v| (h.to_string(), v.as_bytes().to_vec()))
+        })
+        .collect();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+
+    let (res, written) = WRITTEN
+        .scope(Cell::new(None), async {
+            let res = next.call(req).await;
+            (res, WRITTEN.with(Cell::get))
+        })
+        .await;
+    let mut res = res?.map_into_boxed_body();
+    if let Some((partition, offset)) = written {
+        if let Ok(v) = header::HeaderValue::from_str(&format!("{partition}:{offset}")) {
+            res.headers_mut()
+                .insert(header::HeaderName::from_static(POSITION), v);
+        }
+    }
+    let fenced = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .and_then(|e| e.fenced);
+    let (Some(partition), Some(state), false) = (fenced, state, already_forwarded) else {
+        return Ok(res);
+    };
+    let owner = match state.models.owner(partition) {
+        Ok(Some(o)) if o != state.instance_url => o,
+        _ => return Ok(res),
+    };
+    let answer = match send_on(&state, &owner, &path, passed_on, body).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(%owner, error = %e, "cannot forward to the partition's owner");
+            return Ok(res);
+        }
+    };
+    let (http_req, _) = res.into_parts();
+    Ok(ServiceResponse::new(http_req, answer))
+}
+
+async fn send_on(
+    state: &AppState,
+    owner: &str,
+    path: &str,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Bytes,
+) -> Result<HttpResponse, reqwest::Error> {
+    let mut r = state
+        .forwarder
+        .post(format!("{owner}{path}"))
+        .header(FORWARDED, "1")
+        .body(body.to_vec());
+    for (k, v) in headers {
+        r = r.header(k, v);
+    }
+    let answer = r.send().await?;
+    let status =
+        StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = HttpResponse::build(status);
+    let mut position = None;
+    for h in PASSED_BACK {
+        if let Some(v) = answer.headers().get(h) {
+            if h == POSITION {
+                position = v.to_str().ok().and_then(parse_position);
+            }
+            out.insert_header((h, v.as_bytes()));
+        }
+    }
+    let bytes = answer.bytes().await?;
+    if let Some((partition, offset)) = position {
+        // Read your writes here too; bounded, as the owner already made it durable.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            state.models.wait_applied(partition, offset),
+        )
+        .await;
+    }
+    Ok(out.body(bytes))
+}
+
+fn parse_position(v: &str) -> Option<(u32, u64)> {
+    let (p, o) = v.split_once(':')?;
+    Some((p.parse().ok()?, o.parse().ok()?))
+}
