@@ -7,15 +7,17 @@
 # and prints the two ratios of issue 3 (targets: POST >= 50% of raw produce, catch-up >= 60%
 # of raw consume).
 #
-#   bench/kafka.sh                         # uses/starts the broker of kafka/broker.sh
+#   bench/kafka.sh                         # starts its own broker (kafka/broker.sh) on port 19800
 #   BENCH_ORDERS_SECONDS=30 bench/kafka.sh
 set -euo pipefail
 
 USERS=${BENCH_USERS:-2000}
-CONNS=${BENCH_CONNS:-64}
+CONNS=${BENCH_CONNS:-16}
 THREADS=${BENCH_THREADS:-2}
 ORDERS_SECONDS=${BENCH_ORDERS_SECONDS:-20}
-BROKERS=127.0.0.1:${KAFKA_PORT:-9092}
+# A broker of its own (fresh data, another port), so runs compare and other work is untouched.
+KAFKA_PORT=${BENCH_KAFKA_PORT:-19800}
+BROKERS=127.0.0.1:$KAFKA_PORT
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -25,17 +27,19 @@ RAW=$CARGO_TARGET_DIR/release/examples/kafka_raw
 WORK=$(mktemp -d /tmp/flashrent-kbench.XXXXXX)
 PREFIX="bench-$(date +%s)."
 PIDS=()
+export KAFKA_PORT KAFKA_DIR=$WORK/broker
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 1
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  "$ROOT/kafka/broker.sh" stop || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 log() { printf '\n=== %s\n' "$*"; }
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-"$ROOT/kafka/broker.sh" status || "$ROOT/kafka/broker.sh" start
+"$ROOT/kafka/broker.sh" start
 log "building release binaries"
 (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example kafka_raw)
 

@@ -11,9 +11,18 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
+/// Extra librdkafka settings from KAFKA_RAW_CONFIG (`k=v,k=v`), to try a broker's knobs.
 fn config(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
+    for kv in std::env::var("KAFKA_RAW_CONFIG")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Some((k, v)) = kv.split_once('=') {
+            c.set(k, v);
+        }
+    }
     c
 }
 

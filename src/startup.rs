@@ -5,7 +5,7 @@ use crate::chain::tron::{load_keys, EnergyTotals, SecretKey, TronClient, TronCon
 use crate::chain::Chain;
 use crate::config::{Secret, ServeArgs, StoreArgs};
 use crate::devnet::{AccountSeed, Devnet, DevnetConfig};
-use crate::engine::{CommandMeta, Engine, Ownership};
+use crate::engine::{Applier, CommandMeta, Engine, Ownership};
 use crate::http::{self, AppState};
 use crate::log::{EmbeddedLog, KafkaLog};
 use crate::saga::{Saga, SagaConfig};
@@ -95,12 +95,12 @@ pub async fn open_store(store: &StoreArgs) -> anyhow::Result<(Arc<dyn EventLog>,
 /// Applies everything in the log to the read models.
 pub async fn catch_up(log: &dyn EventLog, models: &ReadModels) -> anyhow::Result<u64> {
     let projector = Projector::new(models.clone());
-    // All partitions at once: on Kafka each one waits on its own fetches.
-    let ends = futures_util::future::try_join_all(
-        (0..log.partition_count()).map(|p| projector.catch_up(log, p)),
-    )
-    .await?;
-    Ok(ends.iter().sum())
+    // One partition after the other: Tansu times out on concurrent watermark requests.
+    let mut total = 0;
+    for p in 0..log.partition_count() {
+        total += projector.catch_up(log, p).await?;
+    }
+    Ok(total)
 }
 
 impl Application {
@@ -128,7 +128,12 @@ impl Application {
         } else {
             Ownership::Sole
         };
-        let engine = Engine::start(dyn_log.clone(), ownership)
+        let (reactor_tx, reactor_rx) = mpsc::channel(16_384);
+        let applier = matches!(ownership, Ownership::Claim { .. }).then(|| Applier {
+            models: models.clone(),
+            reactor: reactor_tx.clone(),
+        });
+        let engine = Engine::start(dyn_log.clone(), ownership, applier)
             .await
             .context("loading aggregate state from the event log")?;
 
@@ -144,7 +149,6 @@ impl Application {
         }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (reactor_tx, reactor_rx) = mpsc::channel(16_384);
         let saga = Saga::new(
             engine.clone(),
             models.clone(),

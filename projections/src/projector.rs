@@ -56,6 +56,41 @@ impl Projector {
         partition: PartitionId,
         records: &[(Offset, Arc<CommandRecord>)],
     ) -> Result<Offset, ProjectError> {
+        let _one_applier = self
+            .models
+            .stepping
+            .get(partition as usize)
+            .map(|m| m.lock().expect("stepping lock"));
+        self.step_locked(partition, records)
+    }
+
+    /// Applies one record if it is exactly the next one of its partition; `false` if the
+    /// read models are behind or past it (the projector task then applies it, or has).
+    /// The writer of a shared log calls it for its own records as soon as they are durable,
+    /// so a command's answer does not wait for the broker to hand the record back.
+    pub fn apply_next(
+        &self,
+        partition: PartitionId,
+        offset: Offset,
+        record: Arc<CommandRecord>,
+    ) -> Result<bool, ProjectError> {
+        let _one_applier = self
+            .models
+            .stepping
+            .get(partition as usize)
+            .map(|m| m.lock().expect("stepping lock"));
+        if self.models.checkpoint(self.name, partition)? != offset {
+            return Ok(false);
+        }
+        self.step_locked(partition, &[(offset, record)])?;
+        Ok(true)
+    }
+
+    fn step_locked(
+        &self,
+        partition: PartitionId,
+        records: &[(Offset, Arc<CommandRecord>)],
+    ) -> Result<Offset, ProjectError> {
         let mut next = self.models.checkpoint(self.name, partition)?;
         if records.is_empty() {
             // Nothing to apply: writing the unchanged position would only create a `0`
@@ -111,14 +146,22 @@ impl Projector {
         log: &dyn EventLog,
         partition: PartitionId,
     ) -> Result<Offset, ProjectError> {
+        // The end once, then fetches until it is reached: a shared log answers a fetch only
+        // after a round trip, and asking for its end at every batch would double those.
+        let end = log.end_offset(partition).await?;
         loop {
             let from = self.models.checkpoint(self.name, partition)?;
-            let batch = read_decoded(log, partition, from, Duration::ZERO).await?;
-            if batch.is_empty() {
+            if from >= end {
                 if let Some(a) = self.models.applied.get(partition as usize) {
                     a.send_replace(from);
                 }
                 return Ok(from);
+            }
+            let batch = read_decoded(log, partition, from, Duration::from_secs(10)).await?;
+            if batch.is_empty() {
+                return Err(ProjectError::Log(LogError::Unavailable(format!(
+                    "partition {partition}: no record at {from} though the log ends at {end}"
+                ))));
             }
             self.step(partition, &batch)?;
         }

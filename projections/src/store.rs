@@ -25,6 +25,9 @@ pub struct ReadModels {
     pub(crate) db: sled::Db,
     pub(crate) tree: sled::Tree,
     pub(crate) applied: Arc<Vec<watch::Sender<u64>>>,
+    /// One applier of a partition at a time: the projector task, or the partition's writer
+    /// applying its own records (see [`crate::Projector::apply_next`]).
+    pub(crate) stepping: Arc<Vec<std::sync::Mutex<()>>>,
 }
 
 /// One raw entry of the read-model tree.
@@ -48,6 +51,7 @@ impl ReadModels {
             db,
             tree,
             applied: Arc::new((0..partitions).map(|_| watch::channel(0).0).collect()),
+            stepping: Arc::new((0..partitions).map(|_| std::sync::Mutex::new(())).collect()),
         };
         Ok(models)
     }

@@ -19,6 +19,7 @@ use flashrent_events::{
     decode_record, encode_record, partition_for_key, Admission, AppendFuture, CommandRecord,
     Envelope, EpochFence, Event, EventLog, LogError, Offset, PartitionId, RecordMeta,
 };
+use flashrent_projections::{ProjectedRecord, Projector, ReadModels};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,13 +80,27 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads (or claims) every partition and starts its writer.
-    pub async fn start(log: Arc<dyn EventLog>, ownership: Ownership) -> Result<Engine, LogError> {
+    /// Loads (or claims) every partition and starts its writer. With `applier`, each writer
+    /// applies its own records to these read models as soon as they are durable, and passes
+    /// them on to the reactor (the saga) as the projector task would (for a shared log,
+    /// whose projectors see records only after a fetch round trip).
+    pub async fn start(
+        log: Arc<dyn EventLog>,
+        ownership: Ownership,
+        applier: Option<Applier>,
+    ) -> Result<Engine, LogError> {
         let mut writers = Vec::new();
         for partition in 0..log.partition_count() {
             let taken = take(log.as_ref(), partition, &ownership).await?;
             let (tx, rx) = mpsc::channel(4096);
-            tokio::spawn(writer(log.clone(), partition, ownership.clone(), taken, rx));
+            tokio::spawn(writer(
+                log.clone(),
+                partition,
+                ownership.clone(),
+                taken,
+                applier.clone().map(Arc::new),
+                rx,
+            ));
             writers.push(tx);
         }
         Ok(Engine {
@@ -179,7 +194,7 @@ async fn fold_into(
 ) -> Result<(), LogError> {
     while loaded.next < end {
         let batch = log
-            .read(partition, loaded.next, 4096, Duration::from_secs(5))
+            .read(partition, loaded.next, 4096, Duration::from_secs(15))
             .await?;
         if batch.is_empty() {
             return Err(LogError::Unavailable(format!(
@@ -256,9 +271,30 @@ async fn claim(
     Ok(loaded)
 }
 
+/// Read models a writer applies its own records to, and the reactor it tells.
+#[derive(Clone)]
+pub struct Applier {
+    pub models: ReadModels,
+    pub reactor: mpsc::Sender<ProjectedRecord>,
+}
+
+/// How often a writer whose log is down tries to reload.
+const RELOAD_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What a writer and its confirmer share.
+struct Flags {
+    /// An append failed: reload before deciding again.
+    poisoned: Arc<AtomicBool>,
+    /// A newer claim took the partition: decide nothing more.
+    fenced: Arc<AtomicBool>,
+    /// The end of the partition as far as this writer has seen it durable.
+    seen_end: Arc<AtomicU64>,
+}
+
 /// A record on its way to the log, and who waits for it.
 struct InFlight {
     durable: AppendFuture,
+    record: Arc<CommandRecord>,
     reply: Reply,
 }
 
@@ -278,6 +314,7 @@ async fn writer(
     partition: PartitionId,
     ownership: Ownership,
     taken: LoadedPartition,
+    applier: Option<Arc<Applier>>,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let poisoned = Arc::new(AtomicBool::new(false));
@@ -286,18 +323,17 @@ async fn writer(
     let seen_end = Arc::new(AtomicU64::new(0));
     let start_confirmer = |loaded: &LoadedPartition| {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(confirm(
-            log.clone(),
-            partition,
-            loaded.fence,
-            loaded.next,
-            rx,
-            [poisoned.clone(), fenced.clone()],
-            seen_end.clone(),
-        ));
+        let flags = Flags {
+            poisoned: poisoned.clone(),
+            fenced: fenced.clone(),
+            seen_end: seen_end.clone(),
+        };
+        let at = (partition, loaded.fence, loaded.next);
+        tokio::spawn(confirm(log.clone(), at, rx, flags, applier.clone()));
         tx
     };
     let mut confirmer = start_confirmer(&taken);
+    let mut last_failed_reload: Option<std::time::Instant> = None;
     let mut epoch = taken.fence.epoch;
     let mut state = taken.state;
     let seen = seen_end.clone();
@@ -309,6 +345,15 @@ async fn writer(
             continue;
         }
         if poisoned.load(Ordering::Acquire) {
+            // While the log is down, one reload attempt a second: the commands queued behind
+            // a failed attempt fail at once instead of each waiting out its own.
+            if last_failed_reload.is_some_and(|t| t.elapsed() < RELOAD_BACKOFF) {
+                let (_, reply) = (job.decide)(&state);
+                reply(Err(LogError::Unavailable(
+                    "the event log is unavailable; retry".into(),
+                )));
+                continue;
+            }
             let retaken = take(log.as_ref(), partition, &ownership)
                 .await
                 .and_then(|loaded| {
@@ -336,6 +381,7 @@ async fn writer(
                     if matches!(e, LogError::Fenced(_)) {
                         fenced.store(true, Ordering::Release);
                     }
+                    last_failed_reload = Some(std::time::Instant::now());
                     let (_, reply) = (job.decide)(&state);
                     reply(Err(e));
                     continue;
@@ -385,7 +431,12 @@ async fn writer(
             events: &names,
         };
         let durable = log.append_with(partition, meta, encode_record(&record));
-        if let Err(mpsc::error::SendError(f)) = confirmer.send(InFlight { durable, reply }) {
+        let record = Arc::new(record);
+        if let Err(mpsc::error::SendError(f)) = confirmer.send(InFlight {
+            durable,
+            record,
+            reply,
+        }) {
             (f.reply)(Err(LogError::Failed(
                 "the writer's confirmer stopped".into(),
             )));
@@ -401,13 +452,16 @@ async fn writer(
 /// again, so a decision never rests on an event the log does not have.
 async fn confirm(
     log: Arc<dyn EventLog>,
-    partition: PartitionId,
-    mut fence: EpochFence,
-    mut next: Offset,
+    (partition, mut fence, mut next): (PartitionId, EpochFence, Offset),
     mut rx: mpsc::UnboundedReceiver<InFlight>,
-    [poisoned, fenced]: [Arc<AtomicBool>; 2],
-    seen_end: Arc<AtomicU64>,
+    flags: Flags,
+    applier: Option<Arc<Applier>>,
 ) {
+    let Flags {
+        poisoned,
+        fenced,
+        seen_end,
+    } = flags;
     let mine = fence.epoch;
     while let Some(f) = rx.recv().await {
         let result = match f.durable.await {
@@ -442,6 +496,24 @@ async fn confirm(
             },
         };
         seen_end.fetch_max(next, Ordering::AcqRel);
+        if let (Ok(Some(at)), Some(applier)) = (&result, &applier) {
+            let projector = Projector::new(applier.models.clone());
+            match projector.apply_next(partition, *at, f.record.clone()) {
+                Ok(true) => {
+                    let projected = ProjectedRecord {
+                        partition,
+                        offset: *at,
+                        record: f.record,
+                    };
+                    let _ = applier.reactor.send(projected).await;
+                }
+                // Behind or past: the projector task applies it (and tells the reactor).
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(partition, offset = at, error = %e, "writer could not apply its own record")
+                }
+            }
+        }
         (f.reply)(result);
         if poisoned.load(Ordering::Acquire) {
             // Everything queued behind a failed append fails too: the writer reloads.

@@ -90,9 +90,8 @@ pub async fn forward(
     let (Some(partition), Some(state), false) = (fenced, state, already_forwarded) else {
         return Ok(res);
     };
-    let owner = match state.models.owner(partition) {
-        Ok(Some(o)) if o != state.instance_url => o,
-        _ => return Ok(res),
+    let Some(owner) = owner_of(&state, partition).await else {
+        return Ok(res);
     };
     let answer = match send_on(&state, &owner, &path, passed_on, body).await {
         Ok(a) => a,
@@ -103,6 +102,21 @@ pub async fn forward(
     };
     let (http_req, _) = res.into_parts();
     Ok(ServiceResponse::new(http_req, answer))
+}
+
+/// The partition's owner by its latest claim, once this instance's read models have caught
+/// up with the log (the claim that fenced this instance may be that recent).
+async fn owner_of(state: &AppState, partition: u32) -> Option<String> {
+    let other = |o: Option<String>| o.filter(|o| *o != state.instance_url);
+    if let Some(o) = other(state.models.owner(partition).ok()?) {
+        return Some(o);
+    }
+    let end = state.engine.log().end_offset(partition).await.ok()?;
+    let caught_up = state.models.wait_applied(partition, end.checked_sub(1)?);
+    tokio::time::timeout(Duration::from_secs(3), caught_up)
+        .await
+        .ok()?;
+    other(state.models.owner(partition).ok()?)
 }
 
 async fn send_on(

@@ -248,6 +248,7 @@ impl KafkaLog {
                 .create::<StreamConsumer>()
                 .map_err(unavailable)?,
         };
+        drop(idle);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
             &self.topic,
@@ -411,7 +412,7 @@ impl EventLog for KafkaLog {
         let meta = self.meta.clone();
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {
-            meta.fetch_watermarks(&topic, partition as i32, Duration::from_secs(2))
+            meta.fetch_watermarks(&topic, partition as i32, Duration::from_secs(3))
                 .map(|(_, high)| high.max(0) as Offset)
                 .map_err(unavailable)
         })

@@ -564,15 +564,21 @@ impl Saga {
     fn next_poll(&self, id: OrderId) -> Duration {
         let first = self.0.config.poll_interval;
         let ceiling = (self.0.chain.expected_confirmation() / 3).max(first);
+        self.with_pause(id, |pause| {
+            let now = pause.wait;
+            pause.wait = (pause.wait * 2).min(ceiling);
+            now
+        })
+    }
+
+    /// The order's pause record, started at the first poll interval.
+    fn with_pause<T>(&self, id: OrderId, f: impl FnOnce(&mut Pause) -> T) -> T {
         let mut pauses = self.0.pauses.lock().expect("saga lock");
-        let pause = pauses.entry(id).or_insert(Pause {
-            wait: first,
+        f(pauses.entry(id).or_insert(Pause {
+            wait: self.0.config.poll_interval,
             failures: 0,
             refusals: 0,
-        });
-        let now = pause.wait;
-        pause.wait = (pause.wait * 2).min(ceiling);
-        now
+        }))
     }
 
     /// A reclaim the chain will not take yet: the renter's lock has not run out (TRON
@@ -580,17 +586,14 @@ impl Saga {
     /// gone from chain (undelegated by hand). Only the supplier's energy waits, never money,
     /// so the order is parked with a growing pause rather than retried hot, and said loudly.
     fn reclaim_refused(&self, id: OrderId, why: &str) -> Flow {
-        let mut pauses = self.0.pauses.lock().expect("saga lock");
-        let pause = pauses.entry(id).or_insert(Pause {
-            wait: self.0.config.poll_interval,
-            failures: 0,
-            refusals: 0,
+        let refusals = self.with_pause(id, |pause| {
+            pause.refusals += 1;
+            pause.refusals
         });
-        pause.refusals += 1;
-        let after = (self.0.config.poll_interval * 2u32.saturating_pow(pause.refusals.min(16)))
+        let after = (self.0.config.poll_interval * 2u32.saturating_pow(refusals.min(16)))
             .min(MAX_REFUSED_RECLAIM_PAUSE);
-        if pause.refusals >= REFUSALS_BEFORE_ALERT {
-            tracing::error!(order_id = %id, why, refusals = pause.refusals, retry_in = ?after, "the chain keeps refusing this rental's reclaim; the supplier's energy stays delegated until it takes it");
+        if refusals >= REFUSALS_BEFORE_ALERT {
+            tracing::error!(order_id = %id, why, refusals, retry_in = ?after, "the chain keeps refusing this rental's reclaim; the supplier's energy stays delegated until it takes it");
         } else {
             tracing::warn!(order_id = %id, why, retry_in = ?after, "reclaim refused by the chain; trying again later");
         }
@@ -599,15 +602,12 @@ impl Saga {
 
     /// Counts a delegation of this order that failed on chain; returns the count so far.
     fn failed_on_chain(&self, id: OrderId) -> u32 {
-        let mut pauses = self.0.pauses.lock().expect("saga lock");
-        let pause = pauses.entry(id).or_insert(Pause {
-            wait: self.0.config.poll_interval,
-            failures: 0,
-            refusals: 0,
-        });
-        pause.failures += 1;
-        pause.wait = self.0.config.poll_interval;
-        pause.failures
+        let first = self.0.config.poll_interval;
+        self.with_pause(id, |pause| {
+            pause.failures += 1;
+            pause.wait = first;
+            pause.failures
+        })
     }
 
     /// Sends an unseen transaction again (harmless: same bytes, same id). `true` when the
