@@ -44,6 +44,8 @@ log "building release binaries"
 (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example kafka_raw)
 
 export FLASHRENT_ADMIN_TOKEN=bench FLASHRENT_KAFKA_BROKERS=$BROKERS FLASHRENT_KAFKA_TOPIC_PREFIX=$PREFIX
+# librdkafka settings for the serve runs (e.g. BENCH_KAFKA_CONFIG=linger.ms=5).
+if [[ -n ${BENCH_KAFKA_CONFIG:-} ]]; then export FLASHRENT_KAFKA_CONFIG=$BENCH_KAFKA_CONFIG; fi
 
 start_server() { # data dir, log name -> sets URL
   RUST_LOG=${RUST_LOG:-warn,flashrent::startup=info} "$BIN" serve --listen 127.0.0.1:0 --data-dir "$1" \

@@ -53,8 +53,16 @@ impl KafkaSettings {
     }
 
     fn client_config(&self) -> ClientConfig {
+        self.client_config_with(&[])
+    }
+
+    /// Our defaults for one client, under what the operator passed (which wins).
+    fn client_config_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.extra {
             c.set(k, v);
         }
@@ -80,12 +88,12 @@ pub struct KafkaLog {
 }
 
 fn new_producer(settings: &KafkaSettings) -> rdkafka::error::KafkaResult<FutureProducer> {
+    let timeout = APPEND_TIMEOUT.as_millis().to_string();
     settings
-        .client_config()
+        .client_config_with(&[("linger.ms", "1"), ("message.timeout.ms", &timeout)])
+        // Never weakened by configuration: the log's guarantees rest on these two.
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "1")
-        .set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string())
         .create()
 }
 
