@@ -32,6 +32,8 @@ use std::time::Duration;
 const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a read of records known to exist may take before the log counts as unavailable.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long startup waits for the broker to create or describe the topic.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Idle cursors kept per partition.
 const IDLE_CURSORS: usize = 4;
 
@@ -123,7 +125,13 @@ impl KafkaLog {
             meta: Arc::new(meta),
             settings,
         };
-        log.ensure_topic().await?;
+        match tokio::time::timeout(STARTUP_TIMEOUT, log.ensure_topic()).await {
+            Ok(checked) => checked?,
+            Err(_) => anyhow::bail!(
+                "no Kafka broker at {} answered within {STARTUP_TIMEOUT:?}",
+                log.settings.brokers
+            ),
+        }
         Ok(log)
     }
 
@@ -163,7 +171,9 @@ impl KafkaLog {
 
     async fn ensure_topic(&self) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = self.settings.client_config().create()?;
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
         let new = NewTopic::new(
             &self.topic,
             self.settings.partitions as i32,

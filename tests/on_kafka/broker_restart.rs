@@ -112,3 +112,50 @@ async fn commands_fail_fast_while_the_broker_is_down_and_resume_when_it_is_back(
         acknowledged
     );
 }
+
+fn serve_fails(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_flashrent"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn without_a_broker_or_with_a_topic_of_other_partitions_serve_stops_with_a_clear_error() {
+    let err = serve_fails(&[("FLASHRENT_KAFKA_BROKERS", "127.0.0.1:1")]);
+    assert!(
+        err.contains("opening the event log on Kafka at 127.0.0.1:1"),
+        "{err}"
+    );
+
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let prefix = format!("partitions-{}.", uuid::Uuid::now_v7().simple());
+    let env = [
+        ("FLASHRENT_KAFKA_BROKERS", brokers.as_str()),
+        ("FLASHRENT_KAFKA_TOPIC_PREFIX", prefix.as_str()),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = rt.block_on(TestApp::spawn_with(&env));
+    drop(app);
+    let mut other = env.to_vec();
+    other.push(("FLASHRENT_PARTITIONS", "4"));
+    let err = serve_fails(&other);
+    assert!(
+        err.contains("has 8 partitions but flashrent is configured for 4"),
+        "{err}"
+    );
+}
