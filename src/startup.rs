@@ -130,7 +130,7 @@ impl Application {
         };
         let (reactor_tx, reactor_rx) = mpsc::channel(16_384);
         let applier = matches!(ownership, Ownership::Claim { .. }).then(|| Applier {
-            models: models.clone(),
+            projector: Projector::new(models.clone()),
             reactor: reactor_tx.clone(),
         });
         let engine = Engine::start(dyn_log.clone(), ownership, applier)

@@ -33,6 +33,7 @@ pub enum ProjectError {
     },
 }
 
+#[derive(Clone)]
 pub struct Projector {
     pub name: &'static str,
     pub models: ReadModels,
@@ -56,11 +57,7 @@ impl Projector {
         partition: PartitionId,
         records: &[(Offset, Arc<CommandRecord>)],
     ) -> Result<Offset, ProjectError> {
-        let _one_applier = self
-            .models
-            .stepping
-            .get(partition as usize)
-            .map(|m| m.lock().expect("stepping lock"));
+        let _one_applier = self.one_applier(partition);
         self.step_locked(partition, records)
     }
 
@@ -74,16 +71,20 @@ impl Projector {
         offset: Offset,
         record: Arc<CommandRecord>,
     ) -> Result<bool, ProjectError> {
-        let _one_applier = self
-            .models
-            .stepping
-            .get(partition as usize)
-            .map(|m| m.lock().expect("stepping lock"));
+        let _one_applier = self.one_applier(partition);
         if self.models.checkpoint(self.name, partition)? != offset {
             return Ok(false);
         }
         self.step_locked(partition, &[(offset, record)])?;
         Ok(true)
+    }
+
+    /// Held while a partition's records are applied: by the projector task, or the writer.
+    fn one_applier(&self, partition: PartitionId) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.models
+            .stepping
+            .get(partition as usize)
+            .map(|m| m.lock().expect("stepping lock"))
     }
 
     fn step_locked(

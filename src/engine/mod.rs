@@ -19,7 +19,7 @@ use flashrent_events::{
     decode_record, encode_record, partition_for_key, Admission, AppendFuture, CommandRecord,
     Envelope, EpochFence, Event, EventLog, LogError, Offset, PartitionId, RecordMeta,
 };
-use flashrent_projections::{ProjectedRecord, Projector, ReadModels};
+use flashrent_projections::{ProjectedRecord, Projector};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -192,40 +192,55 @@ async fn fold_into(
     loaded: &mut LoadedPartition,
     end: Offset,
 ) -> Result<(), LogError> {
-    while loaded.next < end {
+    let LoadedPartition { state, fence, next } = loaded;
+    read_fenced(log, partition, fence, next, end, |record| {
+        for env in &record.events {
+            state.evolve(&env.event);
+        }
+    })
+    .await
+}
+
+/// Reads `[*next, end)` through the fence and hands every record it admits to `admitted`.
+/// Fails if the log cannot give all of it.
+async fn read_fenced(
+    log: &dyn EventLog,
+    partition: PartitionId,
+    fence: &mut EpochFence,
+    next: &mut Offset,
+    end: Offset,
+    mut admitted: impl FnMut(&CommandRecord),
+) -> Result<(), LogError> {
+    while *next < end {
         let batch = log
-            .read(partition, loaded.next, 4096, Duration::from_secs(15))
+            .read(partition, *next, 4096, Duration::from_secs(15))
             .await?;
         if batch.is_empty() {
             return Err(LogError::Unavailable(format!(
-                "partition {partition}: no record at {} though the log ends at {end}",
-                loaded.next
+                "partition {partition}: no record at {next} though the log ends at {end}"
             )));
         }
-        for rec in &batch {
+        for rec in batch.iter().take_while(|r| r.offset < end) {
             // Offsets of an event topic are dense (no compaction, no transactions): a gap is
             // a record the log lost, and a state folded without it would be wrong.
-            if rec.offset != loaded.next {
+            if rec.offset != *next {
                 tracing::error!(
                     partition,
-                    expected = loaded.next,
+                    expected = *next,
                     found = rec.offset,
                     "the event log lost acknowledged records; this partition takes no commands"
                 );
                 return Err(LogError::Failed(format!(
-                    "partition {partition}: record {} is missing from the log",
-                    loaded.next
+                    "partition {partition}: record {next} is missing from the log"
                 )));
             }
             let record = decode_record(&rec.bytes).map_err(|e| {
                 LogError::Failed(format!("partition {partition} offset {}: {e}", rec.offset))
             })?;
-            if loaded.fence.admit(&record) == Admission::Events {
-                for env in &record.events {
-                    loaded.state.evolve(&env.event);
-                }
+            if fence.admit(&record) == Admission::Events {
+                admitted(&record);
             }
-            loaded.next = rec.offset + 1;
+            *next = rec.offset + 1;
         }
     }
     Ok(())
@@ -274,7 +289,7 @@ async fn claim(
 /// Read models a writer applies its own records to, and the reactor it tells.
 #[derive(Clone)]
 pub struct Applier {
-    pub models: ReadModels,
+    pub projector: Projector,
     pub reactor: mpsc::Sender<ProjectedRecord>,
 }
 
@@ -319,7 +334,6 @@ async fn writer(
 ) {
     let poisoned = Arc::new(AtomicBool::new(false));
     let fenced = Arc::new(AtomicBool::new(false));
-    // The end of the partition as far as this writer has seen it durable.
     let seen_end = Arc::new(AtomicU64::new(0));
     let start_confirmer = |loaded: &LoadedPartition| {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -336,8 +350,7 @@ async fn writer(
     let mut last_failed_reload: Option<std::time::Instant> = None;
     let mut epoch = taken.fence.epoch;
     let mut state = taken.state;
-    let seen = seen_end.clone();
-    seen.fetch_max(taken.next, Ordering::AcqRel);
+    seen_end.fetch_max(taken.next, Ordering::AcqRel);
     while let Some(job) = rx.recv().await {
         if fenced.load(Ordering::Acquire) {
             let (_, reply) = (job.decide)(&state);
@@ -360,7 +373,7 @@ async fn writer(
                     // A log shorter than what this writer already saw durable has lost
                     // acknowledged records (a broker that dropped data): deciding on what
                     // is left would spend money twice. Refuse until an operator looks.
-                    let seen = seen.load(Ordering::Acquire);
+                    let seen = seen_end.load(Ordering::Acquire);
                     if loaded.next < seen {
                         tracing::error!(partition, log_end = loaded.next, seen, "the event log lost acknowledged records; this partition takes no commands");
                         return Err(LogError::Failed(format!(
@@ -474,31 +487,39 @@ async fn confirm(
                 next = at + 1;
                 Ok(Some(at))
             }
-            Ok(at) => match between(log.as_ref(), partition, &mut fence, next, at).await {
-                Ok(()) if fence.epoch == mine => {
-                    next = at + 1;
-                    Ok(Some(at))
+            Ok(at) => {
+                // Only the fence matters for the records in between: read them for it alone.
+                let mut gap = next;
+                let between =
+                    read_fenced(log.as_ref(), partition, &mut fence, &mut gap, at, |_| {});
+                match between.await {
+                    Ok(()) if fence.epoch == mine => {
+                        next = at + 1;
+                        Ok(Some(at))
+                    }
+                    Ok(()) => {
+                        tracing::error!(
+                            partition,
+                            epoch = mine,
+                            newer = fence.epoch,
+                            "another instance claimed this partition; this writer stops deciding"
+                        );
+                        fenced.store(true, Ordering::Release);
+                        Err(LogError::Fenced(partition))
+                    }
+                    Err(e) => {
+                        poisoned.store(true, Ordering::Release);
+                        Err(e)
+                    }
                 }
-                Ok(()) => {
-                    tracing::error!(
-                        partition,
-                        epoch = mine,
-                        newer = fence.epoch,
-                        "another instance claimed this partition; this writer stops deciding"
-                    );
-                    fenced.store(true, Ordering::Release);
-                    Err(LogError::Fenced(partition))
-                }
-                Err(e) => {
-                    poisoned.store(true, Ordering::Release);
-                    Err(e)
-                }
-            },
+            }
         };
         seen_end.fetch_max(next, Ordering::AcqRel);
         if let (Ok(Some(at)), Some(applier)) = (&result, &applier) {
-            let projector = Projector::new(applier.models.clone());
-            match projector.apply_next(partition, *at, f.record.clone()) {
+            match applier
+                .projector
+                .apply_next(partition, *at, f.record.clone())
+            {
                 Ok(true) => {
                     let projected = ProjectedRecord {
                         partition,
@@ -525,35 +546,4 @@ async fn confirm(
             return;
         }
     }
-}
-
-/// Runs the records in `[from, to)` through the fence.
-async fn between(
-    log: &dyn EventLog,
-    partition: PartitionId,
-    fence: &mut EpochFence,
-    from: Offset,
-    to: Offset,
-) -> Result<(), LogError> {
-    let mut at = from;
-    while at < to {
-        let batch = log
-            .read(partition, at, 1024, Duration::from_secs(5))
-            .await?;
-        if batch.is_empty() {
-            return Err(LogError::Unavailable(format!(
-                "partition {partition}: cannot read back {at}"
-            )));
-        }
-        for rec in batch.iter().take_while(|r| r.offset < to) {
-            if let Ok(record) = decode_record(&rec.bytes) {
-                fence.admit(&record);
-            }
-            at = rec.offset + 1;
-        }
-        if batch.last().is_some_and(|r| r.offset >= to) {
-            break;
-        }
-    }
-    Ok(())
 }

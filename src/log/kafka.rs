@@ -89,6 +89,10 @@ pub struct KafkaLog {
     cursors: Vec<Mutex<Vec<Cursor>>>,
 }
 
+fn idle_cursors(partitions: u32) -> Vec<Mutex<Vec<Cursor>>> {
+    (0..partitions).map(|_| Mutex::new(Vec::new())).collect()
+}
+
 fn new_producer(settings: &KafkaSettings) -> rdkafka::error::KafkaResult<FutureProducer> {
     let timeout = APPEND_TIMEOUT.as_millis().to_string();
     settings
@@ -108,23 +112,7 @@ impl KafkaLog {
     /// partitions (records are placed by key modulo that count) and no retention limit (an
     /// event log is never expired).
     pub async fn open(settings: KafkaSettings) -> anyhow::Result<KafkaLog> {
-        let topic = settings.topic();
-        let producer = new_producer(&settings)?;
-        let meta: BaseConsumer = settings
-            .client_config()
-            .set("group.id", "flashrent-metadata")
-            .set("enable.auto.commit", "false")
-            .create()?;
-        let log = KafkaLog {
-            cursors: (0..settings.partitions)
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
-            topic,
-            producer: Mutex::new(Arc::new(producer)),
-            producer_failed: Arc::default(),
-            meta: Arc::new(meta),
-            settings,
-        };
+        let log = KafkaLog::connect(settings)?;
         match tokio::time::timeout(STARTUP_TIMEOUT, log.ensure_topic()).await {
             Ok(checked) => checked?,
             Err(_) => anyhow::bail!(
@@ -137,36 +125,45 @@ impl KafkaLog {
 
     /// A log on a topic that must already exist, with as many partitions as it has: for the
     /// log's followers (audit, notify), which never create or write anything.
-    pub async fn open_existing(mut settings: KafkaSettings) -> anyhow::Result<KafkaLog> {
+    pub async fn open_existing(settings: KafkaSettings) -> anyhow::Result<KafkaLog> {
+        let mut log = KafkaLog::connect(settings)?;
+        let partitions = log.topic_partitions().await?;
+        anyhow::ensure!(
+            partitions > 0,
+            "topic {} does not exist (has `serve --kafka` run?)",
+            log.topic
+        );
+        log.settings.partitions = partitions as u32;
+        log.cursors = idle_cursors(log.settings.partitions);
+        Ok(log)
+    }
+
+    /// The clients, not yet used: librdkafka connects on first need.
+    fn connect(settings: KafkaSettings) -> anyhow::Result<KafkaLog> {
         let meta: BaseConsumer = settings
             .client_config()
             .set("group.id", "flashrent-metadata")
             .set("enable.auto.commit", "false")
             .create()?;
-        let topic = settings.topic();
-        let meta = Arc::new(meta);
-        let m = meta.clone();
-        let t = topic.clone();
-        let partitions = tokio::task::spawn_blocking(move || {
-            m.fetch_metadata(Some(&t), Duration::from_secs(10))
-                .map(|md| md.topics().first().map_or(0, |t| t.partitions().len()))
-        })
-        .await??;
-        anyhow::ensure!(
-            partitions > 0,
-            "topic {topic} does not exist (has `serve --kafka` run?)"
-        );
-        settings.partitions = partitions as u32;
         Ok(KafkaLog {
-            cursors: (0..settings.partitions)
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
-            topic,
+            cursors: idle_cursors(settings.partitions),
+            topic: settings.topic(),
             producer: Mutex::new(Arc::new(new_producer(&settings)?)),
             producer_failed: Arc::default(),
-            meta,
+            meta: Arc::new(meta),
             settings,
         })
+    }
+
+    /// How many partitions the broker says the topic has (0 when it does not exist).
+    async fn topic_partitions(&self) -> anyhow::Result<usize> {
+        let meta = self.meta.clone();
+        let topic = self.topic.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            meta.fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
+        })
+        .await??)
     }
 
     async fn ensure_topic(&self) -> anyhow::Result<()> {
@@ -194,13 +191,7 @@ impl KafkaLog {
                 Err((t, e)) => anyhow::bail!("cannot create topic {t}: {e}"),
             }
         }
-        let meta = self.meta.clone();
-        let topic = self.topic.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            meta.fetch_metadata(Some(&topic), Duration::from_secs(10))
-                .map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
-        })
-        .await??;
+        let found = self.topic_partitions().await?;
         anyhow::ensure!(
             found == self.settings.partitions as usize,
             "topic {} has {found} partitions but flashrent is configured for {} \
