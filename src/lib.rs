@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod chain;
+pub mod cluster;
 pub mod config;
 pub mod consistency;
 pub mod devnet;

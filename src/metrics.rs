@@ -11,7 +11,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use flashrent_events::{decode_record, Event, EventLog, FailureReason, OrderId};
+use flashrent_events::{decode_record, Admission, Event, EventLog, FailureReason, OrderId};
+use flashrent_projections::{ReadModels, READ_MODELS};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -246,14 +247,26 @@ impl Observer {
 /// Follows every partition from its current end, feeding the [`Observer`].
 pub fn spawn_observer(
     log: Arc<dyn EventLog>,
+    models: &ReadModels,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let observer = Arc::new(std::sync::Mutex::new(Observer::default()));
     (0..log.partition_count())
         .map(|p| {
             let (log, observer, mut shutdown) = (log.clone(), observer.clone(), shutdown.clone());
+            // From where the read models stand, with their epoch: a fenced writer's events
+            // are not counted here either.
+            let start = models
+                .checkpoint(READ_MODELS, p)
+                .and_then(|from| Ok((from, models.fence(READ_MODELS, p)?)));
             tokio::spawn(async move {
-                let mut from = log.end_offset(p).await.unwrap_or(0);
+                let (mut from, mut fence) = match start {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(partition = p, error = %e, "metrics observer cannot start");
+                        return;
+                    }
+                };
                 loop {
                     if *shutdown.borrow() {
                         break;
@@ -269,6 +282,9 @@ pub fn spawn_observer(
                     for r in &batch {
                         from = r.offset + 1;
                         if let Ok(rec) = decode_record(&r.bytes) {
+                            if fence.admit(&rec) != Admission::Events {
+                                continue;
+                            }
                             let mut o = observer.lock().expect("observer lock");
                             for env in &rec.events {
                                 o.observe(&METRICS, &env.event, env.occurred_at);

@@ -3,9 +3,13 @@
 
 use crate::chain::tron::{load_keys, EnergyTotals, SecretKey, TronClient, TronConfig};
 use crate::chain::Chain;
+use crate::cluster::membership::Membership;
+use crate::cluster::remote_pool::HttpRemotePool;
 use crate::config::{Secret, ServeArgs, StoreArgs};
 use crate::devnet::{AccountSeed, Devnet, DevnetConfig};
-use crate::engine::{Applier, CommandMeta, Engine, Ownership};
+use crate::domain::pool::Command as PoolCmd;
+use crate::domain::DomainError;
+use crate::engine::{Applier, CommandMeta, Engine, EngineError, Ownership};
 use crate::http::{self, AppState};
 use crate::log::{EmbeddedLog, KafkaLog};
 use crate::saga::{Saga, SagaConfig};
@@ -35,6 +39,8 @@ pub struct Application {
     models: ReadModels,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// On Kafka: this instance's place in the writers' group.
+    membership: Option<Membership>,
 }
 
 /// The log as a follower reads it (audit, notify): on Kafka when brokers are configured
@@ -161,7 +167,12 @@ impl Application {
             },
             shutdown_rx.clone(),
         );
-        let mut tasks = crate::metrics::spawn_observer(dyn_log.clone(), shutdown_rx.clone());
+        let admin_token = admin_token(&args)?;
+        let forwarder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut tasks =
+            crate::metrics::spawn_observer(dyn_log.clone(), &models, shutdown_rx.clone());
         tasks.extend(spawn_projectors(
             dyn_log.clone(),
             models.clone(),
@@ -169,6 +180,20 @@ impl Application {
             shutdown_rx,
         ));
         tasks.extend(saga.spawn(reactor_rx)?);
+        let membership = match args.store.kafka.settings(args.store.partitions) {
+            Some(kafka) => Some(
+                join_writers(
+                    &engine,
+                    &kafka,
+                    &models,
+                    &admin_token,
+                    &instance_url,
+                    &forwarder,
+                )
+                .await?,
+            ),
+            None => None,
+        };
 
         let registered: std::collections::HashSet<TronAddress> =
             models.pool_wallets()?.iter().map(|w| w.address).collect();
@@ -176,12 +201,10 @@ impl Application {
             if args.demo_supplier_energy > 0 && registered.is_empty() {
                 let address = TronAddress::parse(DEMO_SUPPLIER).expect("demo address is valid");
                 let energy = EnergyAmount::new(args.demo_supplier_energy).expect("positive");
-                let done = engine
-                    .register_supplier(CommandMeta::new(Uuid::now_v7()), address, energy)
-                    .await?;
                 // Ready means the quickstart's wallet is in the pool that requests read.
-                crate::consistency::projected(&models, &done).await;
-                tracing::info!(%address, energy = args.demo_supplier_energy, "registered the demo supplier wallet of the in-process devnet");
+                if register_supplier(&engine, &models, address, energy).await? {
+                    tracing::info!(%address, energy = args.demo_supplier_energy, "registered the demo supplier wallet of the in-process devnet");
+                }
             }
         } else {
             // Supplier wallets whose keys we hold join the pool with what the chain says they
@@ -189,15 +212,9 @@ impl Application {
             match tron.supplier_inventory().await {
                 Ok(inventory) => {
                     for (address, energy) in inventory {
-                        if !registered.contains(&address) {
-                            let done = engine
-                                .register_supplier(
-                                    CommandMeta::new(Uuid::now_v7()),
-                                    address,
-                                    energy,
-                                )
-                                .await?;
-                            crate::consistency::projected(&models, &done).await;
+                        if !registered.contains(&address)
+                            && register_supplier(&engine, &models, address, energy).await?
+                        {
                             tracing::info!(%address, energy = energy.get(), "registered a supplier wallet from the chain");
                         }
                     }
@@ -216,7 +233,6 @@ impl Application {
             }
         }
 
-        let admin_token = admin_token(&args)?;
         let ready = Arc::new(AtomicBool::new(true));
         let state = web::Data::new(AppState {
             engine,
@@ -234,9 +250,7 @@ impl Application {
             ready: ready.clone(),
             saga,
             instance_url,
-            forwarder: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?,
+            forwarder,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -262,6 +276,7 @@ impl Application {
             models,
             shutdown,
             tasks,
+            membership,
         })
     }
 
@@ -273,6 +288,10 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
         tracing::info!("stopping");
+        if let Some(m) = &self.membership {
+            // The other instances take the partitions over now, not after the session timeout.
+            m.leave();
+        }
         self.shutdown.send_replace(true);
         for t in self.tasks {
             t.abort();
@@ -281,6 +300,62 @@ impl Application {
         self.log.close();
         Ok(())
     }
+}
+
+/// Registers a supplier wallet at startup, wherever the pool is written, and waits until the
+/// read models show it. `false` when it was registered already (another instance starting
+/// beside this one may have just done it).
+async fn register_supplier(
+    engine: &Engine,
+    models: &ReadModels,
+    address: TronAddress,
+    energy_capacity: EnergyAmount,
+) -> anyhow::Result<bool> {
+    let meta = CommandMeta::new(Uuid::now_v7());
+    let command = PoolCmd::Register {
+        address,
+        energy_capacity,
+    };
+    match engine.pool_command(meta, command).await {
+        Ok(done) => {
+            crate::consistency::projected(models, &done).await;
+            Ok(true)
+        }
+        Err(EngineError::Domain(DomainError::SupplierWalletExists(_))) => Ok(false),
+        Err(EngineError::Remote { code, .. }) if code == "supplier_wallet_exists" => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How long startup waits for the writers' group to give this instance its share.
+const GROUP_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// On Kafka: joins the writers' group, whose assignments say which partitions this instance
+/// claims and writes, and sends the saga's pool commands to the pool's writer when that is
+/// another instance.
+async fn join_writers(
+    engine: &Engine,
+    kafka: &crate::log::KafkaSettings,
+    models: &ReadModels,
+    admin_token: &Secret,
+    instance_url: &str,
+    client: &reqwest::Client,
+) -> anyhow::Result<Membership> {
+    engine.set_remote_pool(Arc::new(HttpRemotePool {
+        models: models.clone(),
+        client: client.clone(),
+        admin_token: admin_token.clone(),
+        instance_url: instance_url.to_owned(),
+    }));
+    let assign = engine.clone();
+    let membership = Membership::join(kafka, Arc::new(move |ps, mine| assign.assign(ps, mine)))
+        .context("joining the writers' consumer group")?;
+    if membership.joined(GROUP_JOIN_TIMEOUT).await {
+        tracing::info!("joined the writers' group");
+    } else {
+        tracing::warn!(timeout = ?GROUP_JOIN_TIMEOUT, "the writers' group has not assigned partitions yet; commands are forwarded until it does");
+    }
+    Ok(membership)
 }
 
 /// Keeps the pool's capacities in line with the chain: every `every`, each supplier wallet

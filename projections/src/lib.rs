@@ -13,6 +13,6 @@ pub mod projector;
 pub mod store;
 pub mod views;
 
-pub use projector::{spawn_projectors, ProjectedRecord, Projector};
+pub use projector::{spawn_projectors, ProjectedRecord, Projector, READ_MODELS};
 pub use store::{ReadModels, StoreError};
 pub use views::{BalanceView, LedgerEntry, OrderView, PoolWalletView, WalletView};

@@ -41,6 +41,9 @@ pub struct WalletPool {
     pub version: u64,
 }
 
+/// Serializable: another instance may ask the pool's writer to decide it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     Register {
         address: TronAddress,

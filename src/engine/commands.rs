@@ -4,10 +4,12 @@
 use super::{CommandMeta, Engine, EngineError, Executed};
 use crate::domain::account::{self, Placed};
 use crate::domain::{order, pool, DomainError};
-use flashrent_events::{EnergyAmount, OrderId, Sun, TronAddress, UserId, WALLET_POOL_KEY};
+use flashrent_events::{
+    EnergyAmount, Event, LogError, OrderId, Sun, TronAddress, UserId, WALLET_POOL_KEY,
+};
 
 /// Where the pool put an order's energy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReserveOutcome {
     Reserved { wallet: TronAddress },
     Rejected,
@@ -18,6 +20,11 @@ fn key(user: UserId) -> String {
 }
 
 impl Engine {
+    /// Whether this instance writes `user`'s partition now.
+    pub fn writes_for(&self, user: UserId) -> bool {
+        self.owns(self.partition_of(&key(user)))
+    }
+
     pub async fn credit(
         &self,
         meta: CommandMeta,
@@ -177,19 +184,11 @@ impl Engine {
         address: TronAddress,
         delegatable: u64,
     ) -> Result<Executed<()>, EngineError> {
-        self.execute(WALLET_POOL_KEY, meta, move |s| {
-            Ok((
-                pool::decide(
-                    &s.pool,
-                    pool::Command::ObserveChainInventory {
-                        address,
-                        delegatable,
-                    },
-                )?,
-                (),
-            ))
-        })
-        .await
+        let command = pool::Command::ObserveChainInventory {
+            address,
+            delegatable,
+        };
+        self.pool_command(meta, command).await
     }
 
     pub async fn reserve(
@@ -199,36 +198,13 @@ impl Engine {
         energy: EnergyAmount,
         pinned_wallet: Option<TronAddress>,
     ) -> Result<Executed<ReserveOutcome>, EngineError> {
-        self.execute(WALLET_POOL_KEY, meta, move |s| {
-            let events = pool::decide(
-                &s.pool,
-                pool::Command::Reserve {
-                    order_id,
-                    energy,
-                    pinned_wallet,
-                },
-            )?;
-            let outcome = events
-                .iter()
-                .find_map(|e| match e {
-                    flashrent_events::Event::EnergyReserved { wallet, .. } => {
-                        Some(ReserveOutcome::Reserved { wallet: *wallet })
-                    }
-                    flashrent_events::Event::EnergyReservationRejected { .. } => {
-                        Some(ReserveOutcome::Rejected)
-                    }
-                    _ => None,
-                })
-                .or_else(|| {
-                    s.pool
-                        .reservations
-                        .get(&order_id)
-                        .map(|r| ReserveOutcome::Reserved { wallet: r.wallet })
-                })
-                .unwrap_or(ReserveOutcome::Rejected);
-            Ok((events, outcome))
-        })
-        .await
+        let command = pool::Command::Reserve {
+            order_id,
+            energy,
+            pinned_wallet,
+        };
+        let done = self.pool_anywhere(meta, command).await?;
+        Ok(done.map(|r| r.unwrap_or(ReserveOutcome::Rejected)))
     }
 
     pub async fn pool_command(
@@ -236,8 +212,62 @@ impl Engine {
         meta: CommandMeta,
         command: pool::Command,
     ) -> Result<Executed<()>, EngineError> {
+        Ok(self.pool_anywhere(meta, command).await?.map(|_| ()))
+    }
+
+    /// A pool command decided here, or by the instance that writes the pool's partition when
+    /// that is another one (on a shared log). The reply is the reservation's outcome for
+    /// `Reserve`, `None` otherwise.
+    async fn pool_anywhere(
+        &self,
+        meta: CommandMeta,
+        command: pool::Command,
+    ) -> Result<Executed<Option<ReserveOutcome>>, EngineError> {
+        let partition = self.partition_of(WALLET_POOL_KEY);
+        match (self.remote_pool(), self.assigned(partition)) {
+            (Some(remote), false) => remote.execute(partition, meta, command).await,
+            _ => match self.pool_here(meta, command.clone()).await {
+                Err(EngineError::Log(LogError::Fenced(_))) if self.remote_pool().is_some() => {
+                    let remote = self.remote_pool().expect("checked");
+                    remote.execute(partition, meta, command).await
+                }
+                other => other,
+            },
+        }
+    }
+
+    /// A pool command decided by this instance's writer (fenced if it does not write the
+    /// pool's partition).
+    pub async fn pool_here(
+        &self,
+        meta: CommandMeta,
+        command: pool::Command,
+    ) -> Result<Executed<Option<ReserveOutcome>>, EngineError> {
         self.execute(WALLET_POOL_KEY, meta, move |s| {
-            Ok((pool::decide(&s.pool, command)?, ()))
+            let reserving = match &command {
+                pool::Command::Reserve { order_id, .. } => Some(*order_id),
+                _ => None,
+            };
+            let events = pool::decide(&s.pool, command)?;
+            let outcome = reserving.map(|order_id| {
+                events
+                    .iter()
+                    .find_map(|e| match e {
+                        Event::EnergyReserved { wallet, .. } => {
+                            Some(ReserveOutcome::Reserved { wallet: *wallet })
+                        }
+                        Event::EnergyReservationRejected { .. } => Some(ReserveOutcome::Rejected),
+                        _ => None,
+                    })
+                    .or_else(|| {
+                        s.pool
+                            .reservations
+                            .get(&order_id)
+                            .map(|r| ReserveOutcome::Reserved { wallet: r.wallet })
+                    })
+                    .unwrap_or(ReserveOutcome::Rejected)
+            });
+            Ok((events, outcome))
         })
         .await
     }

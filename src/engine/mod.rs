@@ -21,9 +21,9 @@ use flashrent_events::{
 };
 use flashrent_projections::{ProjectedRecord, Projector};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +34,27 @@ pub enum EngineError {
     Log(#[from] LogError),
     #[error("the engine is shutting down")]
     Stopped,
+    /// The instance that writes the partition refused the command (`code` is its API code).
+    #[error("the owning instance refused the command ({code}): {message}")]
+    Remote { code: String, message: String },
+}
+
+/// Pool commands decided by another instance: on a shared log the wallet pool's partition
+/// may be written by another instance than the one whose saga needs a reservation.
+#[async_trait::async_trait]
+pub trait RemotePool: Send + Sync {
+    /// Has the instance that writes `partition` decide `command`; the reply is the
+    /// reservation's outcome for `Reserve`.
+    async fn execute(
+        &self,
+        partition: PartitionId,
+        meta: CommandMeta,
+        command: crate::domain::pool::Command,
+    ) -> Result<Executed<Option<ReserveOutcome>>, EngineError>;
 }
 
 /// Who asked, and when. "Now" comes from here, never from inside a decision.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct CommandMeta {
     pub command_id: Uuid,
     pub correlation_id: Uuid,
@@ -55,7 +72,7 @@ impl CommandMeta {
 }
 
 /// A decided and durable command.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Executed<R> {
     pub reply: R,
     pub partition: PartitionId,
@@ -64,8 +81,20 @@ pub struct Executed<R> {
     pub events: Vec<Event>,
 }
 
+impl<R> Executed<R> {
+    pub fn map<S>(self, f: impl FnOnce(R) -> S) -> Executed<S> {
+        Executed {
+            reply: f(self.reply),
+            partition: self.partition,
+            offset: self.offset,
+            events: self.events,
+        }
+    }
+}
+
 type Reply = Box<dyn FnOnce(Result<Option<Offset>, LogError>) + Send>;
-type JobFn = Box<dyn FnOnce(&PartitionState) -> (Vec<Event>, Reply) + Send>;
+/// Decides on the partition's state, or (given none) answers that the writer cannot.
+type JobFn = Box<dyn FnOnce(Option<&PartitionState>) -> (Vec<Event>, Reply) + Send>;
 
 struct Job {
     key: String,
@@ -77,35 +106,70 @@ struct Job {
 pub struct Engine {
     log: Arc<dyn EventLog>,
     writers: Arc<Vec<mpsc::Sender<Job>>>,
+    assignments: Arc<Vec<watch::Sender<Assignment>>>,
+    owned: Arc<Vec<Arc<AtomicBool>>>,
+    taken: broadcast::Sender<(PartitionId, Offset)>,
+    remote: Arc<OnceLock<Arc<dyn RemotePool>>>,
+}
+
+/// Whether this instance may write a partition. Every change of owner bumps `generation`,
+/// so a writer that was revoked and given the partition back claims it anew.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Assignment {
+    assigned: bool,
+    generation: u64,
 }
 
 impl Engine {
-    /// Loads (or claims) every partition and starts its writer. With `applier`, each writer
-    /// applies its own records to these read models as soon as they are durable, and passes
-    /// them on to the reactor (the saga) as the projector task would (for a shared log,
-    /// whose projectors see records only after a fetch round trip).
+    /// Starts a writer per partition. With [`Ownership::Sole`] every partition is loaded and
+    /// written at once; with [`Ownership::Claim`] a partition is claimed only once
+    /// [`Engine::assign`] gives it to this instance. With `applier`, each writer applies its
+    /// own records to these read models as soon as they are durable, and passes them on to
+    /// the reactor (the saga) as the projector task would (for a shared log, whose
+    /// projectors see records only after a fetch round trip).
     pub async fn start(
         log: Arc<dyn EventLog>,
         ownership: Ownership,
         applier: Option<Applier>,
     ) -> Result<Engine, LogError> {
+        let (taken, _) = broadcast::channel(1024);
         let mut writers = Vec::new();
+        let mut assignments = Vec::new();
+        let mut owned = Vec::new();
+        let applier = applier.map(Arc::new);
         for partition in 0..log.partition_count() {
-            let taken = take(log.as_ref(), partition, &ownership).await?;
-            let (tx, rx) = mpsc::channel(4096);
-            tokio::spawn(writer(
-                log.clone(),
+            let sole = matches!(ownership, Ownership::Sole);
+            let (assignment, watched) = watch::channel(Assignment {
+                assigned: sole,
+                generation: 0,
+            });
+            let mut w = Writer {
+                log: log.clone(),
                 partition,
-                ownership.clone(),
-                taken,
-                applier.clone().map(Arc::new),
-                rx,
-            ));
+                ownership: ownership.clone(),
+                applier: applier.clone(),
+                seen_end: Arc::new(AtomicU64::new(0)),
+                owned: Arc::new(AtomicBool::new(false)),
+                taken: taken.clone(),
+                held: None,
+                last_failure: None,
+            };
+            if sole {
+                w.hold(load_partition(log.as_ref(), partition).await?, 0);
+            }
+            let (tx, rx) = mpsc::channel(4096);
+            owned.push(w.owned.clone());
+            tokio::spawn(w.run(rx, watched));
             writers.push(tx);
+            assignments.push(assignment);
         }
         Ok(Engine {
             log,
             writers: Arc::new(writers),
+            assignments: Arc::new(assignments),
+            owned: Arc::new(owned),
+            taken,
+            remote: Arc::default(),
         })
     }
 
@@ -115,6 +179,55 @@ impl Engine {
 
     pub fn partition_of(&self, key: &str) -> PartitionId {
         partition_for_key(key.as_bytes(), self.writers.len() as u32)
+    }
+
+    /// Gives partitions to this instance (`true`) or takes them away, as the consumer group
+    /// decided. A partition given is claimed at once; one taken away decides nothing more.
+    pub fn assign(&self, partitions: &[PartitionId], assigned: bool) {
+        for p in partitions {
+            if let Some(a) = self.assignments.get(*p as usize) {
+                a.send_modify(|a| {
+                    a.assigned = assigned;
+                    a.generation += 1;
+                });
+            }
+        }
+    }
+
+    /// Whether this instance writes `partition` now (claimed, and not fenced out).
+    pub fn owns(&self, partition: PartitionId) -> bool {
+        self.owned
+            .get(partition as usize)
+            .is_some_and(|o| o.load(Ordering::Acquire))
+    }
+
+    /// Whether the group gave `partition` to this instance (it may not have claimed it yet).
+    pub fn assigned(&self, partition: PartitionId) -> bool {
+        self.assignments
+            .get(partition as usize)
+            .is_some_and(|a| a.borrow().assigned)
+    }
+
+    /// The partitions this instance writes now.
+    pub fn owned_partitions(&self) -> Vec<PartitionId> {
+        (0..self.owned.len() as PartitionId)
+            .filter(|p| self.owns(*p))
+            .collect()
+    }
+
+    /// Each partition this instance claims from now on, with the offset after its claim:
+    /// once the read models reach it, they hold everything the previous owner left.
+    pub fn taken(&self) -> broadcast::Receiver<(PartitionId, Offset)> {
+        self.taken.subscribe()
+    }
+
+    /// Where pool commands go when another instance writes the pool's partition.
+    pub fn set_remote_pool(&self, remote: Arc<dyn RemotePool>) {
+        let _ = self.remote.set(remote);
+    }
+
+    pub(crate) fn remote_pool(&self) -> Option<&Arc<dyn RemotePool>> {
+        self.remote.get()
     }
 
     /// Decides `decide` on the state of `key`'s partition, appends what it decided as one
@@ -127,8 +240,15 @@ impl Engine {
     ) -> Result<Executed<R>, EngineError> {
         let partition = self.partition_of(key);
         let (tx, rx) = oneshot::channel::<Result<Executed<R>, EngineError>>();
-        let job: JobFn = Box::new(move |state| match decide(state) {
-            Ok((events, reply)) => {
+        let job: JobFn = Box::new(move |state| match state.map(decide) {
+            None => (
+                vec![],
+                Box::new(move |res: Result<Option<Offset>, LogError>| {
+                    let e = res.err().map_or(EngineError::Stopped, EngineError::Log);
+                    drop(tx.send(Err(e)))
+                }),
+            ),
+            Some(Ok((events, reply))) => {
                 let evs = events.clone();
                 let answer: Reply = Box::new(move |res| {
                     let _ = tx.send(
@@ -143,7 +263,7 @@ impl Engine {
                 });
                 (events, answer)
             }
-            Err(e) => (
+            Some(Err(e)) => (
                 vec![],
                 Box::new(move |_| drop(tx.send(Err(EngineError::Domain(e))))),
             ),
@@ -304,6 +424,8 @@ struct Flags {
     fenced: Arc<AtomicBool>,
     /// The end of the partition as far as this writer has seen it durable.
     seen_end: Arc<AtomicU64>,
+    /// Cleared with `fenced`: what [`Engine::owns`] reads.
+    owned: Arc<AtomicBool>,
 }
 
 /// A record on its way to the log, and who waits for it.
@@ -324,94 +446,184 @@ async fn take(
     }
 }
 
-async fn writer(
+/// A partition this writer holds: the state it decides against, and its confirmer.
+struct Held {
+    state: PartitionState,
+    epoch: u64,
+    /// The assignment it was taken under.
+    generation: u64,
+    confirmer: mpsc::UnboundedSender<InFlight>,
+    poisoned: Arc<AtomicBool>,
+    fenced: Arc<AtomicBool>,
+}
+
+/// The one task that decides the commands of a partition.
+struct Writer {
     log: Arc<dyn EventLog>,
     partition: PartitionId,
     ownership: Ownership,
-    taken: LoadedPartition,
     applier: Option<Arc<Applier>>,
-    mut rx: mpsc::Receiver<Job>,
-) {
-    let poisoned = Arc::new(AtomicBool::new(false));
-    let fenced = Arc::new(AtomicBool::new(false));
-    let seen_end = Arc::new(AtomicU64::new(0));
-    let start_confirmer = |loaded: &LoadedPartition| {
+    seen_end: Arc<AtomicU64>,
+    owned: Arc<AtomicBool>,
+    taken: broadcast::Sender<(PartitionId, Offset)>,
+    held: Option<Held>,
+    /// The last failed (re)load: while the log is down, one attempt a second, and the
+    /// commands queued behind a failed attempt fail at once instead of each waiting it out.
+    last_failure: Option<(std::time::Instant, LogError)>,
+}
+
+impl Writer {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Job>,
+        mut assignment: watch::Receiver<Assignment>,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                changed = assignment.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *assignment.borrow_and_update();
+                    if now.assigned {
+                        self.last_failure = None;
+                        // Claim at once, so the log names the new owner before any request.
+                        if let Err(e) = self.ensure_held(now).await {
+                            tracing::warn!(partition = self.partition, error = %e, "cannot claim an assigned partition yet");
+                        }
+                    } else {
+                        self.release();
+                    }
+                }
+                job = rx.recv() => {
+                    let Some(job) = job else { return };
+                    let now = *assignment.borrow();
+                    self.handle(job, now).await;
+                }
+            }
+        }
+    }
+
+    fn hold(&mut self, loaded: LoadedPartition, generation: u64) {
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let fenced = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::unbounded_channel();
         let flags = Flags {
             poisoned: poisoned.clone(),
             fenced: fenced.clone(),
-            seen_end: seen_end.clone(),
+            seen_end: self.seen_end.clone(),
+            owned: self.owned.clone(),
         };
-        let at = (partition, loaded.fence, loaded.next);
-        tokio::spawn(confirm(log.clone(), at, rx, flags, applier.clone()));
-        tx
-    };
-    let mut confirmer = start_confirmer(&taken);
-    let mut last_failed_reload: Option<std::time::Instant> = None;
-    let mut epoch = taken.fence.epoch;
-    let mut state = taken.state;
-    seen_end.fetch_max(taken.next, Ordering::AcqRel);
-    while let Some(job) = rx.recv().await {
-        if fenced.load(Ordering::Acquire) {
-            let (_, reply) = (job.decide)(&state);
-            reply(Err(LogError::Fenced(partition)));
-            continue;
+        self.seen_end.fetch_max(loaded.next, Ordering::AcqRel);
+        let at = (self.partition, loaded.fence, loaded.next);
+        tokio::spawn(confirm(
+            self.log.clone(),
+            at,
+            rx,
+            flags,
+            self.applier.clone(),
+        ));
+        self.held = Some(Held {
+            state: loaded.state,
+            epoch: loaded.fence.epoch,
+            generation,
+            confirmer: tx,
+            poisoned,
+            fenced,
+        });
+        self.owned.store(true, Ordering::Release);
+        let _ = self.taken.send((self.partition, loaded.next));
+    }
+
+    /// Stops deciding; records already handed to the log are still confirmed.
+    fn release(&mut self) {
+        if self.held.take().is_some() {
+            tracing::info!(partition = self.partition, "partition released");
         }
-        if poisoned.load(Ordering::Acquire) {
-            // While the log is down, one reload attempt a second: the commands queued behind
-            // a failed attempt fail at once instead of each waiting out its own.
-            if last_failed_reload.is_some_and(|t| t.elapsed() < RELOAD_BACKOFF) {
-                let (_, reply) = (job.decide)(&state);
-                reply(Err(LogError::Unavailable(
-                    "the event log is unavailable; retry".into(),
-                )));
-                continue;
-            }
-            let retaken = take(log.as_ref(), partition, &ownership)
-                .await
-                .and_then(|loaded| {
-                    // A log shorter than what this writer already saw durable has lost
-                    // acknowledged records (a broker that dropped data): deciding on what
-                    // is left would spend money twice. Refuse until an operator looks.
-                    let seen = seen_end.load(Ordering::Acquire);
-                    if loaded.next < seen {
-                        tracing::error!(partition, log_end = loaded.next, seen, "the event log lost acknowledged records; this partition takes no commands");
-                        return Err(LogError::Failed(format!(
-                            "partition {partition} ends at {} but held records up to {seen}",
-                            loaded.next
-                        )));
-                    }
-                    Ok(loaded)
-                });
-            match retaken {
-                Ok(loaded) => {
-                    confirmer = start_confirmer(&loaded);
-                    epoch = loaded.fence.epoch;
-                    state = loaded.state;
-                    poisoned.store(false, Ordering::Release);
+        self.owned.store(false, Ordering::Release);
+    }
+
+    /// Makes sure this writer holds its partition under `assignment`, claiming or reloading
+    /// it when it does not.
+    async fn ensure_held(&mut self, assignment: Assignment) -> Result<(), LogError> {
+        if !assignment.assigned {
+            return Err(LogError::Fenced(self.partition));
+        }
+        if let Some(h) = &self.held {
+            if h.generation == assignment.generation {
+                // Fenced under the assignment it holds: another instance claimed since, and
+                // the group has not told this one yet. Claiming back would fight over it.
+                if h.fenced.load(Ordering::Acquire) {
+                    return Err(LogError::Fenced(self.partition));
                 }
-                Err(e) => {
-                    if matches!(e, LogError::Fenced(_)) {
-                        fenced.store(true, Ordering::Release);
-                    }
-                    last_failed_reload = Some(std::time::Instant::now());
-                    let (_, reply) = (job.decide)(&state);
-                    reply(Err(e));
-                    continue;
+                if !h.poisoned.load(Ordering::Acquire) {
+                    return Ok(());
                 }
             }
         }
-        let (events, reply) = (job.decide)(&state);
+        if let Some((at, e)) = &self.last_failure {
+            if at.elapsed() < RELOAD_BACKOFF {
+                return Err(e.clone());
+            }
+        }
+        self.release();
+        let partition = self.partition;
+        let retaken = take(self.log.as_ref(), partition, &self.ownership)
+            .await
+            .and_then(|loaded| {
+                // A log shorter than what this writer already saw durable has lost
+                // acknowledged records (a broker that dropped data): deciding on what is left
+                // would spend money twice. Refuse until an operator looks.
+                let seen = self.seen_end.load(Ordering::Acquire);
+                if loaded.next < seen {
+                    tracing::error!(
+                        partition,
+                        log_end = loaded.next,
+                        seen,
+                        "the event log lost acknowledged records; this partition takes no commands"
+                    );
+                    return Err(LogError::Failed(format!(
+                        "partition {partition} ends at {} but held records up to {seen}",
+                        loaded.next
+                    )));
+                }
+                Ok(loaded)
+            });
+        match retaken {
+            Ok(loaded) => {
+                if matches!(self.ownership, Ownership::Claim { .. }) {
+                    tracing::info!(partition, epoch = loaded.fence.epoch, "partition claimed");
+                }
+                self.last_failure = None;
+                self.hold(loaded, assignment.generation);
+                Ok(())
+            }
+            Err(e) => {
+                self.last_failure = Some((std::time::Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    async fn handle(&mut self, job: Job, assignment: Assignment) {
+        if let Err(e) = self.ensure_held(assignment).await {
+            let (_, reply) = (job.decide)(None);
+            reply(Err(e));
+            return;
+        }
+        let held = self.held.as_mut().expect("held after ensure_held");
+        let (events, reply) = (job.decide)(Some(&held.state));
         if events.is_empty() {
             reply(Ok(None));
-            continue;
+            return;
         }
         let mut envelopes = Vec::with_capacity(events.len());
         let mut names = String::new();
         for event in events {
             let (aggregate, aggregate_id) = event.aggregate();
-            let sequence = state.version_of(&event) + 1;
-            state.evolve(&event);
+            let sequence = held.state.version_of(&event) + 1;
+            held.state.evolve(&event);
             if !names.is_empty() {
                 names.push(',');
             }
@@ -435,7 +647,7 @@ async fn writer(
         let record = CommandRecord {
             command_id: job.meta.command_id,
             key: job.key,
-            writer_epoch: epoch,
+            writer_epoch: held.epoch,
             events: envelopes,
             owner: None,
         };
@@ -443,9 +655,11 @@ async fn writer(
             key: &record.key,
             events: &names,
         };
-        let durable = log.append_with(partition, meta, encode_record(&record));
+        let durable = self
+            .log
+            .append_with(self.partition, meta, encode_record(&record));
         let record = Arc::new(record);
-        if let Err(mpsc::error::SendError(f)) = confirmer.send(InFlight {
+        if let Err(mpsc::error::SendError(f)) = held.confirmer.send(InFlight {
             durable,
             record,
             reply,
@@ -474,6 +688,7 @@ async fn confirm(
         poisoned,
         fenced,
         seen_end,
+        owned,
     } = flags;
     let mine = fence.epoch;
     while let Some(f) = rx.recv().await {
@@ -505,6 +720,7 @@ async fn confirm(
                             "another instance claimed this partition; this writer stops deciding"
                         );
                         fenced.store(true, Ordering::Release);
+                        owned.store(false, Ordering::Release);
                         Err(LogError::Fenced(partition))
                     }
                     Err(e) => {

@@ -243,6 +243,15 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Log(e) => ApiError::unavailable(e),
             EngineError::Stopped => ApiError::unavailable("engine stopping"),
+            EngineError::Remote { code, message } => {
+                tracing::warn!(%code, %message, "the partition's owner refused a command");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_refused",
+                    format!("负责该分区的实例拒绝了请求（{code}）"),
+                    format!("the instance that writes this partition refused ({code}): {message}"),
+                )
+            }
         }
     }
 }

@@ -21,6 +21,9 @@ use std::time::Duration;
 
 pub const FORWARDED: &str = "x-flashrent-forwarded";
 pub const POSITION: &str = "x-flashrent-position";
+/// On an answer to a forwarded command: this instance does not write the partition either,
+/// and recorded nothing that counts.
+pub const FENCED: &str = "x-flashrent-fenced";
 /// Request headers that mean something to the owner.
 const PASSED_ON: [&str; 5] = [
     "content-type",
@@ -30,7 +33,7 @@ const PASSED_ON: [&str; 5] = [
     "x-api-key",
 ];
 /// Answer headers passed back to the client.
-const PASSED_BACK: [&str; 3] = ["content-type", "retry-after", POSITION];
+const PASSED_BACK: [&str; 4] = ["content-type", "retry-after", POSITION, FENCED];
 
 pub async fn forward(
     mut req: ServiceRequest,
@@ -87,43 +90,74 @@ pub async fn forward(
         .error()
         .and_then(|e| e.as_error::<ApiError>())
         .and_then(|e| e.fenced);
+    if let (Some(p), true) = (fenced, already_forwarded) {
+        // Tells the instance that forwarded this that nothing here counts: it may try again.
+        res.headers_mut().insert(
+            header::HeaderName::from_static(FENCED),
+            header::HeaderValue::from(p),
+        );
+    }
     let (Some(partition), Some(state), false) = (fenced, state, already_forwarded) else {
         return Ok(res);
     };
-    let Some(owner) = owner_of(&state, partition).await else {
-        return Ok(res);
-    };
-    let answer = match send_on(&state, &owner, &path, passed_on, body).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(%owner, error = %e, "cannot forward to the partition's owner");
+    // While partitions move between instances, the owner a claim names may have just given
+    // the partition up, and the next one not claimed it yet: ask again, briefly.
+    let deadline = std::time::Instant::now() + OWNER_CHANGE_GRACE;
+    loop {
+        let Some(owner) = owner_of(&state, partition).await else {
             return Ok(res);
+        };
+        let answer = match send_on(&state, &owner, &path, &passed_on, body.clone()).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(%owner, error = %e, "cannot forward to the partition's owner");
+                return Ok(res);
+            }
+        };
+        if answer.headers().contains_key(FENCED) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
         }
-    };
-    let (http_req, _) = res.into_parts();
-    Ok(ServiceResponse::new(http_req, answer))
+        let (http_req, _) = res.into_parts();
+        return Ok(ServiceResponse::new(http_req, answer));
+    }
 }
 
-/// The partition's owner by its latest claim, once this instance's read models have caught
-/// up with the log (the claim that fenced this instance may be that recent).
+/// How long a forwarded command keeps looking for the partition's new owner.
+const OWNER_CHANGE_GRACE: Duration = Duration::from_secs(5);
+
+/// The partition's owner by its latest claim. When the claim names this instance, the read
+/// models are first brought up to the end of the log (the claim that fenced this instance
+/// may be that recent); if it still names this one, this instance claimed the partition
+/// since the request was refused, and the request is sent to itself.
 async fn owner_of(state: &AppState, partition: u32) -> Option<String> {
-    let other = |o: Option<String>| o.filter(|o| *o != state.instance_url);
-    if let Some(o) = other(state.models.owner(partition).ok()?) {
-        return Some(o);
+    let owner = state.models.owner(partition).ok()??;
+    if owner != state.instance_url {
+        return Some(owner);
     }
-    let end = state.engine.log().end_offset(partition).await.ok()?;
+    // Bounded: with the broker gone this answer is a 503 anyway, and it must come quickly.
+    let end = tokio::time::timeout(
+        Duration::from_secs(1),
+        state.engine.log().end_offset(partition),
+    )
+    .await
+    .ok()?
+    .ok()?;
     let caught_up = state.models.wait_applied(partition, end.checked_sub(1)?);
     tokio::time::timeout(Duration::from_secs(3), caught_up)
         .await
         .ok()?;
-    other(state.models.owner(partition).ok()?)
+    let owner = state.models.owner(partition).ok()??;
+    // Named by its own claim but not writing (the group took the partition away, as when
+    // the broker is gone): nobody can take the command now.
+    (owner != state.instance_url || state.engine.owns(partition)).then_some(owner)
 }
 
 async fn send_on(
     state: &AppState,
     owner: &str,
     path: &str,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: &[(String, Vec<u8>)],
     body: Bytes,
 ) -> Result<HttpResponse, reqwest::Error> {
     let mut r = state
@@ -132,7 +166,7 @@ async fn send_on(
         .header(FORWARDED, "1")
         .body(body.to_vec());
     for (k, v) in headers {
-        r = r.header(k, v);
+        r = r.header(k, v.as_slice());
     }
     let answer = r.send().await?;
     let status =

@@ -72,7 +72,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/wallet-pool/wallets")
                         .route(post().to(admin::register_supplier))
                         .route(get().to(admin::list_suppliers)),
-                ),
+                )
+                .service(resource("/partitions").route(get().to(cluster::partitions)))
+                .service(resource("/pool-commands").route(post().to(cluster::pool_command))),
         )
         .service(resource("/healthz").route(get().to(health::healthz)))
         .service(resource("/readyz").route(get().to(health::readyz)))

@@ -59,6 +59,7 @@ pub enum ErrorCode {
     BadRequest,
     InternalError,
     ServiceUnavailable,
+    UpstreamRefused,
 }
 
 /// An order as `GET /api/orders/{order_id}` renders it.
@@ -290,6 +291,8 @@ impl Modify for Security {
         crate::http::routes::admin::credit,
         crate::http::routes::admin::register_supplier,
         crate::http::routes::admin::list_suppliers,
+        crate::http::routes::cluster::partitions,
+        crate::http::routes::cluster::pool_command,
     ),
     components(schemas(ErrorBody, ErrorCode)),
     modifiers(&Security)

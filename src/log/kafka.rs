@@ -59,7 +59,7 @@ impl KafkaSettings {
     }
 
     /// Our defaults for one client, under what the operator passed (which wins).
-    fn client_config_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+    pub(crate) fn client_config_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         for (k, v) in defaults {
@@ -245,19 +245,37 @@ impl KafkaLog {
         if let Some(i) = idle.iter().position(|c| c.next == from) {
             return Ok(idle.swap_remove(i));
         }
-        let consumer = match idle.pop() {
-            Some(c) => c.consumer,
-            None => self
-                .settings
-                .client_config()
-                .set("group.id", "flashrent-reader")
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("fetch.wait.max.ms", "10")
-                .create::<StreamConsumer>()
-                .map_err(unavailable)?,
-        };
+        let reused = idle.pop();
         drop(idle);
+        // An idle cursor of this partition is moved with a seek, never re-assigned: taking a
+        // partition out of a consumer's assignment while an earlier removal is still being
+        // served aborts the process in librdkafka 2.12 (confluentinc/librdkafka#5573).
+        if let Some(c) = reused {
+            let to = rdkafka::Offset::Offset(from as i64);
+            match c
+                .consumer
+                .seek(&self.topic, partition as i32, to, Duration::ZERO)
+            {
+                Ok(()) => {
+                    return Ok(Cursor {
+                        consumer: c.consumer,
+                        next: from,
+                    })
+                }
+                Err(e) => {
+                    tracing::debug!(partition, error = %e, "cannot move an idle cursor; opening another")
+                }
+            }
+        }
+        let consumer = self
+            .settings
+            .client_config()
+            .set("group.id", "flashrent-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create::<StreamConsumer>()
+            .map_err(unavailable)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
             &self.topic,

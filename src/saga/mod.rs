@@ -165,12 +165,41 @@ impl Saga {
         });
         let this = self.clone();
         let timers = tokio::spawn(async move { this.run_timers().await });
-        let mut tasks = vec![follower, timers];
+        let this = self.clone();
+        let taken = tokio::spawn(async move { this.resume_taken().await });
+        let mut tasks = vec![follower, timers, taken];
         for _ in 0..self.0.config.concurrency.max(1) {
             let this = self.clone();
             tasks.push(tokio::spawn(async move { this.work().await }));
         }
         Ok(tasks)
+    }
+
+    /// On a shared log: when this instance claims a partition, the unfinished orders the
+    /// previous owner left in it are resumed here, once the read models hold all of them.
+    async fn resume_taken(&self) {
+        let mut taken = self.0.engine.taken();
+        loop {
+            let (partition, next) = match taken.recv().await {
+                Ok(t) => t,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            if let Some(last) = next.checked_sub(1) {
+                self.0.models.wait_applied(partition, last).await;
+            }
+            match self.0.models.active_orders() {
+                Ok(active) => {
+                    tracing::info!(
+                        partition,
+                        "saga resuming the unfinished orders of a claimed partition"
+                    );
+                    // Orders of partitions written elsewhere are dropped by `drive`.
+                    active.into_iter().for_each(|id| self.kick(id));
+                }
+                Err(e) => tracing::error!(error = %e, "saga cannot list unfinished orders"),
+            }
+        }
     }
 
     /// Makes sure the order is being driven, or queued to be.
@@ -272,6 +301,10 @@ impl Saga {
                 }
             };
             if !named {
+                // An order is driven by the instance that writes its partition.
+                if !self.0.engine.writes_for(view.user_id) {
+                    return None;
+                }
                 tracing::Span::current().record("user_id", tracing::field::display(view.user_id));
                 named = true;
             }

@@ -206,6 +206,15 @@ impl TestApp {
         self.send(req).await
     }
 
+    pub async fn get_admin(&self, path: &str) -> Resp {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(ADMIN),
+        )
+        .await
+    }
+
     pub async fn admin_post(&self, path: &str, body: &Value) -> Resp {
         self.send(
             self.http
@@ -274,6 +283,14 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            // The server's side of a failed test.
+            eprintln!(
+                "--- server log tail of {}:\n{}",
+                self.base,
+                self.log_tail(30)
+            );
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 pub mod admin;
 pub mod balance;
+pub mod cluster;
 pub mod health;
 pub mod orders;
 pub mod pool;
