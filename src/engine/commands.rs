@@ -156,25 +156,19 @@ impl Engine {
         .await
     }
 
+    /// Registers a supplier wallet here: an HTTP request for the pool's partition that this
+    /// instance does not write is forwarded whole (`http::forward`), not sent on as a command.
     pub async fn register_supplier(
         &self,
         meta: CommandMeta,
         address: TronAddress,
         energy_capacity: EnergyAmount,
     ) -> Result<Executed<()>, EngineError> {
-        self.execute(WALLET_POOL_KEY, meta, move |s| {
-            Ok((
-                pool::decide(
-                    &s.pool,
-                    pool::Command::Register {
-                        address,
-                        energy_capacity,
-                    },
-                )?,
-                (),
-            ))
-        })
-        .await
+        let command = pool::Command::Register {
+            address,
+            energy_capacity,
+        };
+        Ok(self.pool_here(meta, command).await?.map(|_| ()))
     }
 
     /// Records what the chain says `address` can still delegate (nothing if unchanged).
@@ -224,15 +218,18 @@ impl Engine {
         command: pool::Command,
     ) -> Result<Executed<Option<ReserveOutcome>>, EngineError> {
         let partition = self.partition_of(WALLET_POOL_KEY);
-        match (self.remote_pool(), self.assigned(partition)) {
-            (Some(remote), false) => remote.execute(partition, meta, command).await,
-            _ => match self.pool_here(meta, command.clone()).await {
-                Err(EngineError::Log(LogError::Fenced(_))) if self.remote_pool().is_some() => {
-                    let remote = self.remote_pool().expect("checked");
-                    remote.execute(partition, meta, command).await
-                }
-                other => other,
-            },
+        let remote = self.remote_pool();
+        let here = match remote {
+            Some(remote) if !self.assigned(partition) => {
+                return remote.execute(partition, meta, command).await
+            }
+            _ => self.pool_here(meta, command.clone()).await,
+        };
+        match (here, remote) {
+            (Err(EngineError::Log(LogError::Fenced(_))), Some(remote)) => {
+                remote.execute(partition, meta, command).await
+            }
+            (here, _) => here,
         }
     }
 

@@ -208,13 +208,6 @@ impl Engine {
             .is_some_and(|a| a.borrow().assigned)
     }
 
-    /// The partitions this instance writes now.
-    pub fn owned_partitions(&self) -> Vec<PartitionId> {
-        (0..self.owned.len() as PartitionId)
-            .filter(|p| self.owns(*p))
-            .collect()
-    }
-
     /// Each partition this instance claims from now on, with the offset after its claim:
     /// once the read models reach it, they hold everything the previous owner left.
     pub fn taken(&self) -> broadcast::Receiver<(PartitionId, Offset)> {

@@ -180,19 +180,29 @@ impl Saga {
     async fn resume_taken(&self) {
         let mut taken = self.0.engine.taken();
         loop {
-            let (partition, next) = match taken.recv().await {
-                Ok(t) => t,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
+            use tokio::sync::broadcast::error::RecvError;
+            let mut claims = match taken.recv().await {
+                Ok(t) => vec![t],
+                // Claims were missed: scan anyway (without knowing what to wait for).
+                Err(RecvError::Lagged(_)) => vec![],
+                Err(RecvError::Closed) => return,
             };
-            if let Some(last) = next.checked_sub(1) {
-                self.0.models.wait_applied(partition, last).await;
+            // Partitions are given several at a time: one scan of the unfinished orders for
+            // all the claims already made, not one per partition.
+            while let Ok(t) = taken.try_recv() {
+                claims.push(t);
+            }
+            for (partition, next) in &claims {
+                if let Some(last) = next.checked_sub(1) {
+                    self.0.models.wait_applied(*partition, last).await;
+                }
             }
             match self.0.models.active_orders() {
                 Ok(active) => {
+                    let partitions: Vec<_> = claims.iter().map(|(p, _)| *p).collect();
                     tracing::info!(
-                        partition,
-                        "saga resuming the unfinished orders of a claimed partition"
+                        ?partitions,
+                        "saga resuming the unfinished orders of claimed partitions"
                     );
                     // Orders of partitions written elsewhere are dropped by `drive`.
                     active.into_iter().for_each(|id| self.kick(id));
