@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestApp, ADMIN, RENTER, SUPPLIER};
+use common::{TestApp, RENTER, SUPPLIER};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -494,16 +494,7 @@ async fn a_delegation_that_keeps_failing_on_chain_fails_the_order_and_frees_the_
     assert_eq!(o["failure_reason"], "delegation_failed");
     assert_eq!(o["transaction_hash"], Value::Null);
     assert_eq!(app.balance_sun("51").await, 10_000_000);
-    let pool = app
-        .http
-        .get(format!("{}/api/admin/wallet-pool/wallets", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let pool = app.pool().await;
     assert_eq!(pool["wallets"][0]["reserved_energy"], 0);
     assert_eq!(pool["wallets"][0]["delegated_energy"], 0);
 }
@@ -526,16 +517,7 @@ async fn a_rental_ends_with_its_energy_reclaimed_and_returned_to_the_pool() {
     assert_eq!(o["status"], "completed");
     assert_eq!(o["reclaim_transaction_hash"].as_str().unwrap().len(), 64);
     assert_ne!(o["reclaim_transaction_hash"], o["transaction_hash"]);
-    let pool = app
-        .http
-        .get(format!("{}/api/admin/wallet-pool/wallets", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let pool = app.pool().await;
     assert_eq!(pool["wallets"][0]["delegated_energy"], 0);
     assert_eq!(
         pool["wallets"][0]["available_energy"],

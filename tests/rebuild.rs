@@ -66,16 +66,7 @@ async fn rebuilding_the_read_models_gives_back_what_was_there() {
             .len(),
         1
     );
-    let pool = app
-        .http
-        .get(format!("{}/api/admin/wallet-pool/wallets", app.base))
-        .bearer_auth(common::ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let pool = app.pool().await;
     assert_eq!(pool["wallets"][0]["address"], SUPPLIER);
     assert_eq!(pool["wallets"][0]["delegated_energy"], 195000);
 }

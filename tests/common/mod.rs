@@ -313,15 +313,7 @@ impl TestApp {
 
     /// The pool's wallets (admin view).
     pub async fn pool(&self) -> Value {
-        self.http
-            .get(format!("{}/api/admin/wallet-pool/wallets", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
+        self.get_admin("/api/admin/wallet-pool/wallets").await.body
     }
 }
 
@@ -381,14 +373,7 @@ impl DevnetProc {
     }
 
     pub async fn state(&self) -> Value {
-        self.http
-            .get(format!("{}/admin/state", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        json_of(self.http.get(format!("{}/admin/state", self.base))).await
     }
 
     pub async fn faults(&self, faults: Value) {
@@ -403,16 +388,13 @@ impl DevnetProc {
     }
 
     pub async fn wallet(&self, path: &str, body: Value) -> Value {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        json_of(self.http.post(format!("{}{path}", self.base)).json(&body)).await
     }
+}
+
+/// Sends `req` and parses its answer as JSON.
+async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
 }
 
 impl Drop for DevnetProc {
