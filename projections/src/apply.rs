@@ -57,9 +57,7 @@ impl<'a> Staged<'a> {
 
     fn bump_count(&mut self, status: &str, by: i64) -> Result<(), StoreError> {
         let key = keys::status_count(status);
-        let n = self.raw(&key)?.map_or(0, |v| {
-            u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8]))
-        });
+        let n = crate::store::stored_u64(self.raw(&key)?);
         self.put_raw(key, n.saturating_add_signed(by).to_be_bytes().to_vec());
         Ok(())
     }

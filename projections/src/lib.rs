@@ -14,5 +14,5 @@ pub mod store;
 pub mod views;
 
 pub use projector::{spawn_projectors, ProjectedRecord, Projector, READ_MODELS};
-pub use store::{ReadModels, StoreError};
+pub use store::{stored_u64, ReadModels, StoreError};
 pub use views::{BalanceView, LedgerEntry, OrderView, PoolWalletView, WalletView};

@@ -19,6 +19,13 @@ pub enum StoreError {
     },
 }
 
+/// A position, epoch or count as stored: 8 big-endian bytes. Missing or malformed is 0.
+pub fn stored_u64(value: Option<impl AsRef<[u8]>>) -> u64 {
+    value
+        .and_then(|v| v.as_ref().try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 /// The read models, plus how far each partition has been applied (for read-your-writes).
 #[derive(Clone)]
 pub struct ReadModels {
@@ -72,11 +79,9 @@ impl ReadModels {
     }
 
     pub fn checkpoint(&self, projector: &str, partition: PartitionId) -> Result<u64, StoreError> {
-        Ok(self
-            .tree
-            .get(keys::checkpoint(projector, partition))?
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0))
+        Ok(stored_u64(
+            self.tree.get(keys::checkpoint(projector, partition))?,
+        ))
     }
 
     /// Where the partition's current writer takes commands, from its latest claim.
@@ -89,11 +94,7 @@ impl ReadModels {
 
     /// The writer epoch of `partition` as the projector last saw it.
     pub fn fence(&self, projector: &str, partition: PartitionId) -> Result<EpochFence, StoreError> {
-        let epoch = self
-            .tree
-            .get(keys::fence(projector, partition))?
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0);
+        let epoch = stored_u64(self.tree.get(keys::fence(projector, partition))?);
         Ok(EpochFence { epoch })
     }
 
@@ -253,7 +254,7 @@ impl ReadModels {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"s/") {
             let (k, v) = item?;
-            let n = u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]));
+            let n = stored_u64(Some(v));
             out.push((String::from_utf8_lossy(&k[2..]).into_owned(), n));
         }
         Ok(out)

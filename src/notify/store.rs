@@ -6,6 +6,7 @@
 
 use super::message::{Message, OrderInfo};
 use flashrent_events::{EpochFence, OrderId, PartitionId};
+use flashrent_projections::stored_u64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -97,20 +98,12 @@ impl Store {
     }
 
     pub fn checkpoint(&self, p: PartitionId) -> Result<u64, StoreError> {
-        Ok(self
-            .tree
-            .get(checkpoint_key(p))?
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0))
+        Ok(stored_u64(self.tree.get(checkpoint_key(p))?))
     }
 
     /// The partition's writer epoch as of the checkpoint.
     pub fn fence(&self, p: PartitionId) -> Result<EpochFence, StoreError> {
-        let epoch = self
-            .tree
-            .get(fence_key(p))?
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0);
+        let epoch = stored_u64(self.tree.get(fence_key(p))?);
         Ok(EpochFence { epoch })
     }
 
