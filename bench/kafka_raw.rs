@@ -3,6 +3,10 @@
 //!
 //!   kafka_raw produce BROKERS TOPIC PARTITIONS COUNT SIZE   # prints "produce <records/s>"
 //!   kafka_raw consume BROKERS TOPIC                          # prints "consume <records/s> ..."
+//!
+//! `consume` also counts the commands the records hold (a flashrent record holds the events
+//! of every command its writer decided while the previous record was in flight), so that
+//! `produce` can be given records the size of one command: the unit a client waits for.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -89,12 +93,14 @@ fn consume(brokers: &str, topic: &str) {
     }
     consumer.assign(&tpl).expect("assign");
     let started = Instant::now();
-    let (mut n, mut bytes) = (0i64, 0usize);
+    let (mut n, mut bytes, mut commands) = (0i64, 0usize, 0usize);
     while n < total {
         match consumer.poll(Duration::from_secs(10)) {
             Some(Ok(m)) => {
                 n += 1;
-                bytes += m.payload().map_or(0, <[u8]>::len);
+                let payload = m.payload().unwrap_or_default();
+                bytes += payload.len();
+                commands += commands_in(payload);
             }
             Some(Err(e)) => panic!("consume: {e}"),
             None => panic!("no record within 10 s after {n} of {total}"),
@@ -102,10 +108,29 @@ fn consume(brokers: &str, topic: &str) {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "consume {:.0} records/s ({n} records, {} B average, in {secs:.2} s)",
+        "consume {:.0} records/s ({n} records, {} B average, {commands} commands, {} B per command, in {secs:.2} s)",
         n as f64 / secs,
-        bytes / n.max(1) as usize
+        bytes / n.max(1) as usize,
+        bytes / commands.max(1)
     );
+}
+
+/// How many commands a flashrent record holds: the distinct causations of its events (a
+/// claim, with no events, counts as one).
+fn commands_in(payload: &[u8]) -> usize {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return 1;
+    };
+    let causes: std::collections::HashSet<&str> = v["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e["causation_id"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    causes.len().max(1)
 }
 
 #[tokio::main]

@@ -11,16 +11,16 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use flashrent_events::{decode_record, Admission, Event, EventLog, FailureReason, OrderId};
-use flashrent_projections::{ReadModels, READ_MODELS};
+use flashrent_events::{Event, FailureReason, OrderId};
+use flashrent_projections::ProjectedRecord;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use std::sync::LazyLock;
+use std::time::Instant;
+use tokio::sync::mpsc;
 
 pub struct Metrics {
     pub registry: Registry,
@@ -244,55 +244,22 @@ impl Observer {
     }
 }
 
-/// Follows every partition from its current end, feeding the [`Observer`].
+/// Counts the events of every record the read models apply, then passes the record on to
+/// `next` (the saga). The records come from the projectors and the writers' own applies, so
+/// each is counted once, and a fenced writer's are not counted at all.
 pub fn spawn_observer(
-    log: Arc<dyn EventLog>,
-    models: &ReadModels,
-    shutdown: watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let observer = Arc::new(std::sync::Mutex::new(Observer::default()));
-    (0..log.partition_count())
-        .map(|p| {
-            let (log, observer, mut shutdown) = (log.clone(), observer.clone(), shutdown.clone());
-            // From where the read models stand, with their epoch: a fenced writer's events
-            // are not counted here either.
-            let start = models
-                .checkpoint(READ_MODELS, p)
-                .and_then(|from| Ok((from, models.fence(READ_MODELS, p)?)));
-            tokio::spawn(async move {
-                let (mut from, mut fence) = match start {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(partition = p, error = %e, "metrics observer cannot start");
-                        return;
-                    }
-                };
-                loop {
-                    if *shutdown.borrow() {
-                        break;
-                    }
-                    let batch = tokio::select! {
-                        b = log.read(p, from, 1024, Duration::from_millis(500)) => b,
-                        _ = shutdown.changed() => break,
-                    };
-                    let Ok(batch) = batch else {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    };
-                    for r in &batch {
-                        from = r.offset + 1;
-                        if let Ok(rec) = decode_record(&r.bytes) {
-                            if fence.admit(&rec) != Admission::Events {
-                                continue;
-                            }
-                            let mut o = observer.lock().expect("observer lock");
-                            for env in &rec.events {
-                                o.observe(&METRICS, &env.event, env.occurred_at);
-                            }
-                        }
-                    }
-                }
-            })
-        })
-        .collect()
+    mut records: mpsc::Receiver<ProjectedRecord>,
+    next: mpsc::Sender<ProjectedRecord>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut observer = Observer::default();
+        while let Some(r) = records.recv().await {
+            for env in &r.record.events {
+                observer.observe(&METRICS, &env.event, env.occurred_at);
+            }
+            if next.send(r).await.is_err() {
+                return;
+            }
+        }
+    })
 }

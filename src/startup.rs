@@ -171,15 +171,15 @@ impl Application {
         let forwarder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
-        let mut tasks =
-            crate::metrics::spawn_observer(dyn_log.clone(), &models, shutdown_rx.clone());
+        let (observed_tx, observed_rx) = mpsc::channel(16_384);
+        let mut tasks = vec![crate::metrics::spawn_observer(reactor_rx, observed_tx)];
         tasks.extend(spawn_projectors(
             dyn_log.clone(),
             models.clone(),
             Some(reactor_tx),
             shutdown_rx,
         ));
-        tasks.extend(saga.spawn(reactor_rx)?);
+        tasks.extend(saga.spawn(observed_rx)?);
         let membership = match args.store.kafka.settings(args.store.partitions) {
             Some(kafka) => Some(
                 join_writers(

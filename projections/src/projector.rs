@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// A record the projector has applied, passed on to reactors (the saga) that act on events.
+/// A record whose events the read models have just applied (once, and only if the epoch fence
+/// counted them), passed on to reactors (the saga, the metrics) that act on events.
 #[derive(Debug, Clone)]
 pub struct ProjectedRecord {
     pub partition: PartitionId,
@@ -58,11 +59,12 @@ impl Projector {
         records: &[(Offset, Arc<CommandRecord>)],
     ) -> Result<Offset, ProjectError> {
         let _one_applier = self.one_applier(partition);
-        self.step_locked(partition, records)
+        self.step_locked(partition, records, |_, _| {})
     }
 
-    /// Applies one record if it is exactly the next one of its partition; `false` if the
-    /// read models are behind or past it (the projector task then applies it, or has).
+    /// Applies one record if it is exactly the next one of its partition; `true` if it did
+    /// and its events counted, `false` if the read models are behind or past it (the
+    /// projector task then applies it, or has) or the fence refused it.
     /// The writer of a shared log calls it for its own records as soon as they are durable,
     /// so a command's answer does not wait for the broker to hand the record back.
     pub fn apply_next(
@@ -75,8 +77,9 @@ impl Projector {
         if self.models.checkpoint(self.name, partition)? != offset {
             return Ok(false);
         }
-        self.step_locked(partition, &[(offset, record)])?;
-        Ok(true)
+        let mut counted = false;
+        self.step_locked(partition, &[(offset, record)], |_, _| counted = true)?;
+        Ok(counted)
     }
 
     /// Held while a partition's records are applied: by the projector task, or the writer.
@@ -87,10 +90,13 @@ impl Projector {
             .map(|m| m.lock().expect("stepping lock"))
     }
 
+    /// `counted` is told of each record whose events this step applied (not of those
+    /// below the checkpoint, claims, or records the fence refused).
     fn step_locked(
         &self,
         partition: PartitionId,
         records: &[(Offset, Arc<CommandRecord>)],
+        mut counted: impl FnMut(Offset, &Arc<CommandRecord>),
     ) -> Result<Offset, ProjectError> {
         let mut next = self.models.checkpoint(self.name, partition)?;
         if records.is_empty() {
@@ -111,6 +117,7 @@ impl Projector {
                     for env in &record.events {
                         staged.apply(env)?;
                     }
+                    counted(*offset, record);
                 }
                 Admission::Claim => {
                     if let Some(owner) = &record.owner {
@@ -189,8 +196,9 @@ async fn read_decoded(
         .collect()
 }
 
-/// Runs a projector task per partition until `shutdown` turns true. Each applied record is
-/// then offered to `reactor` (if any). A step that fails is retried from the same position
+/// Runs a projector task per partition until `shutdown` turns true. Each record whose events
+/// it applied is then offered to `reactor` (if any); records the writer applied itself, claims
+/// and fenced records are not. A step that fails is retried from the same position
 /// after a pause: the projector never skips a record.
 pub fn spawn_projectors(
     log: Arc<dyn EventLog>,
@@ -221,12 +229,18 @@ pub fn spawn_projectors(
                         b = read_decoded(log.as_ref(), partition, from, Duration::from_millis(500)) => b,
                         _ = shutdown.changed() => break,
                     };
-                    let result = batch.and_then(|b| projector.step(partition, &b).map(|_| b));
+                    let mut applied = Vec::new();
+                    let result = batch.and_then(|b| {
+                        let _one_applier = projector.one_applier(partition);
+                        projector.step_locked(partition, &b, |offset, record| {
+                            applied.push(ProjectedRecord { partition, offset, record: record.clone() })
+                        })
+                    });
                     match result {
-                        Ok(batch) => {
+                        Ok(_) => {
                             if let Some(r) = &reactor {
-                                for (offset, record) in batch {
-                                    let _ = r.send(ProjectedRecord { partition, offset, record }).await;
+                                for projected in applied {
+                                    let _ = r.send(projected).await;
                                 }
                             }
                         }

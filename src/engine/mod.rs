@@ -4,10 +4,13 @@
 //! and no interleaving can break an invariant.
 //!
 //! A writer does not wait for one append to be durable before deciding the next command:
-//! it applies the events to its state at once and hands the record to the log, which makes
-//! many records durable with one sync. Each caller is answered only when its own record is
-//! durable. If an append fails, the writer rebuilds its state from the log before it
-//! decides anything else, so a decision never rests on an event the log does not have.
+//! it applies the events to its state at once and hands them to its partition's appender.
+//! The appender keeps one record in flight: the commands decided while it waits go out
+//! together as the next record (group commit), so the log sees one record per batch of
+//! commands rather than per command, and the batches grow with the load. Each caller is
+//! answered only when the record holding its events is durable. If an append fails, the
+//! writer rebuilds its state from the log before it decides anything else, so a decision
+//! never rests on an event the log does not have.
 
 pub mod commands;
 
@@ -16,8 +19,8 @@ pub use commands::ReserveOutcome;
 use crate::domain::{DomainError, PartitionState};
 use chrono::{DateTime, Utc};
 use flashrent_events::{
-    decode_record, encode_record, partition_for_key, Admission, AppendFuture, CommandRecord,
-    Envelope, EpochFence, Event, EventLog, LogError, Offset, PartitionId, RecordMeta,
+    decode_record, encode_record, partition_for_key, Admission, CommandRecord, Envelope,
+    EpochFence, Event, EventLog, LogError, Offset, PartitionId, RecordMeta,
 };
 use flashrent_projections::{ProjectedRecord, Projector};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -409,7 +412,7 @@ pub struct Applier {
 /// How often a writer whose log is down tries to reload.
 const RELOAD_BACKOFF: Duration = Duration::from_secs(1);
 
-/// What a writer and its confirmer share.
+/// What a writer and its appender share.
 struct Flags {
     /// An append failed: reload before deciding again.
     poisoned: Arc<AtomicBool>,
@@ -421,12 +424,20 @@ struct Flags {
     owned: Arc<AtomicBool>,
 }
 
-/// A record on its way to the log, and who waits for it.
-struct InFlight {
-    durable: AppendFuture,
-    record: Arc<CommandRecord>,
+/// A decided command on its way to the log, and who waits for it.
+struct Decided {
+    key: String,
+    command_id: Uuid,
+    events: Vec<Envelope>,
+    /// `Type@version` of each event, for the record's header.
+    names: Vec<String>,
     reply: Reply,
 }
+
+/// Most commands one record holds. A record must stay well below the broker's largest
+/// fetch (1 MiB by default; Tansu cannot hand out a record larger than the fetch at all):
+/// a command's events are a few KiB at most.
+const MAX_BATCH: usize = 128;
 
 async fn take(
     log: &dyn EventLog,
@@ -439,13 +450,12 @@ async fn take(
     }
 }
 
-/// A partition this writer holds: the state it decides against, and its confirmer.
+/// A partition this writer holds: the state it decides against, and its appender.
 struct Held {
     state: PartitionState,
-    epoch: u64,
     /// The assignment it was taken under.
     generation: u64,
-    confirmer: mpsc::UnboundedSender<InFlight>,
+    appender: mpsc::UnboundedSender<Decided>,
     poisoned: Arc<AtomicBool>,
     fenced: Arc<AtomicBool>,
 }
@@ -510,7 +520,7 @@ impl Writer {
         };
         self.seen_end.fetch_max(loaded.next, Ordering::AcqRel);
         let at = (self.partition, loaded.fence, loaded.next);
-        tokio::spawn(confirm(
+        tokio::spawn(append_batches(
             self.log.clone(),
             at,
             rx,
@@ -519,9 +529,8 @@ impl Writer {
         ));
         self.held = Some(Held {
             state: loaded.state,
-            epoch: loaded.fence.epoch,
             generation,
-            confirmer: tx,
+            appender: tx,
             poisoned,
             fenced,
         });
@@ -612,19 +621,12 @@ impl Writer {
             return;
         }
         let mut envelopes = Vec::with_capacity(events.len());
-        let mut names = String::new();
+        let mut names = Vec::with_capacity(events.len());
         for event in events {
             let (aggregate, aggregate_id) = event.aggregate();
             let sequence = held.state.version_of(&event) + 1;
             held.state.evolve(&event);
-            if !names.is_empty() {
-                names.push(',');
-            }
-            names.push_str(&format!(
-                "{}@{}",
-                event.event_type(),
-                event.schema_version()
-            ));
+            names.push(format!("{}@{}", event.event_type(), event.schema_version()));
             envelopes.push(Envelope {
                 event_id: Uuid::now_v7(),
                 aggregate,
@@ -637,43 +639,66 @@ impl Writer {
                 event,
             });
         }
-        let record = CommandRecord {
-            command_id: job.meta.command_id,
+        let decided = Decided {
             key: job.key,
-            writer_epoch: held.epoch,
+            command_id: job.meta.command_id,
             events: envelopes,
-            owner: None,
-        };
-        let meta = RecordMeta {
-            key: &record.key,
-            events: &names,
-        };
-        let durable = self
-            .log
-            .append_with(self.partition, meta, encode_record(&record));
-        let record = Arc::new(record);
-        if let Err(mpsc::error::SendError(f)) = held.confirmer.send(InFlight {
-            durable,
-            record,
+            names,
             reply,
-        }) {
-            (f.reply)(Err(LogError::Failed(
-                "the writer's confirmer stopped".into(),
+        };
+        if let Err(mpsc::error::SendError(d)) = held.appender.send(decided) {
+            (d.reply)(Err(LogError::Failed(
+                "the writer's appender stopped".into(),
             )));
         }
     }
 }
 
-/// Answers each record's caller, in log order, once the record is durable *and* still
-/// counts: the next offset after this writer's own last record means nobody wrote in
-/// between; otherwise the records in between are read, and a newer claim among them means
-/// this writer was fenced out (its record is ignored by every reader, so it must not be
-/// acknowledged). An append that fails poisons the writer, which reloads before deciding
-/// again, so a decision never rests on an event the log does not have.
-async fn confirm(
+/// One record of the commands `first` and those queued behind it (up to [`MAX_BATCH`]),
+/// and their callers in record order.
+fn batch(
+    first: Decided,
+    queued: &mut mpsc::UnboundedReceiver<Decided>,
+    partition: PartitionId,
+    epoch: u64,
+) -> (CommandRecord, String, Vec<Reply>) {
+    let mut record = CommandRecord {
+        command_id: first.command_id,
+        key: first.key,
+        writer_epoch: epoch,
+        events: first.events,
+        owner: None,
+    };
+    let mut names = first.names.join(",");
+    let mut replies = vec![first.reply];
+    while replies.len() < MAX_BATCH {
+        let Ok(next) = queued.try_recv() else { break };
+        // Kafka's record key says whose record it is; a batch of several keys is the
+        // partition's.
+        if next.key != record.key {
+            record.key = format!("partition-{partition}");
+        }
+        record.events.extend(next.events);
+        for n in next.names {
+            names.push(',');
+            names.push_str(&n);
+        }
+        replies.push(next.reply);
+    }
+    (record, names, replies)
+}
+
+/// Appends the decided commands, a batch per record with one record in flight, and
+/// answers each command's caller once its record is durable *and* still counts: the next
+/// offset after this writer's own last record means nobody wrote in between; otherwise the
+/// records in between are read, and a newer claim among them means this writer was fenced
+/// out (its record is ignored by every reader, so it must not be acknowledged). An append
+/// that fails poisons the writer, which reloads before deciding again, so a decision never
+/// rests on an event the log does not have.
+async fn append_batches(
     log: Arc<dyn EventLog>,
     (partition, mut fence, mut next): (PartitionId, EpochFence, Offset),
-    mut rx: mpsc::UnboundedReceiver<InFlight>,
+    mut rx: mpsc::UnboundedReceiver<Decided>,
     flags: Flags,
     applier: Option<Arc<Applier>>,
 ) {
@@ -684,8 +709,15 @@ async fn confirm(
         owned,
     } = flags;
     let mine = fence.epoch;
-    while let Some(f) = rx.recv().await {
-        let result = match f.durable.await {
+    while let Some(first) = rx.recv().await {
+        let (record, names, replies) = batch(first, &mut rx, partition, mine);
+        let meta = RecordMeta {
+            key: &record.key,
+            events: &names,
+        };
+        let durable = log.append_with(partition, meta, encode_record(&record));
+        let record = Arc::new(record);
+        let result = match durable.await {
             Err(e) => {
                 poisoned.store(true, Ordering::Release);
                 Err(e)
@@ -725,15 +757,12 @@ async fn confirm(
         };
         seen_end.fetch_max(next, Ordering::AcqRel);
         if let (Ok(Some(at)), Some(applier)) = (&result, &applier) {
-            match applier
-                .projector
-                .apply_next(partition, *at, f.record.clone())
-            {
+            match applier.projector.apply_next(partition, *at, record.clone()) {
                 Ok(true) => {
                     let projected = ProjectedRecord {
                         partition,
                         offset: *at,
-                        record: f.record,
+                        record,
                     };
                     let _ = applier.reactor.send(projected).await;
                 }
@@ -744,11 +773,13 @@ async fn confirm(
                 }
             }
         }
-        (f.reply)(result);
+        for reply in replies {
+            reply(result.clone());
+        }
         if poisoned.load(Ordering::Acquire) {
             // Everything queued behind a failed append fails too: the writer reloads.
-            while let Ok(f) = rx.try_recv() {
-                (f.reply)(Err(LogError::Unavailable(
+            while let Ok(d) = rx.try_recv() {
+                (d.reply)(Err(LogError::Unavailable(
                     "an earlier append failed; retry".into(),
                 )));
             }
@@ -756,3 +787,6 @@ async fn confirm(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -36,6 +36,10 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Idle cursors kept per partition.
 const IDLE_CURSORS: usize = 4;
+/// How long the broker may hold a fetch that finds nothing new. Tansu 0.6.0 holds *every*
+/// fetch this long, new records or not, and runs its storage queries for each: shorter
+/// adds broker CPU for every follower, longer adds latency to every read.
+const FETCH_WAIT_MS: &str = "50";
 
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -242,20 +246,26 @@ impl KafkaLog {
             .get(partition as usize)
             .ok_or(LogError::NoSuchPartition(partition))?;
         let mut idle = pool.lock().expect("cursor lock");
-        if let Some(i) = idle.iter().position(|c| c.next == from) {
-            return Ok(idle.swap_remove(i));
-        }
-        let reused = idle.pop();
+        let reused = match idle.iter().position(|c| c.next == from) {
+            Some(i) => Some(idle.swap_remove(i)),
+            None => idle.pop(),
+        };
         drop(idle);
         // An idle cursor of this partition is moved with a seek, never re-assigned: taking a
         // partition out of a consumer's assignment while an earlier removal is still being
         // served aborts the process in librdkafka 2.12 (confluentinc/librdkafka#5573).
+        // It is resumed first, then sought even to where it stands: where librdkafka
+        // resumes a paused partition from is its own business.
         if let Some(c) = reused {
             let to = rdkafka::Offset::Offset(from as i64);
-            match c
+            let moved = c
                 .consumer
-                .seek(&self.topic, partition as i32, to, Duration::ZERO)
-            {
+                .resume(&self.one_partition(partition))
+                .and_then(|()| {
+                    c.consumer
+                        .seek(&self.topic, partition as i32, to, Duration::ZERO)
+                });
+            match moved {
                 Ok(()) => {
                     return Ok(Cursor {
                         consumer: c.consumer,
@@ -273,7 +283,7 @@ impl KafkaLog {
             .set("group.id", "flashrent-reader")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", FETCH_WAIT_MS)
             .create::<StreamConsumer>()
             .map_err(unavailable)?;
         let mut tpl = TopicPartitionList::new();
@@ -290,13 +300,26 @@ impl KafkaLog {
         })
     }
 
+    /// Keeps a cursor for the next read of its partition, paused: an assigned consumer
+    /// otherwise goes on fetching in the background, and a broker serving many idle
+    /// fetchers has less left for the records that matter.
     fn put_back(&self, partition: PartitionId, cursor: Cursor) {
+        if let Err(e) = cursor.consumer.pause(&self.one_partition(partition)) {
+            tracing::debug!(partition, error = %e, "cannot pause an idle cursor; dropping it");
+            return;
+        }
         let mut idle = self.cursors[partition as usize]
             .lock()
             .expect("cursor lock");
         if idle.len() < IDLE_CURSORS {
             idle.push(cursor);
         }
+    }
+
+    fn one_partition(&self, partition: PartitionId) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, partition as i32);
+        tpl
     }
 }
 
