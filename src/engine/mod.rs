@@ -540,10 +540,15 @@ impl Writer {
 
     /// Stops deciding; records already handed to the log are still confirmed.
     fn release(&mut self) {
-        if self.held.take().is_some() {
+        if self.let_go() {
             tracing::info!(partition = self.partition, "partition released");
         }
+    }
+
+    /// Stops deciding; whether it held the partition.
+    fn let_go(&mut self) -> bool {
         self.owned.store(false, Ordering::Release);
+        self.held.take().is_some()
     }
 
     /// Makes sure this writer holds its partition under `assignment`, claiming or reloading
@@ -569,8 +574,13 @@ impl Writer {
                 return Err(e.clone());
             }
         }
-        self.release();
         let partition = self.partition;
+        if self.let_go() {
+            tracing::info!(
+                partition,
+                "reloading the partition (an append failed, or it was given anew)"
+            );
+        }
         let retaken = take(self.log.as_ref(), partition, &self.ownership)
             .await
             .and_then(|loaded| {

@@ -118,6 +118,9 @@ pub async fn forward(
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
+        // The mark is between instances; the client gets the refusal (a 503) as it is.
+        let mut answer = answer;
+        answer.headers_mut().remove(FENCED);
         let (http_req, _) = res.into_parts();
         return Ok(ServiceResponse::new(http_req, answer));
     }

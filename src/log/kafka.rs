@@ -1,5 +1,5 @@
 //! The event log on Kafka (rdkafka, i.e. librdkafka): one topic, a partition per embedded-log
-//! partition, one record per command.
+//! partition, a record per batch of whole commands (see [`crate::engine`]).
 //!
 //! - Appends go through an idempotent producer with `acks=all`: a record is acknowledged
 //!   once every in-sync replica has it, and retries never duplicate or reorder it. A record
@@ -284,6 +284,10 @@ impl KafkaLog {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+            // Tansu 0.6.0 sums the sizes of *every* record from the fetch offset to the end
+            // of the partition for each fetch: a reader catching up pays for the rest of the
+            // partition at each fetch, so it should take large bites.
+            .set("max.partition.fetch.bytes", "8388608")
             .create::<StreamConsumer>()
             .map_err(unavailable)?;
         let mut tpl = TopicPartitionList::new();
