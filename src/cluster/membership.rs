@@ -1,8 +1,8 @@
 //! Which partitions this instance writes, as a Kafka consumer group decides: every instance
 //! subscribes to the event topic in the group `<prefix>writers`, and the partitions the group
 //! assigns to it are the ones it claims. Nothing is consumed through the group; it is only
-//! the group's membership, heartbeats and rebalancing that matter. The cooperative-sticky assignor moves only the partitions that
-//! must move when an instance joins or leaves.
+//! the group's membership, heartbeats and rebalancing that matter. The cooperative-sticky
+//! assignor moves only the partitions that must move when an instance joins or leaves.
 //!
 //! The group only says who *should* write. Safety does not rest on it: a member that was
 //! paused past its session still believes it owns its partitions until librdkafka tells it

@@ -23,6 +23,7 @@ use flashrent_events::{
     EpochFence, Event, EventLog, LogError, Offset, PartitionId, RecordMeta,
 };
 use flashrent_projections::{ProjectedRecord, Projector};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -140,8 +141,8 @@ impl Engine {
         let mut assignments = Vec::new();
         let mut owned = Vec::new();
         let applier = applier.map(Arc::new);
+        let sole = matches!(ownership, Ownership::Sole);
         for partition in 0..log.partition_count() {
-            let sole = matches!(ownership, Ownership::Sole);
             let (assignment, watched) = watch::channel(Assignment {
                 assigned: sole,
                 generation: 0,
@@ -371,6 +372,12 @@ pub enum Ownership {
     Claim { owner: String },
 }
 
+/// The record key of what belongs to the partition rather than to one aggregate: claims, and
+/// records of several keys.
+fn partition_key(partition: PartitionId) -> String {
+    format!("partition-{partition}")
+}
+
 /// Appends a claim with an epoch above every one before it and returns the state to decide
 /// against, once the claim is known to be the one that counts.
 async fn claim(
@@ -382,7 +389,7 @@ async fn claim(
     let epoch = loaded.fence.epoch + 1;
     let record = CommandRecord {
         command_id: Uuid::now_v7(),
-        key: format!("partition-{partition}"),
+        key: partition_key(partition),
         writer_epoch: epoch,
         events: vec![],
         owner: Some(owner.to_owned()),
@@ -429,8 +436,8 @@ struct Decided {
     key: String,
     command_id: Uuid,
     events: Vec<Envelope>,
-    /// `Type@version` of each event, for the record's header.
-    names: Vec<String>,
+    /// `Type@version` of each event, comma-separated, for the record's header.
+    names: String,
     reply: Reply,
 }
 
@@ -631,12 +638,15 @@ impl Writer {
             return;
         }
         let mut envelopes = Vec::with_capacity(events.len());
-        let mut names = Vec::with_capacity(events.len());
+        let mut names = String::new();
         for event in events {
             let (aggregate, aggregate_id) = event.aggregate();
             let sequence = held.state.version_of(&event) + 1;
             held.state.evolve(&event);
-            names.push(format!("{}@{}", event.event_type(), event.schema_version()));
+            if !names.is_empty() {
+                names.push(',');
+            }
+            let _ = write!(names, "{}@{}", event.event_type(), event.schema_version());
             envelopes.push(Envelope {
                 event_id: Uuid::now_v7(),
                 aggregate,
@@ -679,20 +689,18 @@ fn batch(
         events: first.events,
         owner: None,
     };
-    let mut names = first.names.join(",");
+    let mut names = first.names;
     let mut replies = vec![first.reply];
     while replies.len() < MAX_BATCH {
         let Ok(next) = queued.try_recv() else { break };
         // Kafka's record key says whose record it is; a batch of several keys is the
         // partition's.
         if next.key != record.key {
-            record.key = format!("partition-{partition}");
+            record.key = partition_key(partition);
         }
         record.events.extend(next.events);
-        for n in next.names {
-            names.push(',');
-            names.push_str(&n);
-        }
+        names.push(',');
+        names.push_str(&next.names);
         replies.push(next.reply);
     }
     (record, names, replies)

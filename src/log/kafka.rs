@@ -308,15 +308,17 @@ impl KafkaLog {
     /// otherwise goes on fetching in the background, and a broker serving many idle
     /// fetchers has less left for the records that matter.
     fn put_back(&self, partition: PartitionId, cursor: Cursor) {
-        if let Err(e) = cursor.consumer.pause(&self.one_partition(partition)) {
-            tracing::debug!(partition, error = %e, "cannot pause an idle cursor; dropping it");
-            return;
-        }
         let mut idle = self.cursors[partition as usize]
             .lock()
             .expect("cursor lock");
-        if idle.len() < IDLE_CURSORS {
-            idle.push(cursor);
+        if idle.len() >= IDLE_CURSORS {
+            return;
+        }
+        match cursor.consumer.pause(&self.one_partition(partition)) {
+            Ok(()) => idle.push(cursor),
+            Err(e) => {
+                tracing::debug!(partition, error = %e, "cannot pause an idle cursor; dropping it")
+            }
         }
     }
 
