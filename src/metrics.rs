@@ -137,18 +137,21 @@ pub async fn track(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let res = next.call(req).await;
-    let status = match &res {
-        Ok(r) => r.status().as_u16(),
-        Err(e) => e.as_response_error().status_code().as_u16(),
+    // Asked after routing: the router then names the resource it matched. Asked before,
+    // actix matches the path against every route's regex a second time.
+    let (route, status) = match &res {
+        Ok(r) => (r.request().match_pattern(), r.status()),
+        Err(e) => (None, e.as_response_error().status_code()),
     };
     METRICS
         .http_duration
-        .with_label_values(&[&method, &route, &status.to_string()])
+        .with_label_values(&[
+            method.as_str(),
+            route.as_deref().unwrap_or("unmatched"),
+            status.as_str(),
+        ])
         .observe(started.elapsed().as_secs_f64());
     res
 }

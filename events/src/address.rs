@@ -3,8 +3,13 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
+/// Kept with its Base58Check text: addresses are written out (events, views, API bodies)
+/// far more often than they are parsed, and encoding costs two SHA-256 rounds each time.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TronAddress([u8; 21]);
+pub struct TronAddress {
+    bytes: [u8; 21],
+    text: [u8; TronAddress::TEXT_LEN],
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
@@ -18,40 +23,63 @@ pub enum AddressError {
 
 impl TronAddress {
     pub const PREFIX: u8 = 0x41;
+    /// Every 21-byte value starting with 0x41, with its 4-byte checksum, is 34 Base58 digits.
+    const TEXT_LEN: usize = 34;
 
     pub fn parse(text: &str) -> Result<TronAddress, AddressError> {
-        let bytes = bs58::decode(text.trim())
+        let text = text.trim();
+        let bytes = bs58::decode(text)
             .with_check(None)
             .into_vec()
             .map_err(|_| AddressError::BadEncoding)?;
-        Self::from_bytes(&bytes)
+        let bytes = Self::checked(&bytes)?;
+        // Base58 has one spelling per byte string, so the text that decoded is the text.
+        match text.as_bytes().try_into() {
+            Ok(text) => Ok(TronAddress { bytes, text }),
+            Err(_) => Self::from_bytes(&bytes),
+        }
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<TronAddress, AddressError> {
-        let arr: [u8; 21] = bytes.try_into().map_err(|_| AddressError::BadLength)?;
-        if arr[0] != Self::PREFIX {
+        let bytes = Self::checked(bytes)?;
+        let mut text = [0u8; Self::TEXT_LEN];
+        let written = bs58::encode(bytes)
+            .with_check()
+            .onto(&mut text[..])
+            .map_err(|_| AddressError::BadLength)?;
+        debug_assert_eq!(written, Self::TEXT_LEN);
+        Ok(TronAddress { bytes, text })
+    }
+
+    fn checked(bytes: &[u8]) -> Result<[u8; 21], AddressError> {
+        let bytes: [u8; 21] = bytes.try_into().map_err(|_| AddressError::BadLength)?;
+        if bytes[0] != Self::PREFIX {
             return Err(AddressError::BadPrefix);
         }
-        Ok(TronAddress(arr))
+        Ok(bytes)
     }
 
     /// The hex form java-tron uses when `visible` is false: `41…`, 42 characters.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        hex::encode(self.bytes)
     }
 
     pub fn as_bytes(&self) -> &[u8; 21] {
-        &self.0
+        &self.bytes
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text).expect("Base58 digits are ASCII")
     }
 
     pub fn to_base58(&self) -> String {
-        bs58::encode(self.0).with_check().into_string()
+        self.as_str().to_owned()
     }
 }
 
 impl fmt::Display for TronAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_base58())
+        f.write_str(self.as_str())
     }
 }
 
@@ -63,7 +91,7 @@ impl fmt::Debug for TronAddress {
 
 impl Serialize for TronAddress {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_base58())
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -109,6 +137,17 @@ mod tests {
             Err(AddressError::BadEncoding)
         );
         assert_eq!(TronAddress::parse("0OIl"), Err(AddressError::BadEncoding));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_address_reads_back_from_its_text(body: [u8; 20]) {
+            let mut bytes = [TronAddress::PREFIX; 21];
+            bytes[1..].copy_from_slice(&body);
+            let a = TronAddress::from_bytes(&bytes).unwrap();
+            proptest::prop_assert_eq!(a.as_str(), bs58::encode(bytes).with_check().into_string());
+            proptest::prop_assert_eq!(TronAddress::parse(a.as_str()), Ok(a));
+        }
     }
 
     #[test]
