@@ -32,9 +32,9 @@ enum Command {
         /// Overrides the config's block interval (0: a block per broadcast).
         #[arg(long)]
         block_ms: Option<u64>,
-        /// Keep the chain in this JSON file (restored from it on start when it exists).
+        /// Keep the chain in this directory (restored from it on start when it holds one).
         #[arg(long)]
-        state_file: Option<std::path::PathBuf>,
+        state_dir: Option<std::path::PathBuf>,
     },
     /// Drop the read models and rebuild them from the event log (stop `serve` first).
     Rebuild {
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             config,
             block_ms,
-            state_file,
+            state_dir,
         } => {
             init_tracing(false);
             let mut config = match config {
@@ -80,7 +80,11 @@ async fn main() -> anyhow::Result<()> {
             if let Some(ms) = block_ms {
                 config.block_interval_ms = ms;
             }
-            let devnet = Devnet::start_with(config, &listen, state_file)?;
+            let store = state_dir.map(|dir| flashrent::devnet::StateStore {
+                dir,
+                legacy_json: None,
+            });
+            let devnet = Devnet::start_with(config, &listen, store)?;
             println!("flashrent devnet listening on {}", devnet.url());
             devnet.run().await
         }

@@ -429,8 +429,11 @@ fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
             },
         ];
         keys.push(key);
-        let state_file = args.store.data_dir.join("devnet-state.json");
-        let (url, _) = Devnet::start_with(config, "127.0.0.1:0", Some(state_file))?.spawn();
+        let store = crate::devnet::StateStore {
+            dir: args.store.data_dir.join("devnet"),
+            legacy_json: Some(args.store.data_dir.join("devnet-state.json")),
+        };
+        let (url, _) = Devnet::start_with(config, "127.0.0.1:0", Some(store))?.spawn();
         tracing::info!(
             node = %url,
             block_ms = args.devnet_block_ms,

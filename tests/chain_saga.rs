@@ -170,7 +170,7 @@ async fn the_in_process_devnet_keeps_its_chain_across_a_restart() {
         .await;
     assert!(o["rental_ended_at"].is_null());
     app.kill();
-    assert!(temp.path().join("devnet-state.json").exists());
+    assert!(temp.path().join("devnet").join("conf").exists());
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let app = TestApp::spawn_in(temp.path(), &env).await;
     // The reclaim needs the delegation the first devnet confirmed.

@@ -178,12 +178,17 @@ impl Notifier {
         )
     }
 
-    fn stop(&mut self) {
+    /// Stops it as an operator would (SIGTERM: it finishes the deliveries in flight).
+    /// Waits without blocking the test's runtime, which also runs the receivers: a
+    /// delivery in flight needs its answer to finish.
+    async fn stop(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.0.id().to_string())
             .status();
-        let _ = self.0.wait();
+        while matches!(self.0.try_wait(), Ok(None)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -386,7 +391,7 @@ async fn a_restarted_notifier_delivers_nothing_it_already_delivered() {
     app.wait_final(&a).await;
     rx.wait_for("/all", 20, |b| events_of(b, &a).len() >= 3)
         .await;
-    n.stop();
+    n.stop().await;
     let before = rx.hits("/all").len();
     let prom = std::fs::read_to_string(&metrics).unwrap();
     assert!(

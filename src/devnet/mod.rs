@@ -5,6 +5,7 @@
 //!
 //! State lives in memory, seeded from a small JSON config naming funded accounts.
 
+pub mod known;
 pub mod state;
 
 use crate::chain::tron::proto::{self, ResourceContract};
@@ -110,48 +111,36 @@ impl Devnet {
         Self::start_with(config, listen, None)
     }
 
-    /// Like `start`, keeping the chain in `state_file`: restored from it when it exists
-    /// (the config's accounts are then ignored), saved whenever a block changes something.
+    /// Like `start`, keeping the chain in a store: restored from it when it holds one (the
+    /// config's accounts are then ignored), saved after every block that changed something.
     pub fn start_with(
         config: DevnetConfig,
         listen: &str,
-        state_file: Option<PathBuf>,
+        store: Option<StateStore>,
     ) -> anyhow::Result<Devnet> {
-        let saved = match &state_file {
-            Some(f) if f.exists() => Some(
-                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
-            ),
-            _ => None,
+        let fresh = || -> anyhow::Result<ChainState> {
+            let mut chain = ChainState::new(
+                config.total_energy_limit,
+                config.total_energy_weight,
+                config.tx_expiration_ms,
+            );
+            for a in &config.accounts {
+                let address = a.address()?;
+                chain.create_account(*address.as_bytes(), a.balance_sun, a.energy_stake_sun);
+            }
+            Ok(chain)
         };
-        let mut chain = match saved {
-            Some(text) => {
-                tracing::info!(file = ?state_file, "devnet state restored");
-                ChainState::restore(&text, config.tx_expiration_ms)
-                    .context("restoring the devnet state")?
-            }
-            None => {
-                let mut chain = ChainState::new(
-                    config.total_energy_limit,
-                    config.total_energy_weight,
-                    config.tx_expiration_ms,
-                );
-                for a in &config.accounts {
-                    let address = a.address()?;
-                    chain.create_account(*address.as_bytes(), a.balance_sun, a.energy_stake_sun);
-                }
-                chain
-            }
+        let mut chain = match &store {
+            Some(store) => store.open(config.tx_expiration_ms, fresh)?,
+            None => fresh()?,
         };
         chain.faults = config.faults.clone();
         let state: Shared = Arc::new(Mutex::new(chain));
-        if let Some(f) = &state_file {
-            save(&state, f);
-        }
+        save(&state);
         let interval = config.block_interval_ms;
         let data = web::Data::new(Node {
             state: state.clone(),
             immediate: interval == 0,
-            state_file: state_file.clone(),
         });
         let listener =
             std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
@@ -180,10 +169,9 @@ impl Devnet {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    state.lock().expect("devnet lock").produce_block();
-                    if let Some(f) = &state_file {
-                        save(&state, f);
-                    }
+                    let mut s = state.lock().expect("devnet lock");
+                    s.produce_block();
+                    save_locked(&mut s);
                 }
             });
         }
@@ -226,29 +214,71 @@ impl Devnet {
 struct Node {
     state: Shared,
     immediate: bool,
-    state_file: Option<PathBuf>,
 }
 
 impl Node {
     fn save(&self) {
-        if let Some(f) = &self.state_file {
-            save(&self.state, f);
-        }
+        save(&self.state);
     }
 }
 
-/// Writes the state if it changed (a temporary file renamed over the old one).
-fn save(state: &Shared, file: &std::path::Path) {
-    let text = {
-        let mut s = state.lock().expect("devnet lock");
-        if !std::mem::take(&mut s.dirty) {
-            return;
+fn save(state: &Shared) {
+    save_locked(&mut state.lock().expect("devnet lock"));
+}
+
+/// Saves what changed (nothing for a devnet without a store) and syncs it before the lock
+/// is let go: what the node answers about its blocks must outlive a crash of the process,
+/// as a node's would.
+fn save_locked(s: &mut ChainState) {
+    if let Err(e) = s.save().and_then(|tree| tree.map_or(Ok(0), |t| t.flush())) {
+        tracing::warn!(error = %e, "cannot save the devnet state");
+    }
+}
+
+/// Where a devnet keeps its chain: a sled store in `dir`.
+pub struct StateStore {
+    pub dir: PathBuf,
+    /// The JSON file an earlier version kept the chain in, moved into the store once.
+    pub legacy_json: Option<PathBuf>,
+}
+
+impl StateStore {
+    fn open(
+        &self,
+        tx_expiration_ms: i64,
+        fresh: impl FnOnce() -> anyhow::Result<ChainState>,
+    ) -> anyhow::Result<ChainState> {
+        let db = sled::Config::new()
+            .path(&self.dir)
+            // The transactions are read back rarely (confirmations, lookups by id).
+            .cache_capacity(16 << 20)
+            .open()
+            .with_context(|| format!("opening the devnet store {}", self.dir.display()))?;
+        let tree = db.open_tree("chain")?;
+        if let Some(chain) =
+            ChainState::open(tree.clone(), tx_expiration_ms).context("reading the devnet state")?
+        {
+            tracing::info!(dir = %self.dir.display(), "devnet state restored");
+            return Ok(chain);
         }
-        s.snapshot()
-    };
-    let tmp = file.with_extension("tmp");
-    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file)) {
-        tracing::warn!(file = %file.display(), error = %e, "cannot save the devnet state");
+        let mut chain = match self.legacy_json.as_deref().filter(|f| f.exists()) {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let chain = ChainState::import_json(&text, tx_expiration_ms)
+                    .context("restoring the devnet state")?;
+                tracing::info!(file = %file.display(), dir = %self.dir.display(), "devnet state moved into its store");
+                chain
+            }
+            None => fresh()?,
+        };
+        chain.keep_in(tree.clone());
+        chain.save()?;
+        tree.flush()?;
+        if let Some(file) = self.legacy_json.as_deref().filter(|f| f.exists()) {
+            std::fs::rename(file, file.with_extension("json.imported"))?;
+        }
+        Ok(chain)
     }
 }
 
@@ -405,6 +435,7 @@ async fn broadcast_hex(node: web::Data<Node>, body: web::Json<Value>) -> HttpRes
             Ok(id) => {
                 if node.immediate && s.has_pending() {
                     s.produce_block();
+                    save_locked(&mut s);
                 }
                 json!({"result": true, "code": "SUCCESS", "message": "", "txid": hex::encode(id)})
             }
@@ -413,9 +444,6 @@ async fn broadcast_hex(node: web::Data<Node>, body: web::Json<Value>) -> HttpRes
             }
         }
     };
-    if node.immediate {
-        node.save();
-    }
     HttpResponse::Ok().json(answer)
 }
 
@@ -473,5 +501,57 @@ async fn create_account(node: web::Data<Node>, body: web::Json<AccountSeed>) -> 
 async fn produce_block(node: web::Data<Node>) -> HttpResponse {
     let mut s = node.state.lock().expect("devnet lock");
     s.produce_block();
+    save_locked(&mut s);
     HttpResponse::Ok().json(s.now_block_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUPPLIER: &str = "4194a15629b2b2bbd3a5453e6d6696b2875278633b";
+
+    fn store(dir: &std::path::Path) -> StateStore {
+        StateStore {
+            dir: dir.join("devnet"),
+            legacy_json: Some(dir.join("devnet-state.json")),
+        }
+    }
+
+    fn balance(chain: &ChainState) -> i64 {
+        let a: Addr = hex::decode(SUPPLIER).unwrap().try_into().unwrap();
+        chain.accounts[&a].balance
+    }
+
+    #[test]
+    fn a_legacy_json_state_moves_into_the_store_once() {
+        let temp = tempfile::tempdir().unwrap();
+        let block = "00".repeat(32);
+        std::fs::write(
+            temp.path().join("devnet-state.json"),
+            format!(
+                r#"{{"accounts": [["{SUPPLIER}", {{"balance": 42, "energy_stake": 7, "delegated_out": 0, "acquired": 0, "create_time": 1}}]],
+                   "records": [], "known": [], "pending": [], "blocks": [["{block}", 1000], ["{block}", 4000]],
+                   "total_energy_limit": 1, "total_energy_weight": 1, "delegations_applied": 3, "undelegations_applied": 0}}"#
+            ),
+        )
+        .unwrap();
+        let never = || -> anyhow::Result<ChainState> { panic!("the legacy state exists") };
+        let chain = store(temp.path()).open(60_000, never).unwrap();
+        assert_eq!(balance(&chain), 42);
+        assert_eq!(chain.head().0, 1);
+        assert!(!temp.path().join("devnet-state.json").exists());
+        drop(chain);
+
+        let mut chain = store(temp.path()).open(60_000, never).unwrap();
+        assert_eq!(
+            (balance(&chain), chain.head().0, chain.delegations_applied),
+            (42, 1, 3)
+        );
+        chain.produce_block();
+        chain.save().unwrap();
+        drop(chain);
+        let chain = store(temp.path()).open(60_000, never).unwrap();
+        assert_eq!(chain.head().0, 2);
+    }
 }

@@ -1,7 +1,9 @@
 //! The devnet's chain state: accounts, Stake 2.0 energy delegations, a pending pool and
-//! blocks. Everything is in memory; the rules follow java-tron as tron-protocol.md
-//! describes them (§3.5–§3.11, §6), reduced to what an energy rental needs.
+//! blocks. The rules follow java-tron as tron-protocol.md describes them (§3.5–§3.11, §6),
+//! reduced to what an energy rental needs. With a store, the transactions live on disk
+//! (`known`) and the rest, which stays small, is saved beside them after each block.
 
+use super::known::{Info, Known, KnownTxs};
 use crate::chain::tron::keys::recover_signer;
 use crate::chain::tron::proto::{self, RawTransaction, ResourceContract};
 use serde::{Deserialize, Serialize};
@@ -68,26 +70,16 @@ struct Pending {
     tx: RawTransaction,
 }
 
-struct Known {
-    raw: Vec<u8>,
-    signature: Vec<u8>,
-    info: Option<Info>,
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-struct Info {
-    block: u64,
-    ts: i64,
-    failed: Option<String>,
-}
-
 pub struct ChainState {
     pub accounts: HashMap<Addr, Account>,
     pub records: HashMap<(Addr, Addr), Record>,
     pending: Vec<Pending>,
-    known: HashMap<[u8; 32], Known>,
+    known: KnownTxs,
     /// Block ids and timestamps; the index is the block number.
     blocks: Vec<([u8; 32], i64)>,
+    /// Where the state is saved, and how many blocks are there already.
+    store: Option<sled::Tree>,
+    blocks_saved: usize,
     pub faults: Faults,
     pub total_energy_limit: u64,
     pub total_energy_weight: u64,
@@ -98,18 +90,32 @@ pub struct ChainState {
     pub dirty: bool,
 }
 
-/// The state in a file (JSON), so an in-process devnet outlives a restart of its engine.
+/// What is saved under [`STATE`]: the state but its transactions and blocks, which are
+/// saved one key each. Earlier versions wrote all of it, those included, to one JSON file
+/// after every block; such a file is read once and moved into the store.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     accounts: Vec<(String, Account)>,
     records: Vec<(String, String, Record)>,
+    #[serde(default)]
     known: Vec<(String, String, String, Option<Info>)>,
     pending: Vec<String>,
+    #[serde(default)]
     blocks: Vec<(String, i64)>,
     total_energy_limit: u64,
     total_energy_weight: u64,
     delegations_applied: u64,
     undelegations_applied: u64,
+}
+
+const STATE: &[u8] = b"state";
+/// Key prefix of a block: then its number, big-endian.
+const BLOCK: u8 = b'b';
+
+fn block_key(number: u64) -> [u8; 9] {
+    let mut k = [BLOCK; 9];
+    k[1..].copy_from_slice(&number.to_be_bytes());
+    k
 }
 
 fn unhex<const N: usize>(s: &str) -> anyhow::Result<[u8; N]> {
@@ -138,8 +144,10 @@ impl ChainState {
             accounts: HashMap::new(),
             records: HashMap::new(),
             pending: Vec::new(),
-            known: HashMap::new(),
+            known: KnownTxs::in_memory(),
             blocks: Vec::new(),
+            store: None,
+            blocks_saved: 0,
             faults: Faults::default(),
             total_energy_limit: limit,
             total_energy_weight: weight,
@@ -152,56 +160,59 @@ impl ChainState {
         s
     }
 
-    pub fn snapshot(&self) -> String {
-        let snap = Snapshot {
-            accounts: self
-                .accounts
-                .iter()
-                .map(|(a, acc)| (hex::encode(a), *acc))
-                .collect(),
-            records: self
-                .records
-                .iter()
-                .map(|((f, t), r)| (hex::encode(f), hex::encode(t), *r))
-                .collect(),
-            known: self
-                .known
-                .iter()
-                .map(|(id, k)| {
-                    (
-                        hex::encode(id),
-                        hex::encode(&k.raw),
-                        hex::encode(&k.signature),
-                        k.info.clone(),
-                    )
-                })
-                .collect(),
-            pending: self.pending.iter().map(|p| hex::encode(p.id)).collect(),
-            blocks: self
-                .blocks
-                .iter()
-                .map(|(id, ts)| (hex::encode(id), *ts))
-                .collect(),
-            total_energy_limit: self.total_energy_limit,
-            total_energy_weight: self.total_energy_weight,
-            delegations_applied: self.delegations_applied,
-            undelegations_applied: self.undelegations_applied,
-        };
-        serde_json::to_string(&snap).expect("a snapshot serializes")
+    /// Keeps this state in `tree` from now on (all of it at the next [`ChainState::save`]).
+    pub fn keep_in(&mut self, tree: sled::Tree) {
+        let mut known = KnownTxs::on_disk(tree.clone());
+        for (id, k) in self.known.in_memory_iter() {
+            known.insert(*id, k.clone());
+        }
+        self.known = known;
+        self.store = Some(tree);
+        self.blocks_saved = 0;
+        self.dirty = true;
     }
 
-    pub fn restore(text: &str, tx_expiration_ms: i64) -> anyhow::Result<ChainState> {
+    /// The state saved in `tree`, if any was.
+    pub fn open(tree: sled::Tree, tx_expiration_ms: i64) -> anyhow::Result<Option<ChainState>> {
+        let Some(state) = tree.get(STATE)? else {
+            return Ok(None);
+        };
+        let mut snap: Snapshot = serde_json::from_slice(&state)?;
+        for entry in tree.scan_prefix([BLOCK]) {
+            let (_, v) = entry?;
+            anyhow::ensure!(v.len() == 40, "a devnet block of {} bytes", v.len());
+            let ts = i64::from_be_bytes(v[32..].try_into().expect("8 bytes"));
+            snap.blocks.push((hex::encode(&v[..32]), ts));
+        }
+        let known = KnownTxs::on_disk(tree.clone());
+        let mut s = ChainState::restore(snap, known, tx_expiration_ms)?;
+        s.blocks_saved = s.blocks.len();
+        s.store = Some(tree);
+        Ok(Some(s))
+    }
+
+    /// A state from the JSON file earlier versions wrote.
+    pub fn import_json(text: &str, tx_expiration_ms: i64) -> anyhow::Result<ChainState> {
         let snap: Snapshot = serde_json::from_str(text)?;
+        ChainState::restore(snap, KnownTxs::in_memory(), tx_expiration_ms)
+    }
+
+    fn restore(
+        snap: Snapshot,
+        known: KnownTxs,
+        tx_expiration_ms: i64,
+    ) -> anyhow::Result<ChainState> {
         let mut s = ChainState::new(
             snap.total_energy_limit,
             snap.total_energy_weight,
             tx_expiration_ms,
         );
+        s.known = known;
         s.blocks.clear();
         for (id, ts) in snap.blocks {
             s.blocks.push((unhex(&id)?, ts));
         }
-        anyhow::ensure!(!s.blocks.is_empty(), "a devnet snapshot without blocks");
+        anyhow::ensure!(!s.blocks.is_empty(), "a devnet state without blocks");
         for (a, acc) in snap.accounts {
             s.accounts.insert(unhex(&a)?, acc);
         }
@@ -228,6 +239,52 @@ impl ChainState {
         s.delegations_applied = snap.delegations_applied;
         s.undelegations_applied = snap.undelegations_applied;
         Ok(s)
+    }
+
+    /// Writes what changed since the last save, in one atomic batch: the transactions
+    /// changed, the new blocks, and the small rest. Answers the store written to, to be
+    /// flushed (outside any lock); nothing without a store or a change.
+    pub fn save(&mut self) -> sled::Result<Option<sled::Tree>> {
+        let Some(tree) = self.store.clone() else {
+            return Ok(None);
+        };
+        if !std::mem::take(&mut self.dirty) && self.blocks_saved == self.blocks.len() {
+            return Ok(None);
+        }
+        let mut batch = sled::Batch::default();
+        self.known.drain_into(&mut batch);
+        for (number, (id, ts)) in self.blocks.iter().enumerate().skip(self.blocks_saved) {
+            let mut v = [0u8; 40];
+            v[..32].copy_from_slice(id);
+            v[32..].copy_from_slice(&ts.to_be_bytes());
+            batch.insert(&block_key(number as u64)[..], &v[..]);
+        }
+        let snap = Snapshot {
+            accounts: self
+                .accounts
+                .iter()
+                .map(|(a, acc)| (hex::encode(a), *acc))
+                .collect(),
+            records: self
+                .records
+                .iter()
+                .map(|((f, t), r)| (hex::encode(f), hex::encode(t), *r))
+                .collect(),
+            known: Vec::new(),
+            pending: self.pending.iter().map(|p| hex::encode(p.id)).collect(),
+            blocks: Vec::new(),
+            total_energy_limit: self.total_energy_limit,
+            total_energy_weight: self.total_energy_weight,
+            delegations_applied: self.delegations_applied,
+            undelegations_applied: self.undelegations_applied,
+        };
+        batch.insert(
+            STATE,
+            serde_json::to_vec(&snap).expect("a snapshot serializes"),
+        );
+        tree.apply_batch(batch)?;
+        self.blocks_saved = self.blocks.len();
+        Ok(Some(tree))
     }
 
     fn push_block(&mut self, ts: i64, ids: &[[u8; 32]]) -> u64 {
@@ -388,7 +445,7 @@ impl ChainState {
                 )
             }
         };
-        if self.known.contains_key(&id) {
+        if self.known.contains(&id) {
             return err("DUP_TRANSACTION_ERROR", "Dup transaction.".into(), Some(id));
         }
         let tapos_ok = self
@@ -485,13 +542,14 @@ impl ChainState {
         self.dirty |= !included.is_empty();
         let number = self.push_block(ts, &included);
         for (id, failed) in outcomes {
-            if let Some(k) = self.known.get_mut(&id) {
-                k.info = Some(Info {
+            self.known.set_info(
+                &id,
+                Info {
                     block: number,
                     ts,
                     failed,
-                });
-            }
+                },
+            );
         }
     }
 
@@ -574,7 +632,7 @@ impl ChainState {
     }
 
     pub fn info_json(&self, id: &[u8; 32]) -> Value {
-        let Some(info) = self.known.get(id).and_then(|k| k.info.clone()) else {
+        let Some(info) = self.known.get(id).and_then(|k| k.info) else {
             return json!({});
         };
         let mut v = json!({
