@@ -69,7 +69,25 @@ impl KnownTxs {
     }
 
     pub fn contains(&self, id: &TxId) -> bool {
-        self.get(id).is_some()
+        if let Some(k) = self.hot.get(id) {
+            return k.is_some();
+        }
+        self.disk.as_ref().is_some_and(|tree| {
+            tree.contains_key(key(id)).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "devnet store unreadable");
+                false
+            })
+        })
+    }
+
+    /// Keeps the transactions in `tree` from now on: those in memory are written at the
+    /// next save, as changes.
+    pub fn keep_in(&mut self, tree: sled::Tree) {
+        self.disk = Some(tree);
+    }
+
+    pub fn store(&self) -> Option<&sled::Tree> {
+        self.disk.as_ref()
     }
 
     pub fn insert(&mut self, id: TxId, k: Known) {
@@ -102,13 +120,6 @@ impl KnownTxs {
                 None => batch.remove(&key(&id)[..]),
             }
         }
-    }
-
-    /// Every transaction, for the JSON snapshot of a devnet without a store.
-    pub fn in_memory_iter(&self) -> impl Iterator<Item = (&TxId, &Known)> {
-        self.hot
-            .iter()
-            .filter_map(|(id, k)| Some((id, k.as_ref()?)))
     }
 }
 

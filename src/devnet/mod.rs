@@ -3,7 +3,8 @@
 //! SHA-256 ids), real signature checks, expiration, TAPOS and duplicate detection, blocks on
 //! a timer (or one per broadcast), and fault switches under `/admin/faults`.
 //!
-//! State lives in memory, seeded from a small JSON config naming funded accounts.
+//! State is seeded from a small JSON config naming funded accounts; it lives in memory, or
+//! in a sled store (`StateStore`) that outlives restarts.
 
 pub mod known;
 pub mod state;
@@ -230,7 +231,7 @@ fn save(state: &Shared) {
 /// is let go: what the node answers about its blocks must outlive a crash of the process,
 /// as a node's would.
 fn save_locked(s: &mut ChainState) {
-    if let Err(e) = s.save().and_then(|tree| tree.map_or(Ok(0), |t| t.flush())) {
+    if let Err(e) = s.save() {
         tracing::warn!(error = %e, "cannot save the devnet state");
     }
 }
@@ -272,9 +273,8 @@ impl StateStore {
             }
             None => fresh()?,
         };
-        chain.keep_in(tree.clone());
+        chain.keep_in(tree);
         chain.save()?;
-        tree.flush()?;
         if let Some(file) = self.legacy_json.as_deref().filter(|f| f.exists()) {
             std::fs::rename(file, file.with_extension("json.imported"))?;
         }

@@ -77,8 +77,7 @@ pub struct ChainState {
     known: KnownTxs,
     /// Block ids and timestamps; the index is the block number.
     blocks: Vec<([u8; 32], i64)>,
-    /// Where the state is saved, and how many blocks are there already.
-    store: Option<sled::Tree>,
+    /// How many blocks the store holds already.
     blocks_saved: usize,
     pub faults: Faults,
     pub total_energy_limit: u64,
@@ -146,7 +145,6 @@ impl ChainState {
             pending: Vec::new(),
             known: KnownTxs::in_memory(),
             blocks: Vec::new(),
-            store: None,
             blocks_saved: 0,
             faults: Faults::default(),
             total_energy_limit: limit,
@@ -162,12 +160,7 @@ impl ChainState {
 
     /// Keeps this state in `tree` from now on (all of it at the next [`ChainState::save`]).
     pub fn keep_in(&mut self, tree: sled::Tree) {
-        let mut known = KnownTxs::on_disk(tree.clone());
-        for (id, k) in self.known.in_memory_iter() {
-            known.insert(*id, k.clone());
-        }
-        self.known = known;
-        self.store = Some(tree);
+        self.known.keep_in(tree);
         self.blocks_saved = 0;
         self.dirty = true;
     }
@@ -184,10 +177,8 @@ impl ChainState {
             let ts = i64::from_be_bytes(v[32..].try_into().expect("8 bytes"));
             snap.blocks.push((hex::encode(&v[..32]), ts));
         }
-        let known = KnownTxs::on_disk(tree.clone());
-        let mut s = ChainState::restore(snap, known, tx_expiration_ms)?;
+        let mut s = ChainState::restore(snap, KnownTxs::on_disk(tree), tx_expiration_ms)?;
         s.blocks_saved = s.blocks.len();
-        s.store = Some(tree);
         Ok(Some(s))
     }
 
@@ -241,15 +232,15 @@ impl ChainState {
         Ok(s)
     }
 
-    /// Writes what changed since the last save, in one atomic batch: the transactions
-    /// changed, the new blocks, and the small rest. Answers the store written to, to be
-    /// flushed (outside any lock); nothing without a store or a change.
-    pub fn save(&mut self) -> sled::Result<Option<sled::Tree>> {
-        let Some(tree) = self.store.clone() else {
-            return Ok(None);
+    /// Writes what changed since the last save, in one atomic batch (the transactions
+    /// changed, the new blocks, and the small rest), and syncs it. Nothing without a store
+    /// or a change.
+    pub fn save(&mut self) -> sled::Result<()> {
+        let Some(tree) = self.known.store().cloned() else {
+            return Ok(());
         };
         if !std::mem::take(&mut self.dirty) && self.blocks_saved == self.blocks.len() {
-            return Ok(None);
+            return Ok(());
         }
         let mut batch = sled::Batch::default();
         self.known.drain_into(&mut batch);
@@ -283,8 +274,9 @@ impl ChainState {
             serde_json::to_vec(&snap).expect("a snapshot serializes"),
         );
         tree.apply_batch(batch)?;
+        tree.flush()?;
         self.blocks_saved = self.blocks.len();
-        Ok(Some(tree))
+        Ok(())
     }
 
     fn push_block(&mut self, ts: i64, ids: &[[u8; 32]]) -> u64 {
