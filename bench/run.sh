@@ -117,6 +117,8 @@ BENCH_IDS_FILE=$WORK/ids.txt wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --t
 # --- 5. memory and order count ---------------------------------------------------------
 hwm_kb=$(awk '/^VmHWM/{print $2}' /proc/"$SERVER_PID"/status)
 rss_kb=$(awk '/^VmRSS/{print $2}' /proc/"$SERVER_PID"/status)
+# Anonymous (heap) against file-backed pages, and what the allocator holds beyond the heap.
+rss_split=$(awk '/^Rss(Anon|File):/{printf "%s %d MiB  ", $1, $2/1024}' /proc/"$SERVER_PID"/status)
 
 # Orders counted by the server, not by the client: every order charged 5.85 TRX, so
 # the total is sum(credit - balance) / price over the users. (%.0f: mawk's %d clips at 2^31.)
@@ -148,6 +150,7 @@ GET /api/orders/{id} (${CONNS}c, ${GET_SECONDS}s):            $(rps "$WORK/get.t
 orders created (server, from balances): $orders_total
 orders created (wrk 2xx + curl ids):    $(( $(ok "$WORK/post.txt") + $(cat "$WORK"/paced-*.txt | ok /dev/stdin) + $(wc -l <"$WORK/ids.txt") ))  (wrk does not count requests still in flight when it stops)
 server peak RSS (VmHWM):                $((hwm_kb / 1024)) MiB   (VmRSS now $((rss_kb / 1024)) MiB, max sampled $((rss_max_kb / 1024)) MiB)
+server RSS now by kind:                 $rss_split
 data dir on disk:                       $data_du
 server CPU time (user+sys):             ${cpu_s} s
 EOF

@@ -171,6 +171,10 @@ pub struct ServeArgs {
     /// its block is parked and holds no worker).
     #[arg(long, env = "FLASHRENT_SAGA_CONCURRENCY", default_value_t = 512)]
     pub saga_concurrency: usize,
+    /// Events a partition's writer decides between two snapshots of its state; it holds in
+    /// memory only what it touched since the last one.
+    #[arg(long, env = "FLASHRENT_WRITER_SNAPSHOT_EVERY", default_value_t = crate::engine::SNAPSHOT_EVERY)]
+    pub writer_snapshot_every: u64,
     /// Log as JSON lines.
     #[arg(long, env = "FLASHRENT_LOG_JSON")]
     pub log_json: bool,

@@ -9,7 +9,7 @@ use crate::config::{Secret, ServeArgs, StoreArgs};
 use crate::devnet::{AccountSeed, Devnet, DevnetConfig};
 use crate::domain::pool::Command as PoolCmd;
 use crate::domain::DomainError;
-use crate::engine::{Applier, CommandMeta, Engine, EngineError, Ownership};
+use crate::engine::{Applier, CommandMeta, Engine, EngineError, Ownership, WriterSnapshots};
 use crate::http::{self, AppState};
 use crate::log::{EmbeddedLog, KafkaLog};
 use crate::saga::{Saga, SagaConfig};
@@ -139,7 +139,11 @@ impl Application {
             projector: Projector::new(models.clone()),
             reactor: reactor_tx.clone(),
         });
-        let engine = Engine::start(dyn_log.clone(), ownership, applier)
+        let snapshots = WriterSnapshots {
+            store: &models,
+            every: args.writer_snapshot_every,
+        };
+        let engine = Engine::start(dyn_log.clone(), ownership, applier, Some(snapshots))
             .await
             .context("loading aggregate state from the event log")?;
 

@@ -43,6 +43,10 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 /// The tree's name; `rebuild` drops it whole.
 const TREE: &str = "read_models_v1";
 
+/// Name prefix of the trees of other state derived from the log (a writer's snapshot): they
+/// live in this store to share its page cache, and are dropped with the read models.
+const DERIVED: &str = "derived/";
+
 impl ReadModels {
     /// `cache_bytes` bounds sled's page cache (its default, 1 GiB, is far above our budget).
     pub fn open(dir: &Path, partitions: u32, cache_bytes: u64) -> Result<ReadModels, StoreError> {
@@ -63,8 +67,18 @@ impl ReadModels {
         Ok(models)
     }
 
-    /// Drops every read model and every projector position.
+    /// A tree for other state derived from the log, dropped by [`ReadModels::drop_all`].
+    pub fn derived_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(format!("{DERIVED}{name}"))?)
+    }
+
+    /// Drops every read model, every projector position and every derived tree.
     pub fn drop_all(&mut self) -> Result<(), StoreError> {
+        for name in self.db.tree_names() {
+            if name.starts_with(DERIVED.as_bytes()) {
+                self.db.drop_tree(name)?;
+            }
+        }
         self.db.drop_tree(TREE)?;
         self.tree = self.db.open_tree(TREE)?;
         for a in self.applied.iter() {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 pub const MAX_WALLETS_PER_USER: usize = 100;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserAccount {
     pub user_id: UserId,
     pub balance: Sun,

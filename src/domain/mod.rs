@@ -10,7 +10,7 @@ pub mod pool;
 pub mod pricing;
 
 pub use error::DomainError;
-pub use partition::PartitionState;
+pub use partition::{user_of, PartitionState};
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use super::DomainError;
 use chrono::{DateTime, Utc};
 use flashrent_events::{Event, FailureReason, OrderId, OrderKind, Sun, TronAddress, UserId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OrderStatus {
     Pending,
     Processing,
@@ -30,7 +30,7 @@ impl OrderStatus {
 
 /// A transaction the engine signed and has not yet seen settle. The signed bytes live in
 /// the events and read models; deciding only needs the id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LiveTx {
     pub tx_id: Box<str>,
     pub broadcast: bool,
@@ -39,7 +39,7 @@ pub struct LiveTx {
 /// What the order's writer decides with: only what its rules read. Kept small, because a
 /// writer holds every order of its partition in memory; the rest of an order (energy,
 /// addresses, times) lives in its events and read model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Order {
     pub order_id: OrderId,
     pub user_id: UserId,

@@ -57,7 +57,7 @@ impl PartitionState {
 }
 
 /// The account an event touches, if any (order placement touches its user's idempotency keys).
-fn user_of(event: &Event) -> Option<UserId> {
+pub fn user_of(event: &Event) -> Option<UserId> {
     match event {
         Event::BalanceCredited { user_id, .. }
         | Event::WalletAdded { user_id, .. }

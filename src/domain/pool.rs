@@ -5,7 +5,7 @@ use super::DomainError;
 use flashrent_events::{EnergyAmount, Event, OrderId, TronAddress};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SupplierWallet {
     pub capacity: u64,
     pub reserved: u64,
@@ -18,13 +18,13 @@ impl SupplierWallet {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Holding {
     Reserved,
     Delegated,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reservation {
     pub wallet: TronAddress,
     pub energy: EnergyAmount,

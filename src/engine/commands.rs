@@ -1,9 +1,9 @@
 //! The commands of each aggregate, as calls on the engine: each routes to the right
 //! partition and runs the aggregate's pure `decide` there.
 
-use super::{CommandMeta, Engine, EngineError, Executed};
+use super::{CommandMeta, Engine, EngineError, Executed, Touches};
 use crate::domain::account::{self, Placed};
-use crate::domain::{order, pool, DomainError};
+use crate::domain::{order, pool, DomainError, PartitionState};
 use flashrent_events::{
     EnergyAmount, Event, LogError, OrderId, Sun, TronAddress, UserId, WALLET_POOL_KEY,
 };
@@ -19,6 +19,20 @@ fn key(user: UserId) -> String {
     user.to_string()
 }
 
+fn account(user: UserId) -> Touches {
+    Touches {
+        user: Some(user),
+        order: None,
+    }
+}
+
+fn account_and_order(user: UserId, order: OrderId) -> Touches {
+    Touches {
+        user: Some(user),
+        order: Some(order),
+    }
+}
+
 impl Engine {
     /// Whether this instance writes `user`'s partition now.
     pub fn writes_for(&self, user: UserId) -> bool {
@@ -32,7 +46,7 @@ impl Engine {
         amount: Sun,
         reference: String,
     ) -> Result<Executed<Sun>, EngineError> {
-        self.execute(&key(user), meta, move |s| {
+        self.execute(&key(user), account(user), meta, move |s| {
             let acc = s.account(user);
             let events = account::decide(&acc, account::Command::Credit { amount, reference })?;
             let after = events.iter().find_map(|e| match e {
@@ -52,7 +66,7 @@ impl Engine {
         user: UserId,
         address: TronAddress,
     ) -> Result<Executed<u32>, EngineError> {
-        self.execute(&key(user), meta, move |s| {
+        self.execute(&key(user), account(user), meta, move |s| {
             let acc = s.account(user);
             let id = acc.wallets.len() as u32 + 1;
             Ok((
@@ -69,7 +83,7 @@ impl Engine {
         user: UserId,
         order: account::PlaceOrder,
     ) -> Result<Executed<Placed>, EngineError> {
-        self.execute(&key(user), meta, move |s| {
+        self.execute(&key(user), account(user), meta, move |s| {
             let acc = s.account(user);
             let replay = order
                 .idempotency
@@ -95,20 +109,25 @@ impl Engine {
         order_id: OrderId,
         amount: Sun,
     ) -> Result<Executed<bool>, EngineError> {
-        self.execute(&key(user), meta, move |s| {
-            let acc = s.account(user);
-            let order = s.orders.get(&order_id).cloned();
-            let events = account::decide(
-                &acc,
-                account::Command::Deduct {
-                    order,
-                    order_id,
-                    amount,
-                },
-            )?;
-            let paid_now = !events.is_empty();
-            Ok((events, paid_now))
-        })
+        self.execute(
+            &key(user),
+            account_and_order(user, order_id),
+            meta,
+            move |s| {
+                let acc = s.account(user);
+                let order = s.orders.get(&order_id).cloned();
+                let events = account::decide(
+                    &acc,
+                    account::Command::Deduct {
+                        order,
+                        order_id,
+                        amount,
+                    },
+                )?;
+                let paid_now = !events.is_empty();
+                Ok((events, paid_now))
+            },
+        )
         .await
     }
 
@@ -118,12 +137,7 @@ impl Engine {
         user: UserId,
         order_id: OrderId,
     ) -> Result<Executed<()>, EngineError> {
-        self.execute(&key(user), meta, move |s| {
-            let order = s
-                .orders
-                .get(&order_id)
-                .cloned()
-                .ok_or(DomainError::OrderNotFound(order_id))?;
+        self.on_order(meta, user, order_id, move |s, order| {
             if order.status != order::OrderStatus::Failed && !order.refunded {
                 return Err(DomainError::InvalidTransition {
                     order: order_id,
@@ -131,6 +145,7 @@ impl Engine {
                     action: "refund",
                 });
             }
+            let order = order.clone();
             Ok((
                 account::decide(&s.account(user), account::Command::Refund { order })?,
                 (),
@@ -146,12 +161,29 @@ impl Engine {
         order_id: OrderId,
         command: order::Command,
     ) -> Result<Executed<()>, EngineError> {
-        self.execute(&key(user), meta, move |s| {
+        self.on_order(meta, user, order_id, move |_, order| {
+            Ok((order::decide(order, command)?, ()))
+        })
+        .await
+    }
+
+    /// Decides on an existing order of `user`, with its partition's state at hand.
+    async fn on_order<R: Send + 'static>(
+        &self,
+        meta: CommandMeta,
+        user: UserId,
+        order_id: OrderId,
+        decide: impl FnOnce(&PartitionState, &order::Order) -> Result<(Vec<Event>, R), DomainError>
+            + Send
+            + 'static,
+    ) -> Result<Executed<R>, EngineError> {
+        let touches = account_and_order(user, order_id);
+        self.execute(&key(user), touches, meta, move |s| {
             let order = s
                 .orders
                 .get(&order_id)
                 .ok_or(DomainError::OrderNotFound(order_id))?;
-            Ok((order::decide(order, command)?, ()))
+            decide(s, order)
         })
         .await
     }
@@ -240,7 +272,15 @@ impl Engine {
         meta: CommandMeta,
         command: pool::Command,
     ) -> Result<Executed<Option<ReserveOutcome>>, EngineError> {
-        self.execute(WALLET_POOL_KEY, meta, move |s| {
+        let order = match &command {
+            pool::Command::Reserve { order_id, .. }
+            | pool::Command::MarkDelegated { order_id }
+            | pool::Command::Release { order_id }
+            | pool::Command::Return { order_id } => Some(*order_id),
+            pool::Command::Register { .. } | pool::Command::ObserveChainInventory { .. } => None,
+        };
+        let touches = Touches { user: None, order };
+        self.execute(WALLET_POOL_KEY, touches, meta, move |s| {
             let reserving = match &command {
                 pool::Command::Reserve { order_id, .. } => Some(*order_id),
                 _ => None,

@@ -13,16 +13,19 @@
 //! never rests on an event the log does not have.
 
 pub mod commands;
+mod snapshot;
 
 pub use commands::ReserveOutcome;
+pub use snapshot::SNAPSHOT_EVERY;
 
 use crate::domain::{DomainError, PartitionState};
 use chrono::{DateTime, Utc};
 use flashrent_events::{
     decode_record, encode_record, partition_for_key, Admission, CommandRecord, Envelope,
-    EpochFence, Event, EventLog, LogError, Offset, PartitionId, RecordMeta,
+    EpochFence, Event, EventLog, LogError, Offset, OrderId, PartitionId, RecordMeta, UserId,
 };
-use flashrent_projections::{ProjectedRecord, Projector};
+use flashrent_projections::{ProjectedRecord, Projector, ReadModels};
+use snapshot::{Pager, SnapshotError};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -102,8 +105,17 @@ type JobFn = Box<dyn FnOnce(Option<&PartitionState>) -> (Vec<Event>, Reply) + Se
 
 struct Job {
     key: String,
+    touches: Touches,
     meta: CommandMeta,
     decide: JobFn,
+}
+
+/// The account and order a command reads (besides the partition's pool): its writer reads
+/// them back from its snapshot before deciding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Touches {
+    pub user: Option<UserId>,
+    pub order: Option<OrderId>,
 }
 
 #[derive(Clone)]
@@ -114,6 +126,13 @@ pub struct Engine {
     owned: Arc<Vec<Arc<AtomicBool>>>,
     taken: broadcast::Sender<(PartitionId, Offset)>,
     remote: Arc<OnceLock<Arc<dyn RemotePool>>>,
+}
+
+/// Where writers keep their state between snapshots, and how often they write one.
+pub struct WriterSnapshots<'a> {
+    pub store: &'a ReadModels,
+    /// Events between two snapshots of a partition.
+    pub every: u64,
 }
 
 /// Whether this instance may write a partition. Every change of owner bumps `generation`,
@@ -130,11 +149,13 @@ impl Engine {
     /// [`Engine::assign`] gives it to this instance. With `applier`, each writer applies its
     /// own records to these read models as soon as they are durable, and passes them on to
     /// the reactor (the saga) as the projector task would (for a shared log, whose
-    /// projectors see records only after a fetch round trip).
+    /// projectors see records only after a fetch round trip). With `snapshots`, each
+    /// writer keeps its state in that store (see [`snapshot`]); without, in memory.
     pub async fn start(
         log: Arc<dyn EventLog>,
         ownership: Ownership,
         applier: Option<Applier>,
+        snapshots: Option<WriterSnapshots<'_>>,
     ) -> Result<Engine, LogError> {
         let (taken, _) = broadcast::channel(1024);
         let mut writers = Vec::new();
@@ -147,8 +168,18 @@ impl Engine {
                 assigned: sole,
                 generation: 0,
             });
+            let pager = match &snapshots {
+                Some(s) => Pager::on_disk(
+                    s.store
+                        .derived_tree(&format!("writer-{partition}"))
+                        .map_err(|e| LogError::Failed(e.to_string()))?,
+                    s.every,
+                ),
+                None => Pager::in_memory(),
+            };
             let mut w = Writer {
                 log: log.clone(),
+                pager,
                 partition,
                 ownership: ownership.clone(),
                 applier: applier.clone(),
@@ -159,7 +190,8 @@ impl Engine {
                 last_failure: None,
             };
             if sole {
-                w.hold(load_partition(log.as_ref(), partition).await?, 0);
+                let loaded = load_partition(log.as_ref(), partition, &mut w.pager).await?;
+                w.hold(loaded, 0);
             }
             let (tx, rx) = mpsc::channel(4096);
             owned.push(w.owned.clone());
@@ -232,6 +264,7 @@ impl Engine {
     pub async fn execute<R: Send + 'static>(
         &self,
         key: &str,
+        touches: Touches,
         meta: CommandMeta,
         decide: impl FnOnce(&PartitionState) -> Result<(Vec<Event>, R), DomainError> + Send + 'static,
     ) -> Result<Executed<R>, EngineError> {
@@ -268,6 +301,7 @@ impl Engine {
         self.writers[partition as usize]
             .send(Job {
                 key: key.to_owned(),
+                touches,
                 meta,
                 decide: job,
             })
@@ -278,28 +312,62 @@ impl Engine {
 }
 
 /// A partition's state as its writer decides against it, and where the log stood.
-pub struct LoadedPartition {
-    pub state: PartitionState,
-    pub fence: EpochFence,
+struct LoadedPartition {
+    state: PartitionState,
+    fence: EpochFence,
     /// The offset after the last record read.
-    pub next: Offset,
+    next: Offset,
 }
 
-/// Folds a partition's whole history (what the log holds now) into the state its writer
-/// decides against, counting only the records the epoch fence admits.
-pub async fn load_partition(
+fn snapshot_failed(partition: PartitionId, e: SnapshotError) -> LogError {
+    LogError::Failed(format!("partition {partition}: {e}"))
+}
+
+/// Folds a partition's history (what the log holds now) into the state its writer decides
+/// against, from its snapshot on when there is one, counting only the records the epoch
+/// fence admits.
+async fn load_partition(
     log: &dyn EventLog,
     partition: PartitionId,
+    pager: &mut Pager,
 ) -> Result<LoadedPartition, LogError> {
-    let mut loaded = LoadedPartition {
-        state: PartitionState::default(),
-        fence: EpochFence::default(),
-        next: 0,
-    };
     let end = log.end_offset(partition).await?;
-    fold_into(log, partition, &mut loaded, end).await?;
+    let restored = pager.restore().map_err(|e| {
+        tracing::warn!(partition, error = %e, "writer snapshot unreadable; folding the partition from offset 0");
+        pager.discard();
+    });
+    let mut loaded = match restored.ok().flatten() {
+        Some(r) if r.next > end => {
+            // The snapshot saw records the log no longer has: a broker that lost
+            // acknowledged data, or a data directory of another log.
+            tracing::error!(
+                partition,
+                snapshot = r.next,
+                log_end = end,
+                "the event log ends before this instance's snapshot of it; this partition takes no commands"
+            );
+            return Err(LogError::Failed(format!(
+                "partition {partition} ends at {end} but this data directory's snapshot of it is at {}",
+                r.next
+            )));
+        }
+        Some(r) => LoadedPartition {
+            state: r.state,
+            fence: r.fence,
+            next: r.next,
+        },
+        None => LoadedPartition {
+            state: PartitionState::default(),
+            fence: EpochFence::default(),
+            next: 0,
+        },
+    };
+    fold_into(log, partition, &mut loaded, end, pager).await?;
     Ok(loaded)
 }
+
+/// Records folded between two chances to write a snapshot while loading.
+const FOLD_CHUNK: Offset = 256;
 
 /// Reads `[loaded.next, end)` into `loaded`. Fails if the log cannot give all of it: a
 /// writer must never decide on a state that misses records.
@@ -308,14 +376,34 @@ async fn fold_into(
     partition: PartitionId,
     loaded: &mut LoadedPartition,
     end: Offset,
+    pager: &mut Pager,
 ) -> Result<(), LogError> {
     let LoadedPartition { state, fence, next } = loaded;
-    read_fenced(log, partition, fence, next, end, |record| {
-        for env in &record.events {
-            state.evolve(&env.event);
+    while *next < end {
+        let upto = end.min(*next + FOLD_CHUNK);
+        let mut unreadable = false;
+        let read = read_fenced(log, partition, fence, next, upto, |record| {
+            for env in &record.events {
+                pager.evolve(state, &env.event).map_err(|e| {
+                    unreadable = true;
+                    snapshot_failed(partition, e)
+                })?;
+            }
+            Ok(())
+        })
+        .await;
+        if unreadable {
+            pager.discard();
         }
-    })
-    .await
+        read?;
+        if pager.due() {
+            pager.save(state, *fence, *next).map_err(|e| {
+                pager.discard();
+                snapshot_failed(partition, e)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads `[*next, end)` through the fence and hands every record it admits to `admitted`.
@@ -326,11 +414,12 @@ async fn read_fenced(
     fence: &mut EpochFence,
     next: &mut Offset,
     end: Offset,
-    mut admitted: impl FnMut(&CommandRecord),
+    mut admitted: impl FnMut(&CommandRecord) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
     while *next < end {
+        let max = (end - *next).min(4096) as usize;
         let batch = log
-            .read(partition, *next, 4096, Duration::from_secs(15))
+            .read(partition, *next, max, Duration::from_secs(15))
             .await?;
         if batch.is_empty() {
             return Err(LogError::Unavailable(format!(
@@ -355,7 +444,7 @@ async fn read_fenced(
                 LogError::Failed(format!("partition {partition} offset {}: {e}", rec.offset))
             })?;
             if fence.admit(&record) == Admission::Events {
-                admitted(&record);
+                admitted(&record)?;
             }
             *next = rec.offset + 1;
         }
@@ -384,8 +473,9 @@ async fn claim(
     log: &dyn EventLog,
     partition: PartitionId,
     owner: &str,
+    pager: &mut Pager,
 ) -> Result<LoadedPartition, LogError> {
-    let mut loaded = load_partition(log, partition).await?;
+    let mut loaded = load_partition(log, partition, pager).await?;
     let epoch = loaded.fence.epoch + 1;
     let record = CommandRecord {
         command_id: Uuid::now_v7(),
@@ -402,7 +492,7 @@ async fn claim(
         .append_with(partition, meta, encode_record(&record))
         .await?;
     // Records that landed before the claim (another writer's, or a racing claim) count.
-    fold_into(log, partition, &mut loaded, at + 1).await?;
+    fold_into(log, partition, &mut loaded, at + 1, pager).await?;
     if loaded.fence.epoch != epoch {
         return Err(LogError::Fenced(partition));
     }
@@ -431,6 +521,14 @@ struct Flags {
     owned: Arc<AtomicBool>,
 }
 
+/// What a writer hands its appender.
+enum ToAppender {
+    Decided(Decided),
+    /// Answered with where the log stands once everything handed over before it is
+    /// durable and still counts; dropped unanswered if an append failed or was fenced.
+    Barrier(oneshot::Sender<(EpochFence, Offset)>),
+}
+
 /// A decided command on its way to the log, and who waits for it.
 struct Decided {
     key: String,
@@ -450,10 +548,11 @@ async fn take(
     log: &dyn EventLog,
     partition: PartitionId,
     ownership: &Ownership,
+    pager: &mut Pager,
 ) -> Result<LoadedPartition, LogError> {
     match ownership {
-        Ownership::Sole => load_partition(log, partition).await,
-        Ownership::Claim { owner } => claim(log, partition, owner).await,
+        Ownership::Sole => load_partition(log, partition, pager).await,
+        Ownership::Claim { owner } => claim(log, partition, owner, pager).await,
     }
 }
 
@@ -462,7 +561,7 @@ struct Held {
     state: PartitionState,
     /// The assignment it was taken under.
     generation: u64,
-    appender: mpsc::UnboundedSender<Decided>,
+    appender: mpsc::UnboundedSender<ToAppender>,
     poisoned: Arc<AtomicBool>,
     fenced: Arc<AtomicBool>,
 }
@@ -470,6 +569,8 @@ struct Held {
 /// The one task that decides the commands of a partition.
 struct Writer {
     log: Arc<dyn EventLog>,
+    /// Where the state lives between snapshots; it outlives each hold of the partition.
+    pager: Pager,
     partition: PartitionId,
     ownership: Ownership,
     applier: Option<Arc<Applier>>,
@@ -588,27 +689,32 @@ impl Writer {
                 "reloading the partition (an append failed, or it was given anew)"
             );
         }
-        let retaken = take(self.log.as_ref(), partition, &self.ownership)
-            .await
-            .and_then(|loaded| {
-                // A log shorter than what this writer already saw durable has lost
-                // acknowledged records (a broker that dropped data): deciding on what is left
-                // would spend money twice. Refuse until an operator looks.
-                let seen = self.seen_end.load(Ordering::Acquire);
-                if loaded.next < seen {
-                    tracing::error!(
-                        partition,
-                        log_end = loaded.next,
-                        seen,
-                        "the event log lost acknowledged records; this partition takes no commands"
-                    );
-                    return Err(LogError::Failed(format!(
-                        "partition {partition} ends at {} but held records up to {seen}",
-                        loaded.next
-                    )));
-                }
-                Ok(loaded)
-            });
+        let retaken = take(
+            self.log.as_ref(),
+            partition,
+            &self.ownership,
+            &mut self.pager,
+        )
+        .await
+        .and_then(|loaded| {
+            // A log shorter than what this writer already saw durable has lost
+            // acknowledged records (a broker that dropped data): deciding on what is left
+            // would spend money twice. Refuse until an operator looks.
+            let seen = self.seen_end.load(Ordering::Acquire);
+            if loaded.next < seen {
+                tracing::error!(
+                    partition,
+                    log_end = loaded.next,
+                    seen,
+                    "the event log lost acknowledged records; this partition takes no commands"
+                );
+                return Err(LogError::Failed(format!(
+                    "partition {partition} ends at {} but held records up to {seen}",
+                    loaded.next
+                )));
+            }
+            Ok(loaded)
+        });
         match retaken {
             Ok(loaded) => {
                 if matches!(self.ownership, Ownership::Claim { .. }) {
@@ -632,6 +738,12 @@ impl Writer {
             return;
         }
         let held = self.held.as_mut().expect("held after ensure_held");
+        let Touches { user, order } = job.touches;
+        if let Err(e) = self.pager.touch(&mut held.state, user, order) {
+            let (_, reply) = (job.decide)(None);
+            reply(Err(self.unreadable(e)));
+            return;
+        }
         let (events, reply) = (job.decide)(Some(&held.state));
         if events.is_empty() {
             reply(Ok(None));
@@ -641,8 +753,14 @@ impl Writer {
         let mut names = String::new();
         for event in events {
             let (aggregate, aggregate_id) = event.aggregate();
-            let sequence = held.state.version_of(&event) + 1;
-            held.state.evolve(&event);
+            let sequence = match self.pager.evolve(&mut held.state, &event) {
+                Ok(sequence) => sequence,
+                Err(e) => {
+                    // Nothing of this command was handed to the log: it failed whole.
+                    reply(Err(self.unreadable(e)));
+                    return;
+                }
+            };
             if !names.is_empty() {
                 names.push(',');
             }
@@ -666,22 +784,58 @@ impl Writer {
             names,
             reply,
         };
-        if let Err(mpsc::error::SendError(d)) = held.appender.send(decided) {
+        if let Err(mpsc::error::SendError(ToAppender::Decided(d))) =
+            held.appender.send(ToAppender::Decided(decided))
+        {
             (d.reply)(Err(LogError::Failed(
                 "the writer's appender stopped".into(),
             )));
+        }
+        if self.pager.due() {
+            self.snapshot().await;
+        }
+    }
+
+    /// A snapshot value that does not read back: the snapshot is dropped and the state
+    /// (which may now lack the aggregate) is reloaded from the log before the next command.
+    fn unreadable(&mut self, e: SnapshotError) -> LogError {
+        tracing::error!(partition = self.partition, error = %e, "writer snapshot unreadable; reloading the partition from the log");
+        self.pager.discard();
+        if let Some(h) = &self.held {
+            h.poisoned.store(true, Ordering::Release);
+        }
+        snapshot_failed(self.partition, e)
+    }
+
+    /// Writes a snapshot once everything decided so far is durable. Commands wait meanwhile
+    /// (one append's time): the snapshot must be exactly the log up to its offset.
+    async fn snapshot(&mut self) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if held.appender.send(ToAppender::Barrier(tx)).is_err() {
+            return;
+        }
+        // Unanswered: an append failed or was fenced, and the writer reloads or stops.
+        let Ok((fence, next)) = rx.await else {
+            return;
+        };
+        if let Err(e) = self.pager.save(&mut held.state, fence, next) {
+            self.unreadable(e);
         }
     }
 }
 
 /// One record of the commands `first` and those queued behind it (up to [`MAX_BATCH`]),
 /// and their callers in record order.
+/// A barrier met on the way ends the batch and is returned, to be answered after it.
 fn batch(
     first: Decided,
-    queued: &mut mpsc::UnboundedReceiver<Decided>,
+    queued: &mut mpsc::UnboundedReceiver<ToAppender>,
     partition: PartitionId,
     epoch: u64,
-) -> (CommandRecord, String, Vec<Reply>) {
+) -> (CommandRecord, String, Vec<Reply>, Option<Barrier>) {
     let mut record = CommandRecord {
         command_id: first.command_id,
         key: first.key,
@@ -692,7 +846,11 @@ fn batch(
     let mut names = first.names;
     let mut replies = vec![first.reply];
     while replies.len() < MAX_BATCH {
-        let Ok(next) = queued.try_recv() else { break };
+        let next = match queued.try_recv() {
+            Ok(ToAppender::Decided(next)) => next,
+            Ok(ToAppender::Barrier(barrier)) => return (record, names, replies, Some(barrier)),
+            Err(_) => break,
+        };
         // Kafka's record key says whose record it is; a batch of several keys is the
         // partition's.
         if next.key != record.key {
@@ -703,8 +861,10 @@ fn batch(
         names.push_str(&next.names);
         replies.push(next.reply);
     }
-    (record, names, replies)
+    (record, names, replies, None)
 }
+
+type Barrier = oneshot::Sender<(EpochFence, Offset)>;
 
 /// Appends the decided commands, a batch per record with one record in flight, and
 /// answers each command's caller once its record is durable *and* still counts: the next
@@ -716,7 +876,7 @@ fn batch(
 async fn append_batches(
     log: Arc<dyn EventLog>,
     (partition, mut fence, mut next): (PartitionId, EpochFence, Offset),
-    mut rx: mpsc::UnboundedReceiver<Decided>,
+    mut rx: mpsc::UnboundedReceiver<ToAppender>,
     flags: Flags,
     applier: Option<Arc<Applier>>,
 ) {
@@ -727,8 +887,20 @@ async fn append_batches(
         owned,
     } = flags;
     let mine = fence.epoch;
+    let counts = |poisoned: &AtomicBool, fenced: &AtomicBool| {
+        !poisoned.load(Ordering::Acquire) && !fenced.load(Ordering::Acquire)
+    };
     while let Some(first) = rx.recv().await {
-        let (record, names, replies) = batch(first, &mut rx, partition, mine);
+        let first = match first {
+            ToAppender::Decided(first) => first,
+            ToAppender::Barrier(barrier) => {
+                if counts(&poisoned, &fenced) {
+                    let _ = barrier.send((fence, next));
+                }
+                continue;
+            }
+        };
+        let (record, names, replies, barrier) = batch(first, &mut rx, partition, mine);
         let meta = RecordMeta {
             key: &record.key,
             events: &names,
@@ -748,8 +920,14 @@ async fn append_batches(
             Ok(at) => {
                 // Only the fence matters for the records in between: read them for it alone.
                 let mut gap = next;
-                let between =
-                    read_fenced(log.as_ref(), partition, &mut fence, &mut gap, at, |_| {});
+                let between = read_fenced(
+                    log.as_ref(),
+                    partition,
+                    &mut fence,
+                    &mut gap,
+                    at,
+                    |_| Ok(()),
+                );
                 match between.await {
                     Ok(()) if fence.epoch == mine => {
                         next = at + 1;
@@ -794,12 +972,19 @@ async fn append_batches(
         for reply in replies {
             reply(result.clone());
         }
+        if let Some(barrier) = barrier {
+            if counts(&poisoned, &fenced) {
+                let _ = barrier.send((fence, next));
+            }
+        }
         if poisoned.load(Ordering::Acquire) {
             // Everything queued behind a failed append fails too: the writer reloads.
-            while let Ok(d) = rx.try_recv() {
-                (d.reply)(Err(LogError::Unavailable(
-                    "an earlier append failed; retry".into(),
-                )));
+            while let Ok(queued) = rx.try_recv() {
+                if let ToAppender::Decided(d) = queued {
+                    (d.reply)(Err(LogError::Unavailable(
+                        "an earlier append failed; retry".into(),
+                    )));
+                }
             }
             return;
         }

@@ -73,7 +73,7 @@ async fn one_in_flight(user: &str, more: u64) -> OneInFlight {
         log: EmbeddedLog::open(dir.path(), 1).unwrap(),
         gate: gate.clone(),
     });
-    let engine = Engine::start(log.clone(), Ownership::Sole, None)
+    let engine = Engine::start(log.clone(), Ownership::Sole, None, None)
         .await
         .unwrap();
     let user = UserId::parse(user).unwrap();
@@ -150,4 +150,172 @@ async fn a_failed_append_fails_every_command_of_its_record() {
             "no command of a lost record is acknowledged"
         );
     }
+}
+
+fn place_order(id: OrderId, price: Sun, idempotency: Option<&str>) -> account::PlaceOrder {
+    account::PlaceOrder {
+        order_id: id,
+        kind: flashrent_events::OrderKind::Rental,
+        energy: EnergyAmount::new(65_000).unwrap(),
+        duration: flashrent_events::RentalDuration::parse("1h").unwrap(),
+        receive_address: TronAddress::parse("TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2").unwrap(),
+        price,
+        pinned_wallet: None,
+        idempotency: idempotency.map(|k| (k.to_owned(), format!("fingerprint-{k}"))),
+        estimated_completion: chrono::Utc::now(),
+        callback: Default::default(),
+    }
+}
+
+/// What a partition's writer decides against, with everything its snapshot holds read
+/// back, so states folded different ways compare whole.
+async fn full_state(
+    log: &dyn EventLog,
+    partition: PartitionId,
+    mut pager: Pager,
+    users: &[UserId],
+    orders: &[OrderId],
+) -> PartitionState {
+    let mut loaded = load_partition(log, partition, &mut pager).await.unwrap();
+    for u in users {
+        pager.touch(&mut loaded.state, Some(*u), None).unwrap();
+    }
+    for o in orders {
+        pager.touch(&mut loaded.state, None, Some(*o)).unwrap();
+    }
+    loaded.state
+}
+
+fn state_eq(a: &PartitionState, b: &PartitionState) -> bool {
+    a.accounts == b.accounts && a.orders == b.orders && a.pool == b.pool
+}
+
+use crate::domain::{account, pool};
+use flashrent_events::{EnergyAmount, OrderId, TronAddress};
+
+/// User `i`'s one deposit of 20 TRX (a repeat credits nothing).
+async fn deposit(engine: &Engine, user: UserId, i: usize) -> Executed<Sun> {
+    let meta = CommandMeta::new(Uuid::now_v7());
+    let amount = Sun::from_sun(20_000_000);
+    engine
+        .credit(meta, user, amount, format!("deposit-{i}"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_writer_that_snapshots_decides_as_one_that_folds_the_whole_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 3).unwrap());
+    let models = ReadModels::open(&dir.path().join("models"), 3, 1 << 20).unwrap();
+    let snapshots = || WriterSnapshots {
+        store: &models,
+        every: 2,
+    };
+    let engine = Engine::start(log.clone(), Ownership::Sole, None, Some(snapshots()))
+        .await
+        .unwrap();
+    let meta = || CommandMeta::new(Uuid::now_v7());
+    let supplier = TronAddress::parse("TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1").unwrap();
+    engine
+        .register_supplier(meta(), supplier, EnergyAmount::new(10_000_000).unwrap())
+        .await
+        .unwrap();
+    let users: Vec<UserId> = (1..=4)
+        .map(|u| UserId::parse(&u.to_string()).unwrap())
+        .collect();
+    let price = Sun::from_sun(5_850_000);
+    let mut orders = vec![];
+    for (i, user) in users.iter().enumerate() {
+        assert!(deposit(&engine, *user, i).await.offset.is_some());
+        for n in 0..3 {
+            let id = OrderId::new_v7();
+            let key = format!("key-{i}-{n}");
+            engine
+                .place_order(meta(), *user, place_order(id, price, Some(&key)))
+                .await
+                .unwrap();
+            orders.push((*user, id, key));
+        }
+    }
+    for (n, (_, id, _)) in orders.iter().enumerate() {
+        let energy = EnergyAmount::new(65_000).unwrap();
+        let reserved = engine.reserve(meta(), *id, energy, None).await.unwrap();
+        assert!(matches!(reserved.reply, ReserveOutcome::Reserved { .. }));
+        let settle = match n % 3 {
+            0 => pool::Command::MarkDelegated { order_id: *id },
+            1 => pool::Command::Release { order_id: *id },
+            _ => continue,
+        };
+        engine.pool_command(meta(), settle).await.unwrap();
+    }
+
+    // Long paged out by now, every account and order still decides as it should.
+    for (i, user) in users.iter().enumerate() {
+        let again = deposit(&engine, *user, i).await;
+        assert_eq!(again.offset, None, "a credit reference is used once");
+        assert_eq!(again.reply, Sun::from_sun(20_000_000 - 3 * 5_850_000));
+    }
+    let (user, id, key) = orders[0].clone();
+    let replayed = engine
+        .place_order(
+            meta(),
+            user,
+            place_order(OrderId::new_v7(), price, Some(&key)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replayed.reply, account::Placed::Replayed(id));
+    let paid = engine.deduct(meta(), user, id, price).await.unwrap();
+    assert!(!paid.reply, "the order was paid when it was placed");
+    let repeat = engine
+        .pool_command(
+            meta(),
+            pool::Command::MarkDelegated {
+                order_id: orders[0].1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        repeat.offset, None,
+        "the reservation was read back as delegated"
+    );
+
+    let order_ids: Vec<OrderId> = orders.iter().map(|(_, id, _)| *id).collect();
+    let mut orders_folded = 0;
+    for p in 0..log.partition_count() {
+        let folded = full_state(log.as_ref(), p, Pager::in_memory(), &users, &order_ids).await;
+        let tree = models.derived_tree(&format!("writer-{p}")).unwrap();
+        assert!(
+            tree.get(b"at").unwrap().is_some(),
+            "partition {p} has a snapshot"
+        );
+        let pager = Pager::on_disk(tree, 2);
+        let restored = full_state(log.as_ref(), p, pager, &users, &order_ids).await;
+        assert!(
+            state_eq(&folded, &restored),
+            "partition {p}: the snapshot and the log's tail fold to the whole log's state"
+        );
+        orders_folded += folded.orders.len();
+    }
+    assert_eq!(orders_folded, orders.len());
+
+    // A restart takes up from the snapshots and decides the same.
+    drop(engine);
+    let engine = Engine::start(log.clone(), Ownership::Sole, None, Some(snapshots()))
+        .await
+        .unwrap();
+    assert_eq!(deposit(&engine, users[1], 1).await.offset, None);
+    let overdrawn = engine
+        .place_order(
+            meta(),
+            users[1],
+            place_order(OrderId::new_v7(), Sun::from_sun(20_000_000), None),
+        )
+        .await;
+    assert!(matches!(
+        overdrawn,
+        Err(EngineError::Domain(DomainError::InsufficientBalance { .. }))
+    ));
 }

@@ -99,6 +99,9 @@ impl TestApp {
             .env("FLASHRENT_ADMIN_TOKEN", ADMIN)
             .env("FLASHRENT_DEVNET_BLOCK_MS", "50")
             .env("FLASHRENT_POLL_MS", "20")
+            // Writers snapshot (and page their state out) every few events, so every test
+            // exercises reading state back from a snapshot.
+            .env("FLASHRENT_WRITER_SNAPSHOT_EVERY", "7")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
