@@ -139,14 +139,16 @@ impl Pager {
         let Some(tree) = &self.tree else {
             return Ok(None);
         };
-        if tree.get(FORMAT_KEY)?.as_deref() != Some(FORMAT) {
+        let at = match tree.get(FORMAT_KEY)?.as_deref() == Some(FORMAT) {
+            true => self.get::<At>(AT)?,
+            false => None,
+        };
+        let Some(at) = at else {
+            // Another format, or what a cut-short discard left: nothing in it counts.
             if !tree.is_empty() {
                 tracing::info!("dropping a writer snapshot of another format");
+                tree.clear()?;
             }
-            tree.clear()?;
-            return Ok(None);
-        }
-        let Some(at) = self.get::<At>(AT)? else {
             return Ok(None);
         };
         let mut state = PartitionState::default();

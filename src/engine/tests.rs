@@ -319,3 +319,61 @@ async fn a_writer_that_snapshots_decides_as_one_that_folds_the_whole_log() {
         Err(EngineError::Domain(DomainError::InsufficientBalance { .. }))
     ));
 }
+
+#[tokio::test]
+async fn a_snapshot_that_does_not_read_back_is_dropped_and_the_log_folded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
+    let models = ReadModels::open(&dir.path().join("models"), 1, 1 << 20).unwrap();
+    let snapshots = WriterSnapshots {
+        store: &models,
+        every: 1,
+    };
+    let engine = Engine::start(log.clone(), Ownership::Sole, None, Some(snapshots))
+        .await
+        .unwrap();
+    let user = UserId::parse("7").unwrap();
+    assert!(deposit(&engine, user, 0).await.offset.is_some());
+    let tree = models.derived_tree("writer-0").unwrap();
+    // Paged out after every event, so the next command reads the account back from here.
+    tree.insert(format!("a{user}"), &b"not an account"[..])
+        .unwrap();
+
+    let meta = CommandMeta::new(Uuid::now_v7());
+    let refused = engine
+        .credit(meta, user, Sun::from_sun(20_000_000), "deposit-0".into())
+        .await;
+    assert!(
+        matches!(refused, Err(EngineError::Log(LogError::Failed(_)))),
+        "{refused:?}"
+    );
+    // Reloaded from the log: the deposit is still known, and credited only once.
+    assert_eq!(deposit(&engine, user, 0).await.offset, None);
+    assert!(tree.get(b"at").unwrap().is_some(), "snapshots written anew");
+}
+
+#[tokio::test]
+async fn a_snapshot_ahead_of_its_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = ReadModels::open(&dir.path().join("models"), 1, 1 << 20).unwrap();
+    let snapshots = || WriterSnapshots {
+        store: &models,
+        every: 1,
+    };
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("a"), 1).unwrap());
+    let engine = Engine::start(log, Ownership::Sole, None, Some(snapshots()))
+        .await
+        .unwrap();
+    deposit(&engine, UserId::parse("7").unwrap(), 0).await;
+    deposit(&engine, UserId::parse("8").unwrap(), 1).await;
+    drop(engine);
+
+    // Another, shorter log under the same snapshots: a broker that lost records, say.
+    let other: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("b"), 1).unwrap());
+    let refused = Engine::start(other, Ownership::Sole, None, Some(snapshots())).await;
+    assert!(
+        matches!(&refused, Err(LogError::Failed(why)) if why.contains("snapshot")),
+        "{:?}",
+        refused.err()
+    );
+}
