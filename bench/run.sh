@@ -92,6 +92,8 @@ export BENCH_USERS=$USERS BENCH_THREADS=$THREADS
 log "POST /api/orders, saturating: ${ORDERS_SECONDS}s, $CONNS connections, $THREADS threads"
 wrk -t"$THREADS" -c"$CONNS" -d"${ORDERS_SECONDS}s" --timeout 10s --latency \
   -s "$HERE/orders.lua" "$URL" | tee "$WORK/post.txt"
+# The saga's backlog when the saturating run stops: orders by status, and what it works on.
+backlog=$(curl -s "$URL/metrics" | awk '/^(flashrent_)?orders\{/ || /^(flashrent_)?saga_in_flight /{printf "%s ", $0}')
 
 for rate in $PACED_RATES; do
   log "POST /api/orders, paced at $rate/s: ${PACED_SECONDS}s, $CONNS connections"
@@ -149,6 +151,7 @@ done)
 GET /api/orders/{id} (${CONNS}c, ${GET_SECONDS}s):            $(rps "$WORK/get.txt") req/s  p50 $(field "$WORK/get.txt" 50%)  p99 $(field "$WORK/get.txt" 99%)  non-2xx $(non2xx "$WORK/get.txt")  socket errors: $(sockerr "$WORK/get.txt")
 orders created (server, from balances): $orders_total
 orders created (wrk 2xx + curl ids):    $(( $(ok "$WORK/post.txt") + $(cat "$WORK"/paced-*.txt | ok /dev/stdin) + $(wc -l <"$WORK/ids.txt") ))  (wrk does not count requests still in flight when it stops)
+saga backlog as the saturating run ended: $backlog
 server peak RSS (VmHWM):                $((hwm_kb / 1024)) MiB   (VmRSS now $((rss_kb / 1024)) MiB, max sampled $((rss_max_kb / 1024)) MiB)
 server RSS now by kind:                 $rss_split
 data dir on disk:                       $data_du

@@ -64,9 +64,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// glibc gives threads that contend for malloc arenas of their own, up to 8 per core, and
-/// memory freed in one arena serves only that arena: with a dozen busy threads the server
-/// held 12% more memory at 500k orders than with two arenas, for the same throughput
-/// (bench/RESULTS.md). Set before any thread starts; `MALLOC_ARENA_MAX` still wins.
+/// memory freed in one arena serves only that arena. Two arenas bound that fragmentation for
+/// a server of a dozen busy threads (one pair of runs at 492k orders: 406 MiB against 463,
+/// same throughput; the run-to-run spread is of that order, see bench/RESULTS.md). Set
+/// before any thread starts; `MALLOC_ARENA_MAX` still wins.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
