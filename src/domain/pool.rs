@@ -70,6 +70,19 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The order whose energy the command moves, if any.
+    pub fn order_id(&self) -> Option<OrderId> {
+        match self {
+            Command::Reserve { order_id, .. }
+            | Command::MarkDelegated { order_id }
+            | Command::Release { order_id }
+            | Command::Return { order_id } => Some(*order_id),
+            Command::Register { .. } | Command::ObserveChainInventory { .. } => None,
+        }
+    }
+}
+
 impl WalletPool {
     /// The wallet that best fits `energy`: the one with the least available energy that
     /// still covers it (best fit). Small orders fill nearly-used wallets and large wallets

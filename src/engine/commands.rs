@@ -272,19 +272,10 @@ impl Engine {
         meta: CommandMeta,
         command: pool::Command,
     ) -> Result<Executed<Option<ReserveOutcome>>, EngineError> {
-        let order = match &command {
-            pool::Command::Reserve { order_id, .. }
-            | pool::Command::MarkDelegated { order_id }
-            | pool::Command::Release { order_id }
-            | pool::Command::Return { order_id } => Some(*order_id),
-            pool::Command::Register { .. } | pool::Command::ObserveChainInventory { .. } => None,
-        };
+        let order = command.order_id();
+        let reserving = order.filter(|_| matches!(command, pool::Command::Reserve { .. }));
         let touches = Touches { user: None, order };
         self.execute(WALLET_POOL_KEY, touches, meta, move |s| {
-            let reserving = match &command {
-                pool::Command::Reserve { order_id, .. } => Some(*order_id),
-                _ => None,
-            };
             let events = pool::decide(&s.pool, command)?;
             let outcome = reserving.map(|order_id| {
                 events

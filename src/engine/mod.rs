@@ -332,11 +332,11 @@ async fn load_partition(
     pager: &mut Pager,
 ) -> Result<LoadedPartition, LogError> {
     let end = log.end_offset(partition).await?;
-    let restored = pager.restore().map_err(|e| {
+    let restored = pager.restore().unwrap_or_else(|e| {
         tracing::warn!(partition, error = %e, "writer snapshot unreadable; folding the partition from offset 0");
-        pager.discard();
+        None
     });
-    let mut loaded = match restored.ok().flatten() {
+    let mut loaded = match restored {
         Some(r) if r.next > end => {
             // The snapshot saw records the log no longer has: a broker that lost
             // acknowledged data, or a data directory of another log.
@@ -381,26 +381,19 @@ async fn fold_into(
     let LoadedPartition { state, fence, next } = loaded;
     while *next < end {
         let upto = end.min(*next + FOLD_CHUNK);
-        let mut unreadable = false;
-        let read = read_fenced(log, partition, fence, next, upto, |record| {
+        read_fenced(log, partition, fence, next, upto, |record| {
             for env in &record.events {
-                pager.evolve(state, &env.event).map_err(|e| {
-                    unreadable = true;
-                    snapshot_failed(partition, e)
-                })?;
+                pager
+                    .evolve(state, &env.event)
+                    .map_err(|e| snapshot_failed(partition, e))?;
             }
             Ok(())
         })
-        .await;
-        if unreadable {
-            pager.discard();
-        }
-        read?;
+        .await?;
         if pager.due() {
-            pager.save(state, *fence, *next).map_err(|e| {
-                pager.discard();
-                snapshot_failed(partition, e)
-            })?;
+            pager
+                .save(state, *fence, *next)
+                .map_err(|e| snapshot_failed(partition, e))?;
         }
     }
     Ok(())
@@ -796,11 +789,10 @@ impl Writer {
         }
     }
 
-    /// A snapshot value that does not read back: the snapshot is dropped and the state
-    /// (which may now lack the aggregate) is reloaded from the log before the next command.
-    fn unreadable(&mut self, e: SnapshotError) -> LogError {
+    /// A snapshot that failed (the pager dropped it): the state, which may now lack an
+    /// aggregate, is reloaded from the log before the next command.
+    fn unreadable(&self, e: SnapshotError) -> LogError {
         tracing::error!(partition = self.partition, error = %e, "writer snapshot unreadable; reloading the partition from the log");
-        self.pager.discard();
         if let Some(h) = &self.held {
             h.poisoned.store(true, Ordering::Release);
         }

@@ -130,12 +130,24 @@ impl Pager {
         }
     }
 
+    /// A failure leaves nothing of the snapshot to trust: it is dropped, so the next load
+    /// folds the partition from offset 0.
+    fn or_discard<T>(&mut self, result: Result<T, SnapshotError>) -> Result<T, SnapshotError> {
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
     /// Starts a (re)load: forgets what the last state touched, and gives the snapshot's
     /// state if there is one of this format.
     pub fn restore(&mut self) -> Result<Option<Restored>, SnapshotError> {
-        self.users.clear();
-        self.orders.clear();
-        self.evolved = 0;
+        self.forget();
+        let restored = self.restored();
+        self.or_discard(restored)
+    }
+
+    fn restored(&self) -> Result<Option<Restored>, SnapshotError> {
         let Some(tree) = &self.tree else {
             return Ok(None);
         };
@@ -165,6 +177,16 @@ impl Pager {
 
     /// Reads back what `user` and `order` have on disk, unless the state already holds it.
     pub fn touch(
+        &mut self,
+        state: &mut PartitionState,
+        user: Option<UserId>,
+        order: Option<OrderId>,
+    ) -> Result<(), SnapshotError> {
+        let read = self.read_back(state, user, order);
+        self.or_discard(read)
+    }
+
+    fn read_back(
         &mut self,
         state: &mut PartitionState,
         user: Option<UserId>,
@@ -228,6 +250,16 @@ impl Pager {
         fence: EpochFence,
         next: Offset,
     ) -> Result<(), SnapshotError> {
+        let written = self.write(state, fence, next);
+        self.or_discard(written)
+    }
+
+    fn write(
+        &mut self,
+        state: &mut PartitionState,
+        fence: EpochFence,
+        next: Offset,
+    ) -> Result<(), SnapshotError> {
         let Some(tree) = &self.tree else {
             return Ok(());
         };
@@ -274,15 +306,19 @@ impl Pager {
         Ok(())
     }
 
-    /// Drops the snapshot (after a value would not read back): the next load folds the
-    /// partition from offset 0.
-    pub fn discard(&mut self) {
+    /// Drops the snapshot: the next load folds the partition from offset 0.
+    fn discard(&mut self) {
         if let Some(tree) = &self.tree {
             // The format key first: a clear cut short must not leave a snapshot that reads.
             if let Err(e) = tree.remove(FORMAT_KEY).and_then(|_| tree.clear()) {
                 tracing::error!(error = %e, "cannot drop a writer snapshot");
             }
         }
+        self.forget();
+    }
+
+    /// Forgets what the state touched: it is about to be replaced.
+    fn forget(&mut self) {
         self.users.clear();
         self.orders.clear();
         self.evolved = 0;
