@@ -87,7 +87,34 @@ echo "credit HTTP status (count code): $(sort "$WORK/credit.codes" | uniq -c | x
   "in $(( ($(date +%s%N) - start) / 1000000 )) ms"
 [[ $(grep -cv '^201$' "$WORK/credit.codes") == 0 ]] || { echo "crediting failed"; exit 1; }
 
-# --- 3. POST /api/orders ----------------------------------------------------------
+# --- 3. GET /api/orders/{id} on a quiet server, against a route that does nothing --------
+log "creating $GET_IDS orders with curl for the GET run"
+# One printf per response: parallel curls writing straight to the pipe interleave.
+seq 1 "$GET_IDS" | xargs -P 8 -I{} sh -c 'printf "%s\n" "$(curl -s --max-time 10 \
+    -X POST "$0/api/orders" -H "Content-Type: application/json" \
+    -d "{\"user_id\":\"$(( {} % $1 + 1 ))\",\"energy_amount\":65000,\"duration\":\"1h\",\"receive_address\":\"TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2\",\"cost_trx\":5.85}")"' \
+  "$URL" "$USERS" >"$WORK/created.json"
+grep -o '"order_id":"[^"]*"' "$WORK/created.json" | cut -d'"' -f4 >"$WORK/ids.txt" || true
+echo "collected $(wc -l <"$WORK/ids.txt") order ids of $GET_IDS requests"
+[[ $(wc -l <"$WORK/ids.txt") -gt 0 ]] || { echo "no order ids"; exit 1; }
+
+# The saga finishes these orders first, so the GET run measures reads alone.
+for _ in $(seq 120); do
+  in_flight=$(curl -s "$URL/metrics" | awk '/^(flashrent_)?saga_in_flight /{print $2}')
+  [[ $in_flight == 0 ]] && break
+  sleep 0.5
+done
+echo "saga orders in flight before the quiet GET run: $in_flight"
+log "GET /api/orders/{id}, quiet server: ${GET_SECONDS}s, $CONNS connections, $THREADS threads"
+BENCH_IDS_FILE=$WORK/ids.txt wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --timeout 10s \
+  --latency -s "$HERE/get_orders.lua" "$URL" | tee "$WORK/get-quiet.txt"
+# The ceiling of this server on this machine: a route with no work behind it (the same
+# middleware, no store read, a 15-byte body), measured in the same run.
+log "GET /healthz, quiet server: ${GET_SECONDS}s, $CONNS connections, $THREADS threads"
+wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --timeout 10s --latency "$URL/healthz" \
+  | tee "$WORK/healthz.txt"
+
+# --- 4. POST /api/orders ----------------------------------------------------------
 export BENCH_USERS=$USERS BENCH_THREADS=$THREADS
 log "POST /api/orders, saturating: ${ORDERS_SECONDS}s, $CONNS connections, $THREADS threads"
 wrk -t"$THREADS" -c"$CONNS" -d"${ORDERS_SECONDS}s" --timeout 10s --latency \
@@ -101,22 +128,12 @@ for rate in $PACED_RATES; do
     -s "$HERE/orders.lua" "$URL" | tee "$WORK/paced-$rate.txt"
 done
 
-# --- 4. GET /api/orders/{id} --------------------------------------------------------
-log "creating $GET_IDS orders with curl for the GET run"
-# One printf per response: parallel curls writing straight to the pipe interleave.
-seq 1 "$GET_IDS" | xargs -P 8 -I{} sh -c 'printf "%s\n" "$(curl -s --max-time 10 \
-    -X POST "$0/api/orders" -H "Content-Type: application/json" \
-    -d "{\"user_id\":\"$(( {} % $1 + 1 ))\",\"energy_amount\":65000,\"duration\":\"1h\",\"receive_address\":\"TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2\",\"cost_trx\":5.85}")"' \
-  "$URL" "$USERS" >"$WORK/created.json"
-grep -o '"order_id":"[^"]*"' "$WORK/created.json" | cut -d'"' -f4 >"$WORK/ids.txt" || true
-echo "collected $(wc -l <"$WORK/ids.txt") order ids of $GET_IDS requests"
-[[ $(wc -l <"$WORK/ids.txt") -gt 0 ]] || { echo "no order ids"; exit 1; }
-
-log "GET /api/orders/{id}: ${GET_SECONDS}s, $CONNS connections, $THREADS threads"
+# --- 5. GET /api/orders/{id} while the saga works through the POST runs' backlog ---------
+log "GET /api/orders/{id}, saga busy: ${GET_SECONDS}s, $CONNS connections, $THREADS threads"
 BENCH_IDS_FILE=$WORK/ids.txt wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --timeout 10s \
   --latency -s "$HERE/get_orders.lua" "$URL" | tee "$WORK/get.txt"
 
-# --- 5. memory and order count ---------------------------------------------------------
+# --- 6. memory and order count ---------------------------------------------------------
 hwm_kb=$(awk '/^VmHWM/{print $2}' /proc/"$SERVER_PID"/status)
 rss_kb=$(awk '/^VmRSS/{print $2}' /proc/"$SERVER_PID"/status)
 # Anonymous (heap) against file-backed pages, and what the allocator holds beyond the heap.
@@ -148,7 +165,9 @@ POST /api/orders (saturating, ${CONNS}c, ${ORDERS_SECONDS}s): $(rps "$WORK/post.
 $(for rate in $PACED_RATES; do f=$WORK/paced-$rate.txt
 echo "POST /api/orders (paced $rate/s, ${PACED_SECONDS}s): $(rps "$f") req/s achieved  p50 $(field "$f" 50%)  p99 $(field "$f" 99%)  non-2xx $(non2xx "$f")  socket errors: $(sockerr "$f")$(awk -v r="$(rps "$f")" -v t="$rate" 'BEGIN{if (r < 0.95 * t) print "  << target rate NOT reached"}')"
 done)
-GET /api/orders/{id} (${CONNS}c, ${GET_SECONDS}s):            $(rps "$WORK/get.txt") req/s  p50 $(field "$WORK/get.txt" 50%)  p99 $(field "$WORK/get.txt" 99%)  non-2xx $(non2xx "$WORK/get.txt")  socket errors: $(sockerr "$WORK/get.txt")
+GET /api/orders/{id}, quiet (${CONNS}c, ${GET_SECONDS}s):     $(rps "$WORK/get-quiet.txt") req/s  p50 $(field "$WORK/get-quiet.txt" 50%)  p99 $(field "$WORK/get-quiet.txt" 99%)  non-2xx $(non2xx "$WORK/get-quiet.txt")  socket errors: $(sockerr "$WORK/get-quiet.txt")
+GET /healthz, quiet (${CONNS}c, ${GET_SECONDS}s):              $(rps "$WORK/healthz.txt") req/s  (GET order / healthz = $(awk -v a="$(rps "$WORK/get-quiet.txt")" -v b="$(rps "$WORK/healthz.txt")" 'BEGIN{printf "%.2f", a / b}'))
+GET /api/orders/{id}, saga busy (${CONNS}c, ${GET_SECONDS}s): $(rps "$WORK/get.txt") req/s  p50 $(field "$WORK/get.txt" 50%)  p99 $(field "$WORK/get.txt" 99%)  non-2xx $(non2xx "$WORK/get.txt")  socket errors: $(sockerr "$WORK/get.txt")
 orders created (server, from balances): $orders_total
 orders created (wrk 2xx + curl ids):    $(( $(ok "$WORK/post.txt") + $(cat "$WORK"/paced-*.txt | ok /dev/stdin) + $(wc -l <"$WORK/ids.txt") ))  (wrk does not count requests still in flight when it stops)
 saga backlog as the saturating run ended: $backlog

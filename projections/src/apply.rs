@@ -31,12 +31,13 @@ impl<'a> Staged<'a> {
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         self.raw(key)?
-            .map(|v| {
-                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(key).into(),
-                    source,
-                })
-            })
+            .map(|v| serde_json::from_slice(&v).map_err(|source| StoreError::corrupt(key, source)))
+            .transpose()
+    }
+
+    fn order(&self, key: &[u8]) -> Result<Option<OrderView>, StoreError> {
+        self.raw(key)?
+            .map(|v| OrderView::decode(&v).map_err(|source| StoreError::corrupt(key, source)))
             .transpose()
     }
 
@@ -71,7 +72,7 @@ impl<'a> Staged<'a> {
             return Ok(None);
         };
         let key = keys::order(&id);
-        let Some(mut view) = self.get::<OrderView>(&key)? else {
+        let Some(mut view) = self.order(&key)? else {
             return Ok(None);
         };
         let before = view.status.clone();
@@ -90,7 +91,7 @@ impl<'a> Staged<'a> {
         if view.status == "refunded" || view.status == "completed" {
             self.delete(keys::active(&id));
         }
-        self.put(key, &view);
+        self.put_raw(key, view.encode());
         Ok(Some(view))
     }
 
@@ -236,7 +237,7 @@ impl<'a> Staged<'a> {
                     reclaim_transaction_hash: None,
                     rental_ended_at: None,
                 };
-                self.put(keys::order(order_id), &view);
+                self.put_raw(keys::order(order_id), view.encode());
                 self.put_raw(keys::user_order(*user_id, order_id), b"pending".to_vec());
                 self.put_raw(keys::active(order_id), vec![]);
                 self.bump_count("pending", 1)?;

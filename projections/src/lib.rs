@@ -11,8 +11,9 @@ pub mod apply;
 pub mod keys;
 pub mod projector;
 pub mod store;
+pub mod stored_order;
 pub mod views;
 
 pub use projector::{spawn_projectors, ProjectedRecord, Projector, READ_MODELS};
-pub use store::{stored_u64, ReadModels, StoreError};
+pub use store::{stored_u64, ReadModels, StoreError, StoredOrder};
 pub use views::{BalanceView, LedgerEntry, OrderView, PoolWalletView, WalletView};

@@ -19,6 +19,15 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    pub(crate) fn corrupt(key: &[u8], source: serde_json::Error) -> StoreError {
+        StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into(),
+            source,
+        }
+    }
+}
+
 /// A position, epoch or count as stored: 8 big-endian bytes. Missing or malformed is 0.
 pub fn stored_u64(value: Option<impl AsRef<[u8]>>) -> u64 {
     value
@@ -40,8 +49,10 @@ pub struct ReadModels {
 /// One raw entry of the read-model tree.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
-/// The tree's name; `rebuild` drops it whole.
-const TREE: &str = "read_models_v1";
+/// The tree's name; `rebuild` drops it whole. A new name is a new format: the tree starts
+/// empty, so every projector starts again from offset 0, and the old tree is dropped.
+const TREE: &str = "read_models_v2";
+const FORMER_TREES: [&str; 1] = ["read_models_v1"];
 
 /// Name prefix of the trees of other state derived from the log (a writer's snapshot): they
 /// live in this store to share its page cache, and are dropped with the read models.
@@ -57,6 +68,14 @@ impl ReadModels {
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(Some(1000))
             .open()?;
+        for former in FORMER_TREES {
+            if db.drop_tree(former)? {
+                tracing::warn!(
+                    tree = former,
+                    "read models of an older format dropped; they are rebuilt from the log"
+                );
+            }
+        }
         let tree = db.open_tree(TREE)?;
         let models = ReadModels {
             db,
@@ -131,15 +150,21 @@ impl ReadModels {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
-                .map_err(|source| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(key).into(),
-                    source,
-                }),
+                .map_err(|source| StoreError::corrupt(key, source)),
         }
     }
 
     pub fn order(&self, id: &OrderId) -> Result<Option<OrderView>, StoreError> {
-        self.get(&keys::order(id))
+        let key = keys::order(id);
+        self.tree
+            .get(&key)?
+            .map(|v| OrderView::decode(&v).map_err(|source| StoreError::corrupt(&key, source)))
+            .transpose()
+    }
+
+    /// The order's API body as stored, without decoding it.
+    pub fn order_body(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {
+        Ok(self.tree.get(keys::order(id))?.map(StoredOrder))
     }
 
     pub fn balance(&self, user: UserId) -> Result<Option<BalanceView>, StoreError> {
@@ -158,7 +183,7 @@ impl ReadModels {
         status: Option<&str>,
         after: Option<OrderId>,
         limit: usize,
-    ) -> Result<Vec<OrderView>, StoreError> {
+    ) -> Result<Vec<(OrderId, StoredOrder)>, StoreError> {
         let prefix = keys::user_orders_prefix(user);
         let end = match after {
             Some(id) => keys::user_order(user, &id),
@@ -177,8 +202,9 @@ impl ReadModels {
             let id = std::str::from_utf8(&key[prefix.len()..])
                 .ok()
                 .and_then(|t| OrderId::parse(t).ok());
-            if let Some(view) = id.map(|id| self.order(&id)).transpose()?.flatten() {
-                out.push(view);
+            let found = id.map(|id| Ok::<_, StoreError>((id, self.order_body(&id)?)));
+            if let Some((id, Some(order))) = found.transpose()? {
+                out.push((id, order));
                 if out.len() == limit {
                     break;
                 }
@@ -297,5 +323,48 @@ impl ReadModels {
                     .map_err(StoreError::from)
             })
             .collect()
+    }
+}
+
+/// An order as stored (see [`crate::stored_order`]), read without decoding.
+#[derive(Clone)]
+pub struct StoredOrder(sled::IVec);
+
+impl StoredOrder {
+    /// The API's JSON body of the order.
+    pub fn body(&self) -> &[u8] {
+        crate::stored_order::body_of(&self.0)
+    }
+}
+
+impl AsRef<[u8]> for StoredOrder {
+    /// The API body: what a response sends.
+    fn as_ref(&self) -> &[u8] {
+        self.body()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_models_of_a_former_format_are_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let old = db.open_tree(FORMER_TREES[0]).unwrap();
+            old.insert(b"c/read_models/00000000", &7u64.to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let models = ReadModels::open(dir.path(), 1, 1 << 20).unwrap();
+        assert!(!models
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == FORMER_TREES[0].as_bytes()));
+        // Nothing of the old tree counts: every projector starts again from offset 0.
+        assert_eq!(models.checkpoint("read_models", 0).unwrap(), 0);
     }
 }

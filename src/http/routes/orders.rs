@@ -5,76 +5,16 @@ use crate::domain::account::{PlaceOrder, Placed};
 use crate::http::error::{trx_json, ApiError};
 use crate::http::extract::{self, Client};
 use crate::http::AppState;
-use actix_web::http::StatusCode;
+use actix_web::http::{header::ContentType, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use flashrent_events::{OrderId, OrderKind, UserId};
 use flashrent_projections::OrderView;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
 
-/// The seed's order shape (§7.1) and what users of rental platforms expect beside it.
-/// A typed body: serialized straight from the view, with no intermediate JSON map.
-#[derive(serde::Serialize)]
-pub struct OrderBody<'a> {
-    order_id: OrderId,
-    status: &'a str,
-    user_id: String,
-    energy_amount: flashrent_events::EnergyAmount,
-    duration: flashrent_events::RentalDuration,
-    receive_address: flashrent_events::TronAddress,
-    cost_trx: Value,
-    cost_sun: u64,
-    transaction_hash: Option<&'a str>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    completed_at: Option<chrono::DateTime<chrono::Utc>>,
-    estimated_completion: chrono::DateTime<chrono::Utc>,
-    kind: OrderKind,
-    paid: bool,
-    supplier_wallet: Option<flashrent_events::TronAddress>,
-    pending_transaction: Option<&'a str>,
-    block_number: Option<u64>,
-    failure_reason: Option<&'static str>,
-    failure_message: Option<&'a str>,
-    failed_at: Option<chrono::DateTime<chrono::Utc>>,
-    refunded_at: Option<chrono::DateTime<chrono::Utc>>,
-    rental_ends_at: Option<chrono::DateTime<chrono::Utc>>,
-    rental_ended_at: Option<chrono::DateTime<chrono::Utc>>,
-    reclaim_transaction_hash: Option<&'a str>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-pub fn body(o: &OrderView) -> OrderBody<'_> {
-    OrderBody {
-        order_id: o.order_id,
-        status: &o.status,
-        user_id: o.user_id.to_string(),
-        energy_amount: o.energy_amount,
-        duration: o.duration,
-        receive_address: o.receive_address,
-        cost_trx: trx_json(o.price, 0),
-        cost_sun: o.price.as_sun(),
-        transaction_hash: o.transaction_hash.as_deref(),
-        created_at: o.created_at,
-        completed_at: o.completed_at,
-        estimated_completion: o.estimated_completion,
-        kind: o.kind,
-        paid: o.paid,
-        supplier_wallet: o.supplier_wallet,
-        pending_transaction: o.pending_transaction.as_deref(),
-        block_number: o.block_number,
-        failure_reason: o.failure_reason.map(|r| r.code()),
-        failure_message: o.failure_detail.as_deref(),
-        failed_at: o.failed_at,
-        refunded_at: o.refunded_at,
-        rental_ends_at: o.rental_ends_at,
-        rental_ended_at: o.rental_ended_at,
-        reclaim_transaction_hash: o.reclaim_transaction_hash.as_deref(),
-        updated_at: o.updated_at,
-    }
-}
-
+/// The order's API body as a JSON value, for answers that embed it.
 pub fn render(o: &OrderView) -> Value {
-    serde_json::to_value(body(o)).expect("an order body serializes")
+    serde_json::from_slice(&o.body_json()).expect("an order body is JSON")
 }
 
 /// A user id given as a JSON number or string.
@@ -276,8 +216,11 @@ pub fn pricing_error(state: &AppState, e: crate::domain::pricing::PricingError) 
 )]
 pub async fn get(_: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let id = extract::order_id(&path)?;
-    match state.models.order(&id)? {
-        Some(o) => Ok(HttpResponse::Ok().json(body(&o))),
+    // Served as stored: the read model keeps the order in the API's shape.
+    match state.models.order_body(&id)? {
+        Some(o) => Ok(HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(web::Bytes::from_owner(o))),
         None => Err(crate::domain::DomainError::OrderNotFound(id).into()),
     }
 }
@@ -324,13 +267,30 @@ pub async fn list_for_user(
         .models
         .user_orders(user, q.status.as_deref(), after, limit)?;
     let next = (orders.len() == limit)
-        .then(|| orders.last().map(|o| o.order_id))
+        .then(|| orders.last().map(|(id, _)| *id))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": user.to_string(),
-        "orders": orders.iter().map(body).collect::<Vec<_>>(),
-        "next_after": next,
-    })))
+    // The page is written around the stored bodies, which go out as they are.
+    let mut page = Vec::with_capacity(
+        64 + orders
+            .iter()
+            .map(|(_, o)| o.body().len() + 1)
+            .sum::<usize>(),
+    );
+    page.extend_from_slice(b"{\"user_id\":");
+    serde_json::to_writer(&mut page, &user.to_string()).expect("a string serializes");
+    page.extend_from_slice(b",\"orders\":[");
+    for (i, (_, o)) in orders.iter().enumerate() {
+        if i > 0 {
+            page.push(b',');
+        }
+        page.extend_from_slice(o.body());
+    }
+    page.extend_from_slice(b"],\"next_after\":");
+    serde_json::to_writer(&mut page, &next).expect("an order id serializes");
+    page.push(b'}');
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(page))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
