@@ -150,8 +150,8 @@ impl Application {
         let (tron, demo) = tron_client(&args)?;
         let chain: Arc<dyn Chain> = tron.clone();
         match tron.head_block().await {
-            Ok((number, timestamp)) => {
-                tracing::info!(number, timestamp, "TRON node reachable; head block")
+            Ok(head) => {
+                tracing::info!(number = head.number, time = %head.time, "TRON node reachable; head block")
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TRON node not reachable yet; the saga will keep trying")

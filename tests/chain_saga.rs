@@ -279,3 +279,36 @@ async fn with_tron_locks_the_renter_is_protected_until_the_rental_ends_then_recl
     assert!(ended >= record["expire_time_for_energy"].as_i64().unwrap());
     assert_eq!(devnet.state().await["delegated_resources"], json!([]));
 }
+
+#[tokio::test]
+async fn waiting_orders_learn_of_their_delegations_from_each_new_block_not_by_asking_each() {
+    // Blocks every 3 s: an order asking on its own would ask several times before its
+    // transaction lands; the block scan finds them all with one request per block.
+    let devnet = DevnetProc::standard(3000);
+    let temp = tempfile::tempdir().unwrap();
+    let env = chain_env(&devnet);
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let mut ids = Vec::new();
+    for user in 111..131 {
+        ids.push(place(&app, &user.to_string(), "1h", "5.85").await);
+    }
+    for id in &ids {
+        assert_eq!(app.wait_final(id).await["status"], "completed");
+    }
+    let state = devnet.state().await;
+    assert_eq!(state["delegations_applied"], ids.len());
+    let asked = state["requests"]["/wallet/gettransactioninfobyid"]
+        .as_u64()
+        .unwrap_or(0);
+    let scanned = state["requests"]["/wallet/gettransactioninfobyblocknum"]
+        .as_u64()
+        .unwrap_or(0);
+    // One ask per transaction when the saga starts watching it, a second for one still
+    // waiting 5 s later; without the scan, about six each.
+    assert!(
+        asked <= 2 * ids.len() as u64,
+        "{asked} asks for {} orders",
+        ids.len()
+    );
+    assert!(scanned > 0, "{state}");
+}

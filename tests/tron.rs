@@ -60,10 +60,17 @@ async fn the_client_delegates_confirms_and_undelegates_on_the_devnet() {
     c.broadcast(&tx).await.unwrap();
     // The same bytes again: already known, which is success.
     c.broadcast(&tx).await.unwrap();
-    assert!(matches!(
-        until_final(&c, &tx.tx_id).await,
-        TxStatus::Confirmed { block } if block > 0
-    ));
+    let TxStatus::Confirmed { block } = until_final(&c, &tx.tx_id).await else {
+        panic!("the delegation did not land");
+    };
+    assert!(block > 0);
+    // The block scan the saga waits with: the block lists the transaction, as confirmed.
+    assert!(c.head_block().await.unwrap().number >= block);
+    assert_eq!(
+        c.block_outcomes(block).await.unwrap(),
+        vec![(tx.tx_id.clone(), TxStatus::Confirmed { block })]
+    );
+    assert_eq!(c.block_outcomes(0).await.unwrap(), vec![]);
     let state = devnet.state().await;
     assert_eq!(state["delegations_applied"], 1);
     // ceil(65,000 · W · 10⁶ / L): the renter gets at least the energy paid for.
@@ -176,10 +183,22 @@ async fn each_tron_error_class_maps_to_what_the_saga_expects() {
     devnet.faults(json!({"fail_on_chain": 1})).await;
     let doomed = c.sign_delegation(&delegation(30_000)).await.unwrap();
     c.broadcast(&doomed).await.unwrap();
-    assert!(matches!(
-        until_final(&c, &doomed.tx_id).await,
-        TxStatus::Failed { .. }
-    ));
+    let failed = until_final(&c, &doomed.tx_id).await;
+    assert!(matches!(failed, TxStatus::Failed { .. }));
+    let info = devnet
+        .wallet(
+            "/wallet/gettransactioninfobyid",
+            json!({"value": doomed.tx_id}),
+        )
+        .await;
+    let outcomes = c
+        .block_outcomes(info["blockNumber"].as_u64().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        outcomes.contains(&(doomed.tx_id.clone(), failed)),
+        "{outcomes:?}"
+    );
     // A dropped broadcast: accepted, never seen — the saga's expiry path.
     devnet.faults(json!({"drop_broadcasts": 1})).await;
     let lost = c.sign_delegation(&delegation(30_000)).await.unwrap();

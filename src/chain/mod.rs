@@ -41,6 +41,12 @@ pub enum TxStatus {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockHead {
+    pub number: u64,
+    pub time: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChainError {
     /// Try again later (network trouble, node busy).
@@ -66,9 +72,12 @@ pub trait Chain: Send + Sync + 'static {
     /// Sends a signed transaction. Sending the same bytes again is harmless.
     async fn broadcast(&self, tx: &SignedTransaction) -> Result<(), ChainError>;
     async fn status(&self, tx_id: &str) -> Result<TxStatus, ChainError>;
-    /// The timestamp of the chain's latest block: a transaction whose expiration is older
-    /// than this can no longer be included, whatever the local clock says.
-    async fn head_block_time(&self) -> Result<DateTime<Utc>, ChainError>;
+    /// The chain's latest block. Its timestamp tells whether a transaction can still be
+    /// included: one whose expiration is older cannot, whatever the local clock says.
+    async fn head_block(&self) -> Result<BlockHead, ChainError>;
+    /// How every transaction in block `number` settled, by transaction id: one request per
+    /// block, however many transactions are waiting on it.
+    async fn block_outcomes(&self, number: u64) -> Result<Vec<(String, TxStatus)>, ChainError>;
     /// The chain's typical time from broadcast to confirmation, for estimates shown to users.
     fn expected_confirmation(&self) -> Duration;
     /// Supplier wallets this chain can sign for, with the energy each can delegate now.

@@ -11,12 +11,14 @@ pub mod state;
 
 use crate::chain::tron::proto::{self, ResourceContract};
 use crate::chain::tron::SecretKey;
+use actix_web::dev::Service;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use flashrent_events::TronAddress;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use state::{Addr, ChainState, Faults};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,6 +144,7 @@ impl Devnet {
         let data = web::Data::new(Node {
             state: state.clone(),
             immediate: interval == 0,
+            requests: Default::default(),
         });
         let listener =
             std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
@@ -154,6 +157,12 @@ impl Devnet {
                         .limit(1 << 20)
                         .content_type_required(false),
                 )
+                .wrap_fn(|req, srv| {
+                    if let Some(node) = req.app_data::<web::Data<Node>>() {
+                        node.count(req.path());
+                    }
+                    srv.call(req)
+                })
                 .configure(routes)
         })
         .workers(1)
@@ -215,9 +224,19 @@ impl Devnet {
 struct Node {
     state: Shared,
     immediate: bool,
+    /// Requests served per wallet API path, shown by `/admin/state`: what a client costs a
+    /// node (public nodes rate-limit).
+    requests: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Node {
+    fn count(&self, path: &str) {
+        if path.starts_with("/wallet/") {
+            let mut requests = self.requests.lock().expect("devnet lock");
+            *requests.entry(path.to_owned()).or_default() += 1;
+        }
+    }
+
     fn save(&self) {
         save(&self.state);
     }
@@ -297,6 +316,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/wallet/broadcasthex", web::post().to(broadcast_hex))
         .route("/wallet/gettransactioninfobyid", web::post().to(tx_info))
         .route("/wallet/gettransactionbyid", web::post().to(tx_by_id))
+        .route(
+            "/wallet/gettransactioninfobyblocknum",
+            web::post().to(block_infos),
+        )
         .route("/wallet/getnowblock", web::post().to(now_block))
         .route("/wallet/getnowblock", web::get().to(now_block))
         .route("/admin/faults", web::post().to(set_faults))
@@ -468,6 +491,19 @@ async fn tx_by_id(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse
     }
 }
 
+async fn block_infos(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    gated!(node);
+    let Some(number) = body.get("num").and_then(Value::as_u64) else {
+        return error("num: a block number is required");
+    };
+    HttpResponse::Ok().json(
+        node.state
+            .lock()
+            .expect("devnet lock")
+            .block_infos_json(number),
+    )
+}
+
 async fn now_block(node: web::Data<Node>) -> HttpResponse {
     gated!(node);
     HttpResponse::Ok().json(node.state.lock().expect("devnet lock").now_block_json())
@@ -480,7 +516,9 @@ async fn set_faults(node: web::Data<Node>, body: web::Json<Faults>) -> HttpRespo
 }
 
 async fn summary(node: web::Data<Node>) -> HttpResponse {
-    HttpResponse::Ok().json(node.state.lock().expect("devnet lock").summary_json())
+    let mut summary = node.state.lock().expect("devnet lock").summary_json();
+    summary["requests"] = json!(*node.requests.lock().expect("devnet lock"));
+    HttpResponse::Ok().json(summary)
 }
 
 async fn create_account(node: web::Data<Node>, body: web::Json<AccountSeed>) -> HttpResponse {

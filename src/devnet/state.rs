@@ -3,7 +3,7 @@
 //! reduced to what an energy rental needs. With a store, the transactions live on disk
 //! (`known`) and the rest, which stays small, is saved beside them after each block.
 
-use super::known::{Info, Known, KnownTxs};
+use super::known::{Info, Known, KnownTxs, TxId};
 use crate::chain::tron::keys::recover_signer;
 use crate::chain::tron::proto::{self, RawTransaction, ResourceContract};
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,9 @@ pub struct ChainState {
     blocks: Vec<([u8; 32], i64)>,
     /// How many blocks the store holds already.
     blocks_saved: usize,
+    /// The transactions of each block not yet in the store (of every block, without a
+    /// store); a block without any has no entry. Stored blocks keep theirs in their value.
+    block_txs: HashMap<u64, Vec<TxId>>,
     pub faults: Faults,
     pub total_energy_limit: u64,
     pub total_energy_weight: u64,
@@ -146,6 +149,7 @@ impl ChainState {
             known: KnownTxs::in_memory(),
             blocks: Vec::new(),
             blocks_saved: 0,
+            block_txs: HashMap::new(),
             faults: Faults::default(),
             total_energy_limit: limit,
             total_energy_weight: weight,
@@ -173,8 +177,13 @@ impl ChainState {
         let mut snap: Snapshot = serde_json::from_slice(&state)?;
         for entry in tree.scan_prefix([BLOCK]) {
             let (_, v) = entry?;
-            anyhow::ensure!(v.len() == 40, "a devnet block of {} bytes", v.len());
-            let ts = i64::from_be_bytes(v[32..].try_into().expect("8 bytes"));
+            // Its id, its timestamp, then the ids of its transactions.
+            anyhow::ensure!(
+                v.len() >= 40 && (v.len() - 40) % 32 == 0,
+                "a devnet block of {} bytes",
+                v.len()
+            );
+            let ts = i64::from_be_bytes(v[32..40].try_into().expect("8 bytes"));
             snap.blocks.push((hex::encode(&v[..32]), ts));
         }
         let mut s = ChainState::restore(snap, KnownTxs::on_disk(tree), tx_expiration_ms)?;
@@ -245,10 +254,12 @@ impl ChainState {
         let mut batch = sled::Batch::default();
         self.known.drain_into(&mut batch);
         for (number, (id, ts)) in self.blocks.iter().enumerate().skip(self.blocks_saved) {
-            let mut v = [0u8; 40];
-            v[..32].copy_from_slice(id);
-            v[32..].copy_from_slice(&ts.to_be_bytes());
-            batch.insert(&block_key(number as u64)[..], &v[..]);
+            let txs = self.block_txs.remove(&(number as u64)).unwrap_or_default();
+            let mut v = Vec::with_capacity(40 + 32 * txs.len());
+            v.extend_from_slice(id);
+            v.extend_from_slice(&ts.to_be_bytes());
+            txs.iter().for_each(|t| v.extend_from_slice(t));
+            batch.insert(&block_key(number as u64)[..], v);
         }
         let snap = Snapshot {
             accounts: self
@@ -533,6 +544,9 @@ impl ChainState {
         }
         self.dirty |= !included.is_empty();
         let number = self.push_block(ts, &included);
+        if !included.is_empty() {
+            self.block_txs.insert(number, included);
+        }
         for (id, failed) in outcomes {
             self.known.set_info(
                 &id,
@@ -636,6 +650,26 @@ impl ChainState {
             v["resMessage"] = json!(hex::encode(m));
         }
         v
+    }
+
+    /// `gettransactioninfobyblocknum`: the infos of a block's transactions, in block order.
+    pub fn block_infos_json(&self, number: u64) -> Value {
+        let ids: Vec<TxId> = match self.block_txs.get(&number) {
+            Some(ids) => ids.clone(),
+            None if number < self.blocks_saved as u64 => self
+                .known
+                .store()
+                .and_then(|tree| tree.get(block_key(number)).ok().flatten())
+                .map(|v| {
+                    v[40..]
+                        .chunks_exact(32)
+                        .map(|c| c.try_into().expect("32 bytes"))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Value::Array(ids.iter().map(|id| self.info_json(id)).collect())
     }
 
     pub fn transaction_json(&self, id: &[u8; 32]) -> Value {

@@ -34,6 +34,16 @@ const REBROADCAST_EVERY: Duration = Duration::from_secs(5);
 const MAX_REFUSED_RECLAIM_PAUSE: Duration = Duration::from_secs(600);
 /// Refusals after which a reclaim is logged as an error (a lock outlasts a few).
 const REFUSALS_BEFORE_ALERT: u32 = 8;
+/// While the block scanner keeps up, a transaction is also asked about on its own this often:
+/// the scanner cannot see one that never lands (to send it again, or find it expired), nor
+/// one that landed before the saga started watching it. As often as a rebroadcast is due.
+const ASK_DIRECTLY_EVERY: Duration = REBROADCAST_EVERY;
+/// The scanner counts as keeping up while it reached the chain's head this recently.
+const SCAN_STALE_AFTER: Duration = Duration::from_secs(10);
+/// Blocks scanned per round at most, so a long way behind is caught up in steps.
+const BLOCKS_PER_SCAN: u64 = 100;
+/// How often watches nobody renews (their order went to another instance) are let go.
+const PRUNE_WATCHES_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct SagaConfig {
@@ -65,7 +75,10 @@ struct Inner {
     config: SagaConfig,
     in_flight: Mutex<HashSet<OrderId>>,
     queue: mpsc::UnboundedSender<OrderId>,
-    queued: tokio::sync::Mutex<mpsc::UnboundedReceiver<OrderId>>,
+    /// Orders the chain has answered for: taken before any of `queue`, so orders already on
+    /// chain finish first rather than behind every new order of a burst.
+    urgent: mpsc::UnboundedSender<OrderId>,
+    queued: tokio::sync::Mutex<Queues>,
     /// When this process last sent each transaction, so an unseen one is sent again now and
     /// then rather than at every poll (a public node rate-limits).
     sent: Mutex<HashMap<String, Instant>>,
@@ -74,6 +87,12 @@ struct Inner {
     parked: Mutex<BTreeSet<(Instant, OrderId)>>,
     /// Per waiting order: the next poll interval (it backs off) and failures on chain so far.
     pauses: Mutex<HashMap<OrderId, Pause>>,
+    /// Broadcast transactions the saga waits on, by id. The block scanner reads each new
+    /// block's outcomes once and wakes the orders whose transactions it finds, so waiting
+    /// costs one request per block rather than one per order and poll.
+    watched: Mutex<HashMap<String, Watch>>,
+    /// When the block scanner last reached the chain's head.
+    scanned_at: Mutex<Option<Instant>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -89,6 +108,26 @@ enum Flow {
     Park,
     /// The chain refuses the step for now: try again after this long.
     ParkFor(Duration),
+}
+
+struct Queues {
+    urgent: mpsc::UnboundedReceiver<OrderId>,
+    normal: mpsc::UnboundedReceiver<OrderId>,
+}
+
+struct Watch {
+    order: OrderId,
+    /// When the chain was last asked about this transaction alone.
+    asked: Option<Instant>,
+    /// What the block scanner found, not yet taken by the order.
+    outcome: Option<TxStatus>,
+}
+
+/// What to go on for a watched transaction.
+enum Watching {
+    Found(TxStatus),
+    AskNow,
+    Wait,
 }
 
 #[derive(Clone, Copy)]
@@ -125,7 +164,8 @@ impl Saga {
         config: SagaConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Saga {
-        let (queue, queued) = mpsc::unbounded_channel();
+        let (queue, normal) = mpsc::unbounded_channel();
+        let (urgent, urgent_rx) = mpsc::unbounded_channel();
         Saga(Arc::new(Inner {
             engine,
             models,
@@ -133,10 +173,16 @@ impl Saga {
             config,
             in_flight: Mutex::new(HashSet::new()),
             queue,
-            queued: tokio::sync::Mutex::new(queued),
+            urgent,
+            queued: tokio::sync::Mutex::new(Queues {
+                urgent: urgent_rx,
+                normal,
+            }),
             sent: Mutex::new(HashMap::new()),
             parked: Mutex::new(BTreeSet::new()),
             pauses: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashMap::new()),
+            scanned_at: Mutex::new(None),
             shutdown,
         }))
     }
@@ -167,7 +213,9 @@ impl Saga {
         let timers = tokio::spawn(async move { this.run_timers().await });
         let this = self.clone();
         let taken = tokio::spawn(async move { this.resume_taken().await });
-        let mut tasks = vec![follower, timers, taken];
+        let this = self.clone();
+        let scanner = tokio::spawn(async move { this.scan_blocks().await });
+        let mut tasks = vec![follower, timers, taken, scanner];
         for _ in 0..self.0.config.concurrency.max(1) {
             let this = self.clone();
             tasks.push(tokio::spawn(async move { this.work().await }));
@@ -214,16 +262,34 @@ impl Saga {
 
     /// Makes sure the order is being driven, or queued to be.
     pub fn kick(&self, id: OrderId) {
+        self.enqueue(id, &self.0.queue);
+    }
+
+    /// As [`Saga::kick`], ahead of the orders kicked: for an order whose wait on the chain is
+    /// over.
+    fn wake(&self, id: OrderId) {
+        self.enqueue(id, &self.0.urgent);
+    }
+
+    fn enqueue(&self, id: OrderId, queue: &mpsc::UnboundedSender<OrderId>) {
         if *self.0.shutdown.borrow() || !self.0.in_flight.lock().expect("saga lock").insert(id) {
             return;
         }
-        let _ = self.0.queue.send(id);
+        let _ = queue.send(id);
     }
 
     /// One of the saga's workers: drives queued orders one at a time.
     async fn work(&self) {
         loop {
-            let next = self.0.queued.lock().await.recv().await;
+            let next = {
+                let mut q = self.0.queued.lock().await;
+                let q = &mut *q;
+                tokio::select! {
+                    biased;
+                    Some(id) = q.urgent.recv() => Some(id),
+                    id = q.normal.recv() => id,
+                }
+            };
             let Some(id) = next else { return };
             let park = self.drive(id).await;
             // Out of the in-flight set first, then parked: a wake-up can never find the order
@@ -272,7 +338,7 @@ impl Saga {
                 }
                 due
             };
-            woken.into_iter().for_each(|id| self.kick(id));
+            woken.into_iter().for_each(|id| self.wake(id));
             let wait = self
                 .0
                 .config
@@ -458,7 +524,7 @@ impl Saga {
                 }
                 Err(err) => return Err(err.into()),
             },
-            Step::AwaitDelegation(tx) => match self.check(&tx).await? {
+            Step::AwaitDelegation(tx) => match self.check(id, &tx).await? {
                 None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(block)) => {
                     e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id })
@@ -556,7 +622,7 @@ impl Saga {
                 }
                 Err(err) => return Err(err.into()),
             },
-            Step::AwaitReclaim(tx) => match self.check(&tx).await? {
+            Step::AwaitReclaim(tx) => match self.check(id, &tx).await? {
                 None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(_)) => {
                     e.pool_command(meta(), PoolCmd::Return { order_id: id })
@@ -582,18 +648,119 @@ impl Saga {
         Ok(Flow::Continue)
     }
 
-    /// Asks the chain once how a broadcast transaction stands; `None` while it is pending.
-    /// A transaction the chain has never seen goes out again (the same bytes, so harmless)
-    /// until it expires.
-    async fn check(&self, tx: &SignedTransaction) -> Result<Option<Outcome>, ChainError> {
-        Ok(match self.0.chain.status(&tx.tx_id).await? {
+    /// How a broadcast transaction stands; `None` while it is pending. The block scanner's
+    /// finding first; otherwise the chain is asked, when that is due. A transaction the chain
+    /// has never seen goes out again (the same bytes, so harmless) until it expires.
+    async fn check(
+        &self,
+        id: OrderId,
+        tx: &SignedTransaction,
+    ) -> Result<Option<Outcome>, ChainError> {
+        let status = match self.watch(id, &tx.tx_id) {
+            Watching::Found(status) => status,
+            Watching::Wait => return Ok(None),
+            Watching::AskNow => self.0.chain.status(&tx.tx_id).await?,
+        };
+        let outcome = self.outcome(tx, status).await?;
+        if outcome.is_some() {
+            self.0.watched.lock().expect("saga lock").remove(&tx.tx_id);
+        }
+        Ok(outcome)
+    }
+
+    /// Watches the transaction for the order (from now on the scanner reports it), and says
+    /// whether the scanner found it, or the chain is to be asked now.
+    fn watch(&self, order: OrderId, tx_id: &str) -> Watching {
+        let scanning = self.scanner_keeps_up();
+        let mut watched = self.0.watched.lock().expect("saga lock");
+        let w = watched.entry(tx_id.to_owned()).or_insert(Watch {
+            order,
+            asked: None,
+            outcome: None,
+        });
+        if let Some(found) = w.outcome.take() {
+            return Watching::Found(found);
+        }
+        if scanning && w.asked.is_some_and(|at| at.elapsed() < ASK_DIRECTLY_EVERY) {
+            return Watching::Wait;
+        }
+        w.asked = Some(Instant::now());
+        Watching::AskNow
+    }
+
+    fn scanner_keeps_up(&self) -> bool {
+        self.0
+            .scanned_at
+            .lock()
+            .expect("saga lock")
+            .is_some_and(|at| at.elapsed() < SCAN_STALE_AFTER)
+    }
+
+    /// Reads every new block's outcomes once and wakes the orders waiting on them. It starts
+    /// at the head: what settled before, the first direct ask of each order finds. A chain
+    /// that cannot list a block's outcomes leaves every order asking on its own, as before.
+    async fn scan_blocks(&self) {
+        let mut shutdown = self.0.shutdown.clone();
+        let mut next = None;
+        let mut pruned = Instant::now();
+        loop {
+            match self.scan_to_head(&mut next).await {
+                Ok(true) => *self.0.scanned_at.lock().expect("saga lock") = Some(Instant::now()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "saga cannot read new blocks; asking about each transaction instead")
+                }
+            }
+            if pruned.elapsed() > PRUNE_WATCHES_EVERY {
+                let mut watched = self.0.watched.lock().expect("saga lock");
+                watched.retain(|_, w| w.asked.is_none_or(|at| at.elapsed() < PRUNE_WATCHES_EVERY));
+                pruned = Instant::now();
+            }
+            let wait = self.0.config.poll_interval.max(Duration::from_millis(10));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Scans from `next` towards the head; `true` once it got there.
+    async fn scan_to_head(&self, next: &mut Option<u64>) -> Result<bool, ChainError> {
+        let head = self.0.chain.head_block().await?.number;
+        let from = next.unwrap_or(head);
+        let to = head.min(from.saturating_add(BLOCKS_PER_SCAN - 1));
+        for number in from..=to {
+            for (tx_id, status) in self.0.chain.block_outcomes(number).await? {
+                let order = {
+                    let mut watched = self.0.watched.lock().expect("saga lock");
+                    watched.get_mut(&tx_id).map(|w| {
+                        w.outcome = Some(status);
+                        w.order
+                    })
+                };
+                if let Some(order) = order {
+                    self.wake(order);
+                }
+            }
+            *next = Some(number + 1);
+        }
+        Ok(to == head)
+    }
+
+    /// What a transaction's status means for the order.
+    async fn outcome(
+        &self,
+        tx: &SignedTransaction,
+        status: TxStatus,
+    ) -> Result<Option<Outcome>, ChainError> {
+        Ok(match status {
             TxStatus::Confirmed { block } => Some(Outcome::Confirmed(block)),
             TxStatus::Failed { reason } => Some(Outcome::Failed(reason)),
             // Expired by the chain's own clock: a block past the expiry proves it can never
             // be included; a slow or stalled chain just keeps the order waiting.
             TxStatus::Unknown
                 if Utc::now() > tx.expires_at
-                    && self.0.chain.head_block_time().await? > tx.expires_at =>
+                    && self.0.chain.head_block().await?.time > tx.expires_at =>
             {
                 Some(Outcome::Expired)
             }
@@ -605,6 +772,10 @@ impl Saga {
     /// How long a parked order waits before its next poll: quick at first, then backing off
     /// to a third of the chain's usual confirmation time, so polls stay few on slow chains.
     fn next_poll(&self, id: OrderId) -> Duration {
+        if self.scanner_keeps_up() {
+            // The scanner wakes the order when its transaction lands; this is the fallback.
+            return ASK_DIRECTLY_EVERY;
+        }
         let first = self.0.config.poll_interval;
         let ceiling = (self.0.chain.expected_confirmation() / 3).max(first);
         self.with_pause(id, |pause| {

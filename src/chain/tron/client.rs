@@ -7,7 +7,7 @@
 
 use super::keys::SecretKey;
 use super::proto::{self, RawTransaction, ResourceContract};
-use crate::chain::{Chain, ChainError, Delegation, SignedTransaction, TxStatus};
+use crate::chain::{BlockHead, Chain, ChainError, Delegation, SignedTransaction, TxStatus};
 use chrono::{DateTime, TimeZone, Utc};
 use flashrent_events::{EnergyAmount, TronAddress};
 use serde_json::{json, Value};
@@ -243,16 +243,6 @@ impl TronClient {
             limit: v["TotalEnergyLimit"].as_u64().unwrap_or(0),
             weight: v["TotalEnergyWeight"].as_u64().unwrap_or(0),
         })
-    }
-
-    /// The node's head block: number and timestamp (ms).
-    pub async fn head_block(&self) -> Result<(u64, i64), ChainError> {
-        let v = self.call("/wallet/getnowblock", json!({})).await?;
-        let raw = &v["block_header"]["raw_data"];
-        Ok((
-            raw["number"].as_u64().unwrap_or(0),
-            raw["timestamp"].as_i64().unwrap_or(0),
-        ))
     }
 
     /// Energy a supplier can still delegate (`/wallet/getcandelegatedmaxsize`, type ENERGY).
@@ -528,28 +518,39 @@ impl Chain for TronClient {
         if let Some(e) = v.get("Error").and_then(Value::as_str) {
             return Err(classify_error(e));
         }
-        let Some(block) = v["blockNumber"].as_u64() else {
-            return Ok(TxStatus::Unknown);
-        };
-        if v["result"].as_str() == Some("FAILED") {
-            return Ok(TxStatus::Failed {
-                reason: text_of(&v["resMessage"]),
-            });
-        }
-        match v["receipt"]["result"].as_str() {
-            Some(r) if r != "SUCCESS" => Ok(TxStatus::Failed {
-                reason: r.to_owned(),
-            }),
-            _ => Ok(TxStatus::Confirmed { block }),
+        Ok(status_of(&v))
+    }
+
+    async fn head_block(&self) -> Result<BlockHead, ChainError> {
+        let v = self.call("/wallet/getnowblock", json!({})).await?;
+        let raw = &v["block_header"]["raw_data"];
+        let time = raw["timestamp"]
+            .as_i64()
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+        match (raw["number"].as_u64(), time) {
+            (Some(number), Some(time)) => Ok(BlockHead { number, time }),
+            _ => Err(ChainError::Retryable(
+                "the node's head block has no number or timestamp".into(),
+            )),
         }
     }
 
-    async fn head_block_time(&self) -> Result<DateTime<Utc>, ChainError> {
-        let v = self.call("/wallet/getnowblock", json!({})).await?;
-        v["block_header"]["raw_data"]["timestamp"]
-            .as_i64()
-            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-            .ok_or_else(|| ChainError::Retryable("the node's head block has no timestamp".into()))
+    async fn block_outcomes(&self, number: u64) -> Result<Vec<(String, TxStatus)>, ChainError> {
+        let v = self
+            .call(
+                "/wallet/gettransactioninfobyblocknum",
+                json!({"num": number}),
+            )
+            .await?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            return Err(classify_error(e));
+        }
+        // A block without transactions comes back as `[]` or `{}`.
+        let infos = v.as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(infos
+            .iter()
+            .filter_map(|info| Some((info["id"].as_str()?.to_owned(), status_of(info))))
+            .collect())
     }
 
     fn expected_confirmation(&self) -> Duration {
@@ -564,6 +565,24 @@ impl Chain for TronClient {
             }
         }
         Ok(out)
+    }
+}
+
+/// How a transaction settled, from its `TransactionInfo` (`{}` while it is in no block).
+fn status_of(info: &Value) -> TxStatus {
+    let Some(block) = info["blockNumber"].as_u64() else {
+        return TxStatus::Unknown;
+    };
+    if info["result"].as_str() == Some("FAILED") {
+        return TxStatus::Failed {
+            reason: text_of(&info["resMessage"]),
+        };
+    }
+    match info["receipt"]["result"].as_str() {
+        Some(r) if r != "SUCCESS" => TxStatus::Failed {
+            reason: r.to_owned(),
+        },
+        _ => TxStatus::Confirmed { block },
     }
 }
 
