@@ -199,11 +199,13 @@ impl ReadModels {
             if status.is_some_and(|s| s.as_bytes() != value.as_ref()) {
                 continue;
             }
-            let id = std::str::from_utf8(&key[prefix.len()..])
+            let Some(id) = std::str::from_utf8(&key[prefix.len()..])
                 .ok()
-                .and_then(|t| OrderId::parse(t).ok());
-            let found = id.map(|id| Ok::<_, StoreError>((id, self.order_body(&id)?)));
-            if let Some((id, Some(order))) = found.transpose()? {
+                .and_then(|t| OrderId::parse(t).ok())
+            else {
+                continue;
+            };
+            if let Some(order) = self.order_body(&id)? {
                 out.push((id, order));
                 if out.len() == limit {
                     break;

@@ -6,7 +6,8 @@ use flashrent_events::{
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Stored by [`crate::stored_order`] in the API's shape; it has no serde form of its own.
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrderView {
     pub order_id: OrderId,
     pub user_id: UserId,
