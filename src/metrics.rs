@@ -8,7 +8,6 @@
 use crate::http::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use flashrent_events::{Event, FailureReason, OrderId};
@@ -18,6 +17,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::LazyLock;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -132,13 +132,16 @@ pub static METRICS: LazyLock<Metrics> =
 
 /// Middleware: observes every request's latency under its route pattern (never the raw
 /// path, so ids do not explode the label set).
-pub async fn track(
+pub async fn track<B: MessageBody, F>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: impl FnOnce(ServiceRequest) -> F,
+) -> Result<ServiceResponse<B>, actix_web::Error>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
     let started = Instant::now();
     let method = req.method().clone();
-    let res = next.call(req).await;
+    let res = next(req).await;
     // Asked after routing: the router then names the resource it matched. Asked before,
     // actix matches the path against every route's regex a second time.
     let (route, status) = match &res {

@@ -259,9 +259,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .wrap(from_fn(http::forward::forward))
-                .wrap(from_fn(http::localize))
-                .wrap(from_fn(crate::metrics::track))
+                .wrap(from_fn(http::edge))
                 .configure(http::configure)
         })
         .workers(if args.http_workers == 0 {

@@ -12,11 +12,11 @@ use crate::consistency::WRITTEN;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
-use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpMessage, HttpResponse};
 use futures_util::StreamExt;
 use std::cell::Cell;
+use std::future::Future;
 use std::time::Duration;
 
 pub const FORWARDED: &str = "x-flashrent-forwarded";
@@ -35,15 +35,16 @@ const PASSED_ON: [&str; 5] = [
 /// Answer headers passed back to the client.
 const PASSED_BACK: [&str; 4] = ["content-type", "retry-after", POSITION, FENCED];
 
-pub async fn forward(
+pub async fn forward<B, F>(
     mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    next: impl FnOnce(ServiceRequest) -> F,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error>
+where
+    B: MessageBody + 'static,
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
     if req.method() != Method::POST {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
+        return next(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
@@ -74,7 +75,7 @@ pub async fn forward(
 
     let (res, written) = WRITTEN
         .scope(Cell::new(None), async {
-            let res = next.call(req).await;
+            let res = next(req).await;
             (res, WRITTEN.with(Cell::get))
         })
         .await;

@@ -87,12 +87,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }));
 }
 
-/// Renders every error in our shape and the client's language. Errors raised by actix
-/// itself (oversized body, bad method) are rewritten into the same shape.
-pub async fn localize(
+/// The one middleware every request passes: latency metrics around localized errors around
+/// forwarding, composed as plain async functions in this order (one layer for actix to call).
+pub async fn edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    crate::metrics::track(req, |req| {
+        localize(req, |req| forward::forward(req, |req| next.call(req)))
+    })
+    .await
+}
+
+/// Renders every error in our shape and the client's language. Errors raised by actix
+/// itself (oversized body, bad method) are rewritten into the same shape.
+pub async fn localize<F>(
+    req: ServiceRequest,
+    next: impl FnOnce(ServiceRequest) -> F,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error>
+where
+    F: std::future::Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>,
+{
     let english = req
         .headers()
         .get(actix_web::http::header::ACCEPT_LANGUAGE)
@@ -107,7 +122,7 @@ pub async fn localize(
         order_id = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
-    let res = match tracing::Instrument::instrument(next.call(req), span.clone()).await {
+    let res = match tracing::Instrument::instrument(next(req), span.clone()).await {
         Ok(res) => res,
         Err(e) => return Err(e),
     };

@@ -11,7 +11,9 @@
 //! only once the chain has not seen it and its expiry has passed.
 //!
 //! When the pool and the order both change, the pool is told first and the order's event
-//! comes last, so an order whose step is recorded never has pool work left undone.
+//! comes last, so an order whose step is recorded never has pool work left undone; and the
+//! pool's read model shows the change before the order's does, so a client that sees the
+//! order's step sees the pool's too (the two live in different partitions).
 
 pub mod step;
 
@@ -434,7 +436,9 @@ impl Saga {
                 } else {
                     None
                 };
-                match e.reserve(meta(), id, o.energy_amount, pinned).await?.reply {
+                let reserved = e.reserve(meta(), id, o.energy_amount, pinned).await?;
+                crate::consistency::projected(&self.0.models, &reserved).await;
+                match reserved.reply {
                     ReserveOutcome::Reserved { wallet } => {
                         // Sign before recording, and record before broadcasting: a crash
                         // between the two leaves a signature nobody ever sends.
@@ -527,8 +531,11 @@ impl Saga {
             Step::AwaitDelegation(tx) => match self.check(id, &tx).await? {
                 None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(block)) => {
-                    e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id })
-                        .await?;
+                    self.settled(
+                        e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id })
+                            .await?,
+                    )
+                    .await;
                     let now = Utc::now();
                     let rental_ends_at =
                         now + chrono::Duration::seconds(self.rental_seconds(o) as i64);
@@ -560,8 +567,11 @@ impl Saga {
                 }
             },
             Step::Settle { refund } => {
-                e.pool_command(meta(), PoolCmd::Release { order_id: id })
-                    .await?;
+                self.settled(
+                    e.pool_command(meta(), PoolCmd::Release { order_id: id })
+                        .await?,
+                )
+                .await;
                 if !refund {
                     return Ok(Flow::Stop);
                 }
@@ -625,8 +635,11 @@ impl Saga {
             Step::AwaitReclaim(tx) => match self.check(id, &tx).await? {
                 None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(_)) => {
-                    e.pool_command(meta(), PoolCmd::Return { order_id: id })
-                        .await?;
+                    self.settled(
+                        e.pool_command(meta(), PoolCmd::Return { order_id: id })
+                            .await?,
+                    )
+                    .await;
                     let cmd = OrderCmd::EndRental {
                         reclaim_transaction_hash: tx.tx_id,
                         now: Utc::now(),
