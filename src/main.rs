@@ -52,8 +52,15 @@ enum Command {
     Notify(Box<flashrent::notify::NotifyArgs>),
 }
 
+/// jemalloc rather than the system allocator: sled copies a tree node on every write, and
+/// glibc's malloc spent ~15% of a saturating POST run's CPU on those copies (`_int_malloc`,
+/// consolidation). In one run each (`bench/RESULTS.md`, runs L and O), jemalloc took 26% more
+/// orders/s, and its peak resident memory came to 763 B per order created against glibc's 911.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
     // A multi-threaded runtime for the engine (partition writers, projectors, saga);
     // actix-web runs its HTTP workers on threads of their own. Under `actix_web::main`
     // every engine task would share the one system thread.
@@ -61,21 +68,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(run())
-}
-
-/// glibc gives threads that contend for malloc arenas of their own, up to 8 per core, and
-/// memory freed in one arena serves only that arena. Two arenas bound that fragmentation for
-/// a server of a dozen busy threads (one pair of runs at 492k orders: 406 MiB against 463,
-/// same throughput; the run-to-run spread is of that order, see bench/RESULTS.md). Set
-/// before any thread starts; `MALLOC_ARENA_MAX` still wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
 }
 
 async fn run() -> anyhow::Result<()> {
