@@ -6,7 +6,7 @@ mod common;
 use common::{DevnetProc, RENTER, SUPPLIER_KEY};
 use flashrent::chain::tron::{proto, SecretKey, TronClient, TronConfig};
 use flashrent::chain::{Chain, ChainError, Delegation, TxStatus};
-use flashrent_events::{EnergyAmount, TronAddress};
+use flashrent_events::{EnergyAmount, OrderId, TronAddress};
 use serde_json::json;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ fn delegation(energy: u64) -> Delegation {
         energy: EnergyAmount::new(energy).unwrap(),
         lock_seconds: 3600,
         delegation_tx: None,
+        order: OrderId::new_v7(),
     }
 }
 
@@ -255,6 +256,34 @@ async fn identical_delegations_signed_at_once_are_distinct_transactions_and_both
         until_final(&c, &b.tx_id).await,
         TxStatus::Confirmed { .. }
     ));
+    assert_eq!(devnet.state().await["delegations_applied"], 2);
+}
+
+#[tokio::test]
+async fn two_instances_sign_different_transactions_for_two_orders_of_the_same_delegation() {
+    // Two processes share no timestamps: what keeps their transactions apart is the order
+    // each one carries, so two orders can never be served by one delegation.
+    let devnet = DevnetProc::standard(0);
+    let (one, two) = (
+        client(vec![devnet.base.clone()]),
+        client(vec![devnet.base.clone()]),
+    );
+    let (da, db) = (delegation(65_000), delegation(65_000));
+    let (a, b) = tokio::join!(one.sign_delegation(&da), two.sign_delegation(&db));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.tx_id, b.tx_id);
+    for (tx, d) in [(&a, &da), (&b, &db)] {
+        let (raw, _) = proto::decode_signed(&hex::decode(&tx.signed_tx).unwrap()).unwrap();
+        let raw = proto::RawTransaction::decode(&raw).unwrap();
+        assert_eq!(raw.data, d.order.to_string().into_bytes());
+        one.broadcast(tx).await.unwrap();
+    }
+    for tx in [&a, &b] {
+        assert!(matches!(
+            until_final(&one, &tx.tx_id).await,
+            TxStatus::Confirmed { .. }
+        ));
+    }
     assert_eq!(devnet.state().await["delegations_applied"], 2);
 }
 

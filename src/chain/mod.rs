@@ -4,7 +4,7 @@
 pub mod tron;
 
 use chrono::{DateTime, Utc};
-use flashrent_events::{EnergyAmount, TronAddress};
+use flashrent_events::{EnergyAmount, OrderId, TronAddress};
 use std::time::Duration;
 
 /// Energy delegated (or taken back) from a supplier wallet to a renter.
@@ -17,6 +17,9 @@ pub struct Delegation {
     pub lock_seconds: u64,
     /// For a reclaim: the id of the confirmed delegation it takes back.
     pub delegation_tx: Option<String>,
+    /// The order it is for, written into the transaction: no two orders' transactions are
+    /// ever the same bytes, whichever instance signs them and when.
+    pub order: OrderId,
 }
 
 /// A transaction signed locally: its id, its bytes as hex, and when it stops being valid.

@@ -417,6 +417,7 @@ impl Saga {
             energy: o.energy_amount,
             lock_seconds: self.rental_seconds(o),
             delegation_tx: o.transaction_hash.clone(),
+            order: o.order_id,
         };
         match step {
             Step::Done => return Ok(Flow::Stop),

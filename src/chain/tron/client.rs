@@ -9,7 +9,7 @@ use super::keys::SecretKey;
 use super::proto::{self, RawTransaction, ResourceContract};
 use crate::chain::{BlockHead, Chain, ChainError, Delegation, SignedTransaction, TxStatus};
 use chrono::{DateTime, TimeZone, Utc};
-use flashrent_events::{EnergyAmount, TronAddress};
+use flashrent_events::{EnergyAmount, OrderId, TronAddress};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -306,6 +306,7 @@ impl TronClient {
         path: &str,
         request: Value,
         expected: ResourceContract,
+        order: OrderId,
     ) -> Result<SignedTransaction, ChainError> {
         let owner = TronAddress::from_bytes(&expected.owner)
             .map_err(|_| ChainError::Refused("bad owner".into()))?;
@@ -318,10 +319,13 @@ impl TronClient {
         // Two orders asking for the same delegation (same supplier, receiver, amount, lock)
         // in the same millisecond get byte-identical transactions from the node, hence one
         // id: the second broadcast answers DUP_TRANSACTION_ERROR, which reads as "already
-        // sent", and two orders would share one delegation. A timestamp no other signature
-        // of this process uses keeps every transaction distinct (as tronweb's
-        // extendExpiration edits a built transaction before signing).
+        // sent", and two orders would share one delegation. The order's id as the memo keeps
+        // the transactions of two orders distinct, even when two instances sign them; a
+        // timestamp no other signature of this process uses keeps an order's successive
+        // transactions distinct (as tronweb's extendExpiration edits a built transaction
+        // before signing). The memo costs its 38 bytes of bandwidth.
         let mut raw = verified.raw;
+        raw.data = order.to_string().into_bytes();
         raw.timestamp = self.unique_timestamp(raw.timestamp);
         let bytes = raw.encode();
         let id = proto::tx_id(&bytes);
@@ -463,7 +467,7 @@ impl Chain for TronClient {
             lock,
             lock_period,
         };
-        self.build_and_sign("/wallet/delegateresource", request, expected)
+        self.build_and_sign("/wallet/delegateresource", request, expected, d.order)
             .await
     }
 
@@ -490,7 +494,7 @@ impl Chain for TronClient {
             lock: false,
             lock_period: 0,
         };
-        self.build_and_sign("/wallet/undelegateresource", request, expected)
+        self.build_and_sign("/wallet/undelegateresource", request, expected, d.order)
             .await
     }
 
