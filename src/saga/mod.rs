@@ -710,19 +710,34 @@ impl Saga {
             .is_some_and(|at| at.elapsed() < SCAN_STALE_AFTER)
     }
 
-    /// Reads every new block's outcomes once and wakes the orders waiting on them. It starts
-    /// at the head: what settled before, the first direct ask of each order finds. A chain
-    /// that cannot list a block's outcomes leaves every order asking on its own, as before.
+    /// Reads every new block's outcomes once and wakes the orders waiting on them, while any
+    /// order waits. It starts at the head: what settled before, the first direct ask of each
+    /// order finds. A chain that cannot list a block's outcomes leaves every order asking on
+    /// its own, as before.
     async fn scan_blocks(&self) {
         let mut shutdown = self.0.shutdown.clone();
         let mut next = None;
         let mut pruned = Instant::now();
+        let mut failing = false;
         loop {
-            match self.scan_to_head(&mut next).await {
-                Ok(true) => *self.0.scanned_at.lock().expect("saga lock") = Some(Instant::now()),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "saga cannot read new blocks; asking about each transaction instead")
+            if self.0.watched.lock().expect("saga lock").is_empty() {
+                // Nothing waits on the chain: no requests to the node. The next scan starts
+                // at the head again; a transaction watched from now on is asked about first.
+                next = None;
+                *self.0.scanned_at.lock().expect("saga lock") = Some(Instant::now());
+            } else {
+                match self.scan_to_head(&mut next).await {
+                    Ok(at_head) => {
+                        failing = false;
+                        if at_head {
+                            *self.0.scanned_at.lock().expect("saga lock") = Some(Instant::now());
+                        }
+                    }
+                    // Said once per outage, not at every poll.
+                    Err(e) if !std::mem::replace(&mut failing, true) => {
+                        tracing::warn!(error = %e, "saga cannot read new blocks; asking about each transaction instead")
+                    }
+                    Err(_) => {}
                 }
             }
             if pruned.elapsed() > PRUNE_WATCHES_EVERY {
