@@ -2,7 +2,7 @@
 //! envelope and the read models themselves, so a rebuild gives the same bytes.
 
 use crate::keys;
-use crate::store::StoreError;
+use crate::store::{decoded, StoreError};
 use crate::views::*;
 use flashrent_events::{Envelope, Event, Sun};
 use serde::{de::DeserializeOwned, Serialize};
@@ -30,15 +30,11 @@ impl<'a> Staged<'a> {
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        self.raw(key)?
-            .map(|v| serde_json::from_slice(&v).map_err(|source| StoreError::corrupt(key, source)))
-            .transpose()
+        decoded(key, self.raw(key)?, |v| serde_json::from_slice(v))
     }
 
     fn order(&self, key: &[u8]) -> Result<Option<OrderView>, StoreError> {
-        self.raw(key)?
-            .map(|v| OrderView::decode(&v).map_err(|source| StoreError::corrupt(key, source)))
-            .transpose()
+        decoded(key, self.raw(key)?, OrderView::decode)
     }
 
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {

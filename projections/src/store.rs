@@ -19,13 +19,20 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
-    pub(crate) fn corrupt(key: &[u8], source: serde_json::Error) -> StoreError {
-        StoreError::Corrupt {
-            key: String::from_utf8_lossy(key).into(),
-            source,
-        }
-    }
+/// A value read at `key`, decoded with `decode`; one that does not decode names its key.
+pub(crate) fn decoded<T>(
+    key: &[u8],
+    value: Option<impl AsRef<[u8]>>,
+    decode: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+) -> Result<Option<T>, StoreError> {
+    value
+        .map(|v| {
+            decode(v.as_ref()).map_err(|source| StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into(),
+                source,
+            })
+        })
+        .transpose()
 }
 
 /// A position, epoch or count as stored: 8 big-endian bytes. Missing or malformed is 0.
@@ -146,20 +153,12 @@ impl ReadModels {
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.tree.get(key)? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|source| StoreError::corrupt(key, source)),
-        }
+        decoded(key, self.tree.get(key)?, |v| serde_json::from_slice(v))
     }
 
     pub fn order(&self, id: &OrderId) -> Result<Option<OrderView>, StoreError> {
         let key = keys::order(id);
-        self.tree
-            .get(&key)?
-            .map(|v| OrderView::decode(&v).map_err(|source| StoreError::corrupt(&key, source)))
-            .transpose()
+        decoded(&key, self.tree.get(&key)?, OrderView::decode)
     }
 
     /// The order's API body as stored, without decoding it.

@@ -128,11 +128,11 @@ impl OrderView {
     }
 
     pub fn decode(stored: &[u8]) -> Result<OrderView, serde_json::Error> {
-        let split = memchr::memchr(b'\n', stored).ok_or_else(|| {
+        let (body, working) = lines(stored).ok_or_else(|| {
             <serde_json::Error as serde::de::Error>::custom("a stored order has two lines")
         })?;
-        let b: Body = serde_json::from_slice(&stored[..split])?;
-        let w: Working = serde_json::from_slice(&stored[split + 1..])?;
+        let b: Body = serde_json::from_slice(body)?;
+        let w: Working = serde_json::from_slice(working)?;
         if b.cost_sun != b.cost_trx.as_sun() {
             return Err(serde::de::Error::custom("cost_trx and cost_sun differ"));
         }
@@ -172,9 +172,15 @@ impl OrderView {
     }
 }
 
+/// A stored order's two lines: the body and the saga's working state.
+fn lines(stored: &[u8]) -> Option<(&[u8], &[u8])> {
+    let split = memchr::memchr(b'\n', stored)?;
+    Some((&stored[..split], &stored[split + 1..]))
+}
+
 /// The API body within a stored order (its first line).
 pub fn body_of(stored: &[u8]) -> &[u8] {
-    &stored[..memchr::memchr(b'\n', stored).unwrap_or(stored.len())]
+    lines(stored).map_or(stored, |(body, _)| body)
 }
 
 /// A TRX amount as a JSON number written from its exact decimal text (5.85, never the

@@ -120,6 +120,33 @@ fn block_key(number: u64) -> [u8; 9] {
     k
 }
 
+/// A stored block: its id, its timestamp (8 bytes, big-endian), then the ids of its
+/// transactions.
+fn block_value(id: &[u8; 32], ts: i64, txs: &[TxId]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40 + 32 * txs.len());
+    v.extend_from_slice(id);
+    v.extend_from_slice(&ts.to_be_bytes());
+    txs.iter().for_each(|t| v.extend_from_slice(t));
+    v
+}
+
+/// The parts of a [`block_value`], if it is one.
+fn block_parts(v: &[u8]) -> Option<([u8; 32], i64, Vec<TxId>)> {
+    if v.len() < 40 || !(v.len() - 40).is_multiple_of(32) {
+        return None;
+    }
+    let txs = v[40..]
+        .chunks_exact(32)
+        .map(|c| c.try_into().expect("32 bytes"))
+        .collect();
+    let id = v[..32].try_into().expect("32 bytes");
+    Some((
+        id,
+        i64::from_be_bytes(v[32..40].try_into().expect("8 bytes")),
+        txs,
+    ))
+}
+
 fn unhex<const N: usize>(s: &str) -> anyhow::Result<[u8; N]> {
     hex::decode(s)?
         .try_into()
@@ -177,14 +204,9 @@ impl ChainState {
         let mut snap: Snapshot = serde_json::from_slice(&state)?;
         for entry in tree.scan_prefix([BLOCK]) {
             let (_, v) = entry?;
-            // Its id, its timestamp, then the ids of its transactions.
-            anyhow::ensure!(
-                v.len() >= 40 && (v.len() - 40) % 32 == 0,
-                "a devnet block of {} bytes",
-                v.len()
-            );
-            let ts = i64::from_be_bytes(v[32..40].try_into().expect("8 bytes"));
-            snap.blocks.push((hex::encode(&v[..32]), ts));
+            let (id, ts, _) = block_parts(&v)
+                .ok_or_else(|| anyhow::anyhow!("a devnet block of {} bytes", v.len()))?;
+            snap.blocks.push((hex::encode(id), ts));
         }
         let mut s = ChainState::restore(snap, KnownTxs::on_disk(tree), tx_expiration_ms)?;
         s.blocks_saved = s.blocks.len();
@@ -255,11 +277,7 @@ impl ChainState {
         self.known.drain_into(&mut batch);
         for (number, (id, ts)) in self.blocks.iter().enumerate().skip(self.blocks_saved) {
             let txs = self.block_txs.remove(&(number as u64)).unwrap_or_default();
-            let mut v = Vec::with_capacity(40 + 32 * txs.len());
-            v.extend_from_slice(id);
-            v.extend_from_slice(&ts.to_be_bytes());
-            txs.iter().for_each(|t| v.extend_from_slice(t));
-            batch.insert(&block_key(number as u64)[..], v);
+            batch.insert(&block_key(number as u64)[..], block_value(id, *ts, &txs));
         }
         let snap = Snapshot {
             accounts: self
@@ -660,12 +678,8 @@ impl ChainState {
                 .known
                 .store()
                 .and_then(|tree| tree.get(block_key(number)).ok().flatten())
-                .map(|v| {
-                    v[40..]
-                        .chunks_exact(32)
-                        .map(|c| c.try_into().expect("32 bytes"))
-                        .collect()
-                })
+                .and_then(|v| block_parts(&v))
+                .map(|(_, _, txs)| txs)
                 .unwrap_or_default(),
             None => Vec::new(),
         };

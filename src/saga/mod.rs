@@ -438,8 +438,7 @@ impl Saga {
                     None
                 };
                 let reserved = e.reserve(meta(), id, o.energy_amount, pinned).await?;
-                crate::consistency::projected(&self.0.models, &reserved).await;
-                match reserved.reply {
+                match self.settled(reserved).await.reply {
                     ReserveOutcome::Reserved { wallet } => {
                         // Sign before recording, and record before broadcasting: a crash
                         // between the two leaves a signature nobody ever sends.
@@ -733,11 +732,13 @@ impl Saga {
                             *self.0.scanned_at.lock().expect("saga lock") = Some(Instant::now());
                         }
                     }
-                    // Said once per outage, not at every poll.
-                    Err(e) if !std::mem::replace(&mut failing, true) => {
-                        tracing::warn!(error = %e, "saga cannot read new blocks; asking about each transaction instead")
+                    Err(e) => {
+                        // Said once per outage, not at every poll.
+                        if !failing {
+                            tracing::warn!(error = %e, "saga cannot read new blocks; asking about each transaction instead");
+                        }
+                        failing = true;
                     }
-                    Err(_) => {}
                 }
             }
             if pruned.elapsed() > PRUNE_WATCHES_EVERY {
@@ -910,9 +911,11 @@ impl Saga {
         Ok(())
     }
 
-    /// Waits until the read models show what a command recorded, so the next step sees it.
-    async fn settled<R>(&self, done: Executed<R>) {
+    /// Waits until the read models show what a command recorded, so the next step sees it;
+    /// hands the command's result back.
+    async fn settled<R>(&self, done: Executed<R>) -> Executed<R> {
         crate::consistency::projected(&self.0.models, &done).await;
+        done
     }
 }
 
