@@ -171,6 +171,11 @@ pub struct ServeArgs {
     /// its block is parked and holds no worker).
     #[arg(long, env = "FLASHRENT_SAGA_CONCURRENCY", default_value_t = 512)]
     pub saga_concurrency: usize,
+    /// Scheduling priority (nice, 0 to 19) of the saga's thread: above 0, taking orders and
+    /// money goes first when the CPU is short, and fulfilment uses what is left. 0: the
+    /// same as the rest.
+    #[arg(long, env = "FLASHRENT_SAGA_NICE", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub saga_nice: u8,
     /// Events a partition's writer decides between two snapshots of its state; it holds in
     /// memory only what it touched since the last one.
     #[arg(long, env = "FLASHRENT_WRITER_SNAPSHOT_EVERY", default_value_t = crate::engine::SNAPSHOT_EVERY)]

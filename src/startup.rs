@@ -16,7 +16,7 @@ use crate::saga::{Saga, SagaConfig};
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 use flashrent_events::{EnergyAmount, EventLog, TronAddress};
-use flashrent_projections::{spawn_projectors, Projector, ReadModels};
+use flashrent_projections::{spawn_projectors, LiveApplier, Projector, ReadModels};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub const DEMO_RENTER: &str = "TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2";
 
 pub struct Application {
     port: u16,
+    /// Where the saga runs: a thread of its own, at the configured priority.
+    fulfilment: tokio::runtime::Runtime,
     server: actix_web::dev::Server,
     log: Arc<dyn EventLog>,
     models: ReadModels,
@@ -134,11 +136,18 @@ impl Application {
         } else {
             Ownership::Sole
         };
+        let shared_log = matches!(ownership, Ownership::Claim { .. });
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let (reactor_tx, reactor_rx) = mpsc::channel(16_384);
-        let applier = matches!(ownership, Ownership::Claim { .. }).then(|| Applier {
-            projector: Projector::new(models.clone()),
-            reactor: reactor_tx.clone(),
-        });
+        // Every record this instance writes reaches its read models through the live
+        // applier; on a shared log, projector tasks also follow the other instances' records.
+        let (live, live_task) = LiveApplier::spawn(
+            dyn_log.clone(),
+            models.clone(),
+            Some(reactor_tx.clone()),
+            shutdown_rx.clone(),
+        );
+        let applier = Some(Applier { live });
         let snapshots = WriterSnapshots {
             store: &models,
             every: args.writer_snapshot_every,
@@ -158,7 +167,6 @@ impl Application {
             }
         }
 
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let saga = Saga::new(
             engine.clone(),
             models.clone(),
@@ -176,14 +184,23 @@ impl Application {
             .timeout(Duration::from_secs(10))
             .build()?;
         let (observed_tx, observed_rx) = mpsc::channel(16_384);
-        let mut tasks = vec![crate::metrics::spawn_observer(reactor_rx, observed_tx)];
-        tasks.extend(spawn_projectors(
-            dyn_log.clone(),
-            models.clone(),
-            Some(reactor_tx),
-            shutdown_rx,
-        ));
-        tasks.extend(saga.spawn(observed_rx)?);
+        let mut tasks = vec![
+            crate::metrics::spawn_observer(reactor_rx, observed_tx),
+            live_task,
+        ];
+        if shared_log {
+            tasks.extend(spawn_projectors(
+                dyn_log.clone(),
+                models.clone(),
+                Some(reactor_tx),
+                shutdown_rx,
+            ));
+        }
+        let fulfilment = fulfilment_runtime(args.saga_nice)?;
+        tasks.extend({
+            let _on_it = fulfilment.enter();
+            saga.spawn(observed_rx)?
+        });
         let membership = match args.store.kafka.settings(args.store.partitions) {
             Some(kafka) => Some(
                 join_writers(
@@ -273,6 +290,7 @@ impl Application {
         .run();
         Ok(Application {
             port,
+            fulfilment,
             server,
             log,
             models,
@@ -298,10 +316,37 @@ impl Application {
         for t in self.tasks {
             t.abort();
         }
+        self.fulfilment.shutdown_background();
         self.models.flush()?;
         self.log.close();
         Ok(())
     }
+}
+
+/// The saga's runtime: one worker thread, at scheduling priority `nice`. The saga costs
+/// several times what taking an order costs (pool, signing, the chain's round trips, five
+/// recorded steps), and the chain could not take orders at the rate they can be accepted
+/// anyway; so when the CPU is short, new orders and payments go first and fulfilment
+/// takes what is left, instead of both slowing down. Its commands still run in the
+/// engine's writers, at the normal priority.
+fn fulfilment_runtime(nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
+    let nice = i32::from(nice);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("saga")
+        .enable_all()
+        .on_thread_start(move || {
+            if nice > 0 {
+                // Linux: PRIO_PROCESS with 0 is the calling thread alone.
+                // SAFETY: setpriority only reads its integer arguments.
+                let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+                if rc != 0 {
+                    tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot lower the saga thread's priority");
+                }
+            }
+        })
+        .build()
+        .context("starting the saga's runtime")
 }
 
 /// Registers a supplier wallet at startup, wherever the pool is written, and waits until the

@@ -2,7 +2,7 @@
 //! envelope and the read models themselves, so a rebuild gives the same bytes.
 
 use crate::keys;
-use crate::store::{decoded, StoreError};
+use crate::store::{decoded, ReadModels, StoreError};
 use crate::views::*;
 use flashrent_events::{Envelope, Event, Sun};
 use serde::{de::DeserializeOwned, Serialize};
@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 
 /// The changes of one projector step, readable before they are written.
 pub struct Staged<'a> {
-    tree: &'a sled::Tree,
+    models: &'a ReadModels,
     pub(crate) writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'a> Staged<'a> {
-    pub fn new(tree: &'a sled::Tree) -> Staged<'a> {
+    pub fn new(models: &'a ReadModels) -> Staged<'a> {
         Staged {
-            tree,
+            models,
             writes: BTreeMap::new(),
         }
     }
@@ -25,7 +25,7 @@ impl<'a> Staged<'a> {
     fn raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.writes.get(key) {
             Some(v) => Ok(v.clone()),
-            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+            None => Ok(self.models.get_raw(key)?.map(|v| v.to_vec())),
         }
     }
 
@@ -402,14 +402,10 @@ impl<'a> Staged<'a> {
         Ok(())
     }
 
-    pub fn into_batch(self) -> sled::Batch {
-        let mut batch = sled::Batch::default();
-        for (k, v) in self.writes {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        batch
+    /// The step's changes, each key's last value (`None` removes it).
+    pub fn into_writes(self) -> impl Iterator<Item = (sled::IVec, Option<sled::IVec>)> {
+        self.writes
+            .into_iter()
+            .map(|(k, v)| (sled::IVec::from(k), v.map(sled::IVec::from)))
     }
 }

@@ -2,18 +2,24 @@
 //! balances with their ledger, users' wallets, and the wallet pool. Any of them can be
 //! dropped and rebuilt from offset 0 with the same result.
 //!
-//! Everything lives in one sled tree under key prefixes, so that one projector step (the
-//! read-model changes of a run of records plus the projector's new position) is a single
-//! atomic `apply_batch`: a record is either fully applied with its checkpoint or not at all,
-//! and applying it again is skipped by the checkpoint.
+//! Everything lives in one sled tree under key prefixes. A projector step (the read-model
+//! changes of a run of records plus the projector's new position) goes into an in-memory
+//! table in front of the tree, which readers see at once ([`overlay`]); the table reaches
+//! sled in atomic writes, each with the positions of the records it holds, so sled always
+//! holds every record up to its checkpoints and none after, and a record applied again is
+//! skipped by the checkpoint. The records this process writes are applied by one task for
+//! all partitions ([`live`]).
 
 pub mod apply;
 pub mod keys;
+pub mod live;
+pub mod overlay;
 pub mod projector;
 pub mod store;
 pub mod stored_order;
 pub mod views;
 
+pub use live::LiveApplier;
 pub use projector::{spawn_projectors, ProjectedRecord, Projector, READ_MODELS};
 pub use store::{stored_u64, ReadModels, StoreError, StoredOrder};
 pub use views::{BalanceView, LedgerEntry, OrderView, PoolWalletView, WalletView};

@@ -26,6 +26,12 @@ pub enum ProjectError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error("partition {partition}: record {found} came before {expected}")]
+    Gap {
+        partition: PartitionId,
+        expected: Offset,
+        found: Offset,
+    },
     #[error("partition {partition} offset {offset} cannot be decoded: {why}")]
     Decode {
         partition: PartitionId,
@@ -33,6 +39,9 @@ pub enum ProjectError {
         why: String,
     },
 }
+
+/// Records of one partition, by offset, ready to apply.
+pub type Run = (PartitionId, Vec<(Offset, Arc<CommandRecord>)>);
 
 #[derive(Clone)]
 pub struct Projector {
@@ -62,27 +71,30 @@ impl Projector {
         self.step_locked(partition, records, |_, _| {})
     }
 
-    /// Applies one record if it is exactly the next one of its partition; `true` if it did
-    /// and its events counted, `false` if the read models are behind or past it (the
-    /// projector task then applies it, or has) or the fence refused it.
-    /// The writer of a shared log calls it for its own records as soon as they are durable,
-    /// so a command's answer does not wait for the broker to hand the record back.
-    pub fn apply_next(
+    /// Applies runs of records of several partitions (each sorted by offset, starting at its
+    /// partition's checkpoint or before it) as one step with every partition's new
+    /// checkpoint. `counted` is told of each record whose events were applied.
+    pub fn step_many(
         &self,
-        partition: PartitionId,
-        offset: Offset,
-        record: Arc<CommandRecord>,
-    ) -> Result<bool, ProjectError> {
-        let _one_applier = self.one_applier(partition);
-        if self.models.checkpoint(self.name, partition)? != offset {
-            return Ok(false);
+        runs: &[Run],
+        mut counted: impl FnMut(PartitionId, Offset, &Arc<CommandRecord>),
+    ) -> Result<(), ProjectError> {
+        // Ascending partitions: the one lock order of every applier.
+        let mut sorted: Vec<_> = runs.iter().filter(|(_, r)| !r.is_empty()).collect();
+        sorted.sort_by_key(|(p, _)| *p);
+        let _one_applier: Vec<_> = sorted.iter().map(|(p, _)| self.one_applier(*p)).collect();
+        let mut staged = Staged::new(&self.models);
+        let mut advanced = Vec::with_capacity(sorted.len());
+        for (partition, records) in sorted {
+            let next = self.stage(&mut staged, *partition, records, |o, r| {
+                counted(*partition, o, r)
+            })?;
+            advanced.push((*partition, next));
         }
-        let mut counted = false;
-        self.step_locked(partition, &[(offset, record)], |_, _| counted = true)?;
-        Ok(counted)
+        self.write(staged, &advanced)
     }
 
-    /// Held while a partition's records are applied: by the projector task, or the writer.
+    /// Held while a partition's records are applied: by its projector task, or the live applier.
     fn one_applier(&self, partition: PartitionId) -> Option<std::sync::MutexGuard<'_, ()>> {
         self.models
             .stepping
@@ -96,21 +108,42 @@ impl Projector {
         &self,
         partition: PartitionId,
         records: &[(Offset, Arc<CommandRecord>)],
-        mut counted: impl FnMut(Offset, &Arc<CommandRecord>),
+        counted: impl FnMut(Offset, &Arc<CommandRecord>),
     ) -> Result<Offset, ProjectError> {
-        let mut next = self.models.checkpoint(self.name, partition)?;
         if records.is_empty() {
             // Nothing to apply: writing the unchanged position would only create a `0`
             // checkpoint for an empty partition, which a rebuild (that never steps an empty
             // partition) does not have — `rebuild --verify` then reported a difference.
-            return Ok(next);
+            return Ok(self.models.checkpoint(self.name, partition)?);
         }
-        let mut staged = Staged::new(&self.models.tree);
+        let mut staged = Staged::new(&self.models);
+        let next = self.stage(&mut staged, partition, records, counted)?;
+        self.write(staged, &[(partition, next)])?;
+        Ok(next)
+    }
+
+    /// Stages one partition's records and its new position (and epoch, if a claim moved it);
+    /// returns the position. Records below the checkpoint are skipped; a record past the
+    /// next expected offset is a gap, and nothing of the step is written.
+    fn stage(
+        &self,
+        staged: &mut Staged<'_>,
+        partition: PartitionId,
+        records: &[(Offset, Arc<CommandRecord>)],
+        mut counted: impl FnMut(Offset, &Arc<CommandRecord>),
+    ) -> Result<Offset, ProjectError> {
+        let mut next = self.models.checkpoint(self.name, partition)?;
         let mut fence = self.models.fence(self.name, partition)?;
-        let before = fence;
         for (offset, record) in records {
             if *offset < next {
                 continue;
+            }
+            if *offset > next {
+                return Err(ProjectError::Gap {
+                    partition,
+                    expected: next,
+                    found: *offset,
+                });
             }
             match fence.admit(record) {
                 Admission::Events => {
@@ -132,20 +165,28 @@ impl Projector {
             keys::checkpoint(self.name, partition),
             next.to_be_bytes().to_vec(),
         );
-        if fence != before {
-            staged.put_raw(
-                keys::fence(self.name, partition),
-                fence.epoch.to_be_bytes().to_vec(),
-            );
-        }
-        self.models
-            .tree
-            .apply_batch(staged.into_batch())
-            .map_err(StoreError::from)?;
-        if let Some(a) = self.models.applied.get(partition as usize) {
-            a.send_replace(next);
-        }
+        // Written at every step, though it rarely changes: the next step then finds it in
+        // memory rather than asking sled for a key that is not there.
+        staged.put_raw(
+            keys::fence(self.name, partition),
+            fence.epoch.to_be_bytes().to_vec(),
+        );
         Ok(next)
+    }
+
+    /// Writes a step atomically, then tells the readers waiting on each partition.
+    fn write(
+        &self,
+        staged: Staged<'_>,
+        advanced: &[(PartitionId, Offset)],
+    ) -> Result<(), ProjectError> {
+        self.models.stage(staged.into_writes())?;
+        for (partition, next) in advanced {
+            if let Some(a) = self.models.applied.get(*partition as usize) {
+                a.send_replace(*next);
+            }
+        }
+        Ok(())
     }
 
     /// Reads and applies everything the partition has now; returns its new position.
@@ -176,7 +217,7 @@ impl Projector {
     }
 }
 
-async fn read_decoded(
+pub(crate) async fn read_decoded(
     log: &dyn EventLog,
     partition: PartitionId,
     from: Offset,

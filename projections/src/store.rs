@@ -1,6 +1,7 @@
 //! Opening the sled store and the queries the HTTP layer asks of it.
 
 use crate::keys;
+use crate::overlay::{merged_range, AtomicTree, FlushDue, Overlay};
 use crate::views::*;
 use flashrent_events::{EpochFence, OrderId, PartitionId, UserId};
 use serde::de::DeserializeOwned;
@@ -12,6 +13,8 @@ use tokio::sync::watch;
 pub enum StoreError {
     #[error("read-model store: {0}")]
     Sled(#[from] sled::Error),
+    #[error("read-model store: {0}")]
+    Io(#[from] std::io::Error),
     #[error("read-model value at {key} is not valid: {source}")]
     Corrupt {
         key: String,
@@ -35,6 +38,23 @@ pub(crate) fn decoded<T>(
         .transpose()
 }
 
+/// The journal file of a tree's atomic writes: `dir/<tree>.journal`, `/` spelled `-`.
+fn journal_path(dir: &Path, tree: &str) -> std::path::PathBuf {
+    dir.join(format!("{}.journal", tree.replace('/', "-")))
+}
+
+/// The first key after every key under `prefix` (`None`: no such key).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// A position, epoch or count as stored: 8 big-endian bytes. Missing or malformed is 0.
 pub fn stored_u64(value: Option<impl AsRef<[u8]>>) -> u64 {
     value
@@ -46,10 +66,15 @@ pub fn stored_u64(value: Option<impl AsRef<[u8]>>) -> u64 {
 #[derive(Clone)]
 pub struct ReadModels {
     pub(crate) db: sled::Db,
+    /// Where the journals of atomic writes live (beside sled's own files).
+    dir: Arc<std::path::PathBuf>,
     pub(crate) tree: sled::Tree,
+    /// The same tree, for writing several keys atomically.
+    pub(crate) atomic: AtomicTree,
+    /// What steps applied that the tree does not hold yet; every read looks here first.
+    pub(crate) overlay: Arc<Overlay>,
     pub(crate) applied: Arc<Vec<watch::Sender<u64>>>,
-    /// One applier of a partition at a time: the projector task, or the partition's writer
-    /// applying its own records (see [`crate::Projector::apply_next`]).
+    /// One applier of a partition at a time: its projector task, or the live applier.
     pub(crate) stepping: Arc<Vec<std::sync::Mutex<()>>>,
 }
 
@@ -83,10 +108,14 @@ impl ReadModels {
                 );
             }
         }
-        let tree = db.open_tree(TREE)?;
+        let atomic = AtomicTree::open(&db, TREE, journal_path(dir, TREE))?;
+        let tree = atomic.data().clone();
         let models = ReadModels {
             db,
+            dir: Arc::new(dir.to_owned()),
             tree,
+            atomic,
+            overlay: Arc::new(Overlay::new()),
             applied: Arc::new((0..partitions).map(|_| watch::channel(0).0).collect()),
             stepping: Arc::new((0..partitions).map(|_| std::sync::Mutex::new(())).collect()),
         };
@@ -94,47 +123,103 @@ impl ReadModels {
     }
 
     /// A tree for other state derived from the log, dropped by [`ReadModels::drop_all`].
-    pub fn derived_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(format!("{DERIVED}{name}"))?)
+    pub fn derived_tree(&self, name: &str) -> Result<AtomicTree, StoreError> {
+        let tree = format!("{DERIVED}{name}");
+        Ok(AtomicTree::open(
+            &self.db,
+            &tree,
+            journal_path(&self.dir, &tree),
+        )?)
     }
 
     /// Drops every read model, every projector position and every derived tree.
     pub fn drop_all(&mut self) -> Result<(), StoreError> {
+        self.overlay.clear();
+        // Nothing is being written (the service is stopped); a journal left by a crash
+        // must not be made again into the new, empty trees.
+        for entry in std::fs::read_dir(&*self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "journal") {
+                std::fs::write(&path, [])?;
+            }
+        }
         for name in self.db.tree_names() {
             if name.starts_with(DERIVED.as_bytes()) {
                 self.db.drop_tree(name)?;
             }
         }
         self.db.drop_tree(TREE)?;
-        self.tree = self.db.open_tree(TREE)?;
+        self.atomic = AtomicTree::open(&self.db, TREE, journal_path(&self.dir, TREE))?;
+        self.tree = self.atomic.data().clone();
         for a in self.applied.iter() {
             a.send_replace(0);
         }
         Ok(())
     }
 
+    /// Writes everything applied to sled and syncs it.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.overlay.flush(&self.atomic)?;
         self.db.flush()?;
+        Ok(())
+    }
+
+    /// The value at `key` as the projectors last left it (pending, or in sled).
+    pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        match self.overlay.get(key) {
+            Some(pending) => Ok(pending),
+            None => Ok(self.tree.get(key)?),
+        }
+    }
+
+    /// Every entry of `[from, to)` (to the end when `None`), in key order or (`rev`) reversed.
+    pub(crate) fn range(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        rev: bool,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> {
+        merged_range(&self.tree, &self.overlay, from, to, rev).map(|r| r.map_err(StoreError::from))
+    }
+
+    /// Every entry under `prefix`, in key order.
+    pub(crate) fn scan_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> {
+        let end = prefix_end(prefix);
+        self.range(prefix, end.as_deref(), false)
+    }
+
+    /// Makes a step's changes visible, and has them written to sled when enough waited.
+    pub(crate) fn stage(
+        &self,
+        writes: impl IntoIterator<Item = (sled::IVec, Option<sled::IVec>)>,
+    ) -> Result<(), StoreError> {
+        match self.overlay.put_all(writes) {
+            FlushDue::No => {}
+            FlushDue::Soon => self.overlay.flush_in_background(self.atomic.clone()),
+            FlushDue::Now => self.overlay.flush(&self.atomic)?,
+        }
         Ok(())
     }
 
     pub fn checkpoint(&self, projector: &str, partition: PartitionId) -> Result<u64, StoreError> {
         Ok(stored_u64(
-            self.tree.get(keys::checkpoint(projector, partition))?,
+            self.get_raw(&keys::checkpoint(projector, partition))?,
         ))
     }
 
     /// Where the partition's current writer takes commands, from its latest claim.
     pub fn owner(&self, partition: PartitionId) -> Result<Option<String>, StoreError> {
         Ok(self
-            .tree
-            .get(keys::owner(partition))?
+            .get_raw(&keys::owner(partition))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// The writer epoch of `partition` as the projector last saw it.
     pub fn fence(&self, projector: &str, partition: PartitionId) -> Result<EpochFence, StoreError> {
-        let epoch = stored_u64(self.tree.get(keys::fence(projector, partition))?);
+        let epoch = stored_u64(self.get_raw(&keys::fence(projector, partition))?);
         Ok(EpochFence { epoch })
     }
 
@@ -153,17 +238,17 @@ impl ReadModels {
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        decoded(key, self.tree.get(key)?, |v| serde_json::from_slice(v))
+        decoded(key, self.get_raw(key)?, |v| serde_json::from_slice(v))
     }
 
     pub fn order(&self, id: &OrderId) -> Result<Option<OrderView>, StoreError> {
         let key = keys::order(id);
-        decoded(&key, self.tree.get(&key)?, OrderView::decode)
+        decoded(&key, self.get_raw(&key)?, OrderView::decode)
     }
 
     /// The order's API body as stored, without decoding it.
     pub fn order_body(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {
-        Ok(self.tree.get(keys::order(id))?.map(StoredOrder))
+        Ok(self.get_raw(&keys::order(id))?.map(StoredOrder))
     }
 
     pub fn balance(&self, user: UserId) -> Result<Option<BalanceView>, StoreError> {
@@ -193,7 +278,7 @@ impl ReadModels {
             }
         };
         let mut out = Vec::new();
-        for item in self.tree.range(prefix.clone()..end).rev() {
+        for item in self.range(&prefix, Some(&end), true) {
             let (key, value) = item?;
             if status.is_some_and(|s| s.as_bytes() != value.as_ref()) {
                 continue;
@@ -225,8 +310,7 @@ impl ReadModels {
         let mut end = keys::ledger_prefix(user);
         end.push(0xff);
         for item in self
-            .tree
-            .range(keys::ledger(user, from_seq)..end)
+            .range(&keys::ledger(user, from_seq), Some(&end), false)
             .take(limit)
         {
             let (k, v) = item?;
@@ -252,7 +336,7 @@ impl ReadModels {
     /// Orders with unfinished work, for the saga to resume after a restart.
     pub fn active_orders(&self) -> Result<Vec<OrderId>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(keys::ACTIVE_PREFIX) {
+        for item in self.scan_prefix(keys::ACTIVE_PREFIX) {
             let (k, _) = item?;
             if let Some(id) = std::str::from_utf8(&k[keys::ACTIVE_PREFIX.len()..])
                 .ok()
@@ -276,8 +360,7 @@ impl ReadModels {
         );
         let mut out = Vec::new();
         for item in self
-            .tree
-            .range(keys::RENTAL_END_PREFIX.to_vec()..end)
+            .range(keys::RENTAL_END_PREFIX, Some(&end), false)
             .take(limit)
         {
             let (k, _) = item?;
@@ -293,7 +376,7 @@ impl ReadModels {
 
     pub fn status_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(b"s/") {
+        for item in self.scan_prefix(b"s/") {
             let (k, v) = item?;
             let n = stored_u64(Some(v));
             out.push((String::from_utf8_lossy(&k[2..]).into_owned(), n));
@@ -303,7 +386,7 @@ impl ReadModels {
 
     fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix) {
+        for item in self.scan_prefix(prefix) {
             let (k, v) = item?;
             out.push(
                 serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
@@ -317,6 +400,7 @@ impl ReadModels {
 
     /// Every key and value, for comparing two builds of the read models.
     pub fn dump(&self) -> Result<Vec<KeyValue>, StoreError> {
+        self.overlay.flush(&self.atomic)?;
         self.tree
             .iter()
             .map(|r| {

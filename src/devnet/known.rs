@@ -4,7 +4,9 @@
 //! rest are read back from disk (a node with a million transactions would otherwise hold
 //! them all in RAM, as java-tron never does).
 
+use flashrent_projections::overlay::{AtomicTree, Pending};
 use serde::{Deserialize, Serialize};
+use sled::IVec;
 use std::collections::HashMap;
 
 pub type TxId = [u8; 32];
@@ -37,7 +39,7 @@ pub struct KnownTxs {
     /// Changed since the last save: `None` is a removal not yet written. Without a store,
     /// every transaction lives here.
     hot: HashMap<TxId, Option<Known>>,
-    disk: Option<sled::Tree>,
+    disk: Option<AtomicTree>,
 }
 
 impl KnownTxs {
@@ -45,7 +47,7 @@ impl KnownTxs {
         KnownTxs::default()
     }
 
-    pub fn on_disk(tree: sled::Tree) -> KnownTxs {
+    pub fn on_disk(tree: AtomicTree) -> KnownTxs {
         KnownTxs {
             hot: HashMap::new(),
             disk: Some(tree),
@@ -57,7 +59,7 @@ impl KnownTxs {
             return k.clone();
         }
         let tree = self.disk.as_ref()?;
-        match tree.get(key(id)) {
+        match tree.data().get(key(id)) {
             Ok(Some(v)) => decode(&v),
             Ok(None) => None,
             Err(e) => {
@@ -73,7 +75,7 @@ impl KnownTxs {
             return k.is_some();
         }
         self.disk.as_ref().is_some_and(|tree| {
-            tree.contains_key(key(id)).unwrap_or_else(|e| {
+            tree.data().contains_key(key(id)).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "devnet store unreadable");
                 false
             })
@@ -82,11 +84,11 @@ impl KnownTxs {
 
     /// Keeps the transactions in `tree` from now on: those in memory are written at the
     /// next save, as changes.
-    pub fn keep_in(&mut self, tree: sled::Tree) {
+    pub fn keep_in(&mut self, tree: AtomicTree) {
         self.disk = Some(tree);
     }
 
-    pub fn store(&self) -> Option<&sled::Tree> {
+    pub fn store(&self) -> Option<&AtomicTree> {
         self.disk.as_ref()
     }
 
@@ -109,16 +111,13 @@ impl KnownTxs {
         }
     }
 
-    /// Moves the changes since the last save into `batch`; they are read from disk after.
-    pub fn drain_into(&mut self, batch: &mut sled::Batch) {
+    /// Moves the changes since the last save into `writes`; they are read from disk after.
+    pub fn drain_into(&mut self, writes: &mut Vec<(IVec, Pending)>) {
         if self.disk.is_none() {
             return;
         }
         for (id, k) in self.hot.drain() {
-            match k {
-                Some(k) => batch.insert(&key(&id)[..], encode(&k)),
-                None => batch.remove(&key(&id)[..]),
-            }
+            writes.push((IVec::from(&key(&id)[..]), k.map(|k| IVec::from(encode(&k)))));
         }
     }
 }
@@ -188,14 +187,15 @@ mod tests {
     #[test]
     fn saved_transactions_leave_memory_and_are_still_known() {
         let dir = tempfile::tempdir().unwrap();
-        let tree = sled::open(dir.path()).unwrap().open_tree("devnet").unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let tree = AtomicTree::open(&db, "devnet", dir.path().join("devnet.journal")).unwrap();
         let mut txs = KnownTxs::on_disk(tree.clone());
         let (a, b) = ([1u8; 32], [2u8; 32]);
         txs.insert(a, known(None));
         txs.insert(b, known(None));
-        let mut batch = sled::Batch::default();
-        txs.drain_into(&mut batch);
-        tree.apply_batch(batch).unwrap();
+        let mut writes = Vec::new();
+        txs.drain_into(&mut writes);
+        tree.write(writes.iter().map(|(k, v)| (k, v))).unwrap();
         assert!(txs.hot.is_empty());
 
         let info = Info {
@@ -207,9 +207,9 @@ mod tests {
         txs.remove(&b);
         assert_eq!(txs.get(&a).unwrap().info, Some(info.clone()));
         assert!(!txs.contains(&b));
-        let mut batch = sled::Batch::default();
-        txs.drain_into(&mut batch);
-        tree.apply_batch(batch).unwrap();
+        let mut writes = Vec::new();
+        txs.drain_into(&mut writes);
+        tree.write(writes.iter().map(|(k, v)| (k, v))).unwrap();
 
         let reopened = KnownTxs::on_disk(tree);
         assert_eq!(reopened.get(&a).unwrap().info, Some(info));

@@ -274,7 +274,11 @@ impl StateStore {
             .cache_capacity(16 << 20)
             .open()
             .with_context(|| format!("opening the devnet store {}", self.dir.display()))?;
-        let tree = db.open_tree("chain")?;
+        let tree = flashrent_projections::overlay::AtomicTree::open(
+            &db,
+            "chain",
+            self.dir.join("chain.journal"),
+        )?;
         if let Some(chain) =
             ChainState::open(tree.clone(), tx_expiration_ms).context("reading the devnet state")?
         {

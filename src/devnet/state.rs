@@ -6,9 +6,11 @@
 use super::known::{Info, Known, KnownTxs, TxId};
 use crate::chain::tron::keys::recover_signer;
 use crate::chain::tron::proto::{self, RawTransaction, ResourceContract};
+use flashrent_projections::overlay::AtomicTree;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use sled::IVec;
 use std::collections::HashMap;
 
 pub type Addr = [u8; 21];
@@ -190,19 +192,19 @@ impl ChainState {
     }
 
     /// Keeps this state in `tree` from now on (all of it at the next [`ChainState::save`]).
-    pub fn keep_in(&mut self, tree: sled::Tree) {
+    pub fn keep_in(&mut self, tree: AtomicTree) {
         self.known.keep_in(tree);
         self.blocks_saved = 0;
         self.dirty = true;
     }
 
     /// The state saved in `tree`, if any was.
-    pub fn open(tree: sled::Tree, tx_expiration_ms: i64) -> anyhow::Result<Option<ChainState>> {
-        let Some(state) = tree.get(STATE)? else {
+    pub fn open(tree: AtomicTree, tx_expiration_ms: i64) -> anyhow::Result<Option<ChainState>> {
+        let Some(state) = tree.data().get(STATE)? else {
             return Ok(None);
         };
         let mut snap: Snapshot = serde_json::from_slice(&state)?;
-        for entry in tree.scan_prefix([BLOCK]) {
+        for entry in tree.data().scan_prefix([BLOCK]) {
             let (_, v) = entry?;
             let (id, ts, _) = block_parts(&v)
                 .ok_or_else(|| anyhow::anyhow!("a devnet block of {} bytes", v.len()))?;
@@ -263,9 +265,8 @@ impl ChainState {
         Ok(s)
     }
 
-    /// Writes what changed since the last save, in one atomic batch (the transactions
-    /// changed, the new blocks, and the small rest), and syncs it. Nothing without a store
-    /// or a change.
+    /// Writes what changed since the last save, atomically (the transactions changed, the
+    /// new blocks, and the small rest), and syncs it. Nothing without a store or a change.
     pub fn save(&mut self) -> sled::Result<()> {
         let Some(tree) = self.known.store().cloned() else {
             return Ok(());
@@ -273,11 +274,14 @@ impl ChainState {
         if !std::mem::take(&mut self.dirty) && self.blocks_saved == self.blocks.len() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
-        self.known.drain_into(&mut batch);
+        let mut writes = Vec::new();
+        self.known.drain_into(&mut writes);
         for (number, (id, ts)) in self.blocks.iter().enumerate().skip(self.blocks_saved) {
             let txs = self.block_txs.remove(&(number as u64)).unwrap_or_default();
-            batch.insert(&block_key(number as u64)[..], block_value(id, *ts, &txs));
+            writes.push((
+                IVec::from(&block_key(number as u64)[..]),
+                Some(IVec::from(block_value(id, *ts, &txs))),
+            ));
         }
         let snap = Snapshot {
             accounts: self
@@ -298,12 +302,15 @@ impl ChainState {
             delegations_applied: self.delegations_applied,
             undelegations_applied: self.undelegations_applied,
         };
-        batch.insert(
-            STATE,
-            serde_json::to_vec(&snap).expect("a snapshot serializes"),
-        );
-        tree.apply_batch(batch)?;
-        tree.flush()?;
+        writes.push((
+            IVec::from(STATE),
+            Some(IVec::from(
+                serde_json::to_vec(&snap).expect("a snapshot serializes"),
+            )),
+        ));
+        // Atomic without a sled batch, which would hold up every sled read in the process
+        // (the in-process devnet shares it with the read models); synced.
+        tree.write(writes.iter().map(|(k, v)| (k, v)))?;
         self.blocks_saved = self.blocks.len();
         Ok(())
     }
@@ -677,7 +684,7 @@ impl ChainState {
             None if number < self.blocks_saved as u64 => self
                 .known
                 .store()
-                .and_then(|tree| tree.get(block_key(number)).ok().flatten())
+                .and_then(|tree| tree.data().get(block_key(number)).ok().flatten())
                 .and_then(|v| block_parts(&v))
                 .map(|(_, _, txs)| txs)
                 .unwrap_or_default(),

@@ -24,7 +24,7 @@ use flashrent_events::{
     decode_record, encode_record, partition_for_key, Admission, CommandRecord, Envelope,
     EpochFence, Event, EventLog, LogError, Offset, OrderId, PartitionId, RecordMeta, UserId,
 };
-use flashrent_projections::{ProjectedRecord, Projector, ReadModels};
+use flashrent_projections::{LiveApplier, ReadModels};
 use snapshot::{Pager, SnapshotError};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,10 +146,9 @@ struct Assignment {
 impl Engine {
     /// Starts a writer per partition. With [`Ownership::Sole`] every partition is loaded and
     /// written at once; with [`Ownership::Claim`] a partition is claimed only once
-    /// [`Engine::assign`] gives it to this instance. With `applier`, each writer applies its
-    /// own records to these read models as soon as they are durable, and passes them on to
-    /// the reactor (the saga) as the projector task would (for a shared log, whose
-    /// projectors see records only after a fetch round trip). With `snapshots`, each
+    /// [`Engine::assign`] gives it to this instance. With `applier`, each writer hands its
+    /// own records to the live applier as soon as they are durable and count, so the read
+    /// models (and the saga) see them without reading them back from the log. With `snapshots`, each
     /// writer keeps its state in that store (see [`snapshot`]); without, in memory.
     pub async fn start(
         log: Arc<dyn EventLog>,
@@ -492,11 +491,11 @@ async fn claim(
     Ok(loaded)
 }
 
-/// Read models a writer applies its own records to, and the reactor it tells.
+/// Where a writer hands its records once they are durable and count: the live applier of
+/// this process's read models (which also tells the reactors).
 #[derive(Clone)]
 pub struct Applier {
-    pub projector: Projector,
-    pub reactor: mpsc::Sender<ProjectedRecord>,
+    pub live: LiveApplier,
 }
 
 /// How often a writer whose log is down tries to reload.
@@ -945,21 +944,7 @@ async fn append_batches(
         };
         seen_end.fetch_max(next, Ordering::AcqRel);
         if let (Ok(Some(at)), Some(applier)) = (&result, &applier) {
-            match applier.projector.apply_next(partition, *at, record.clone()) {
-                Ok(true) => {
-                    let projected = ProjectedRecord {
-                        partition,
-                        offset: *at,
-                        record,
-                    };
-                    let _ = applier.reactor.send(projected).await;
-                }
-                // Behind or past: the projector task applies it (and tells the reactor).
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(partition, offset = at, error = %e, "writer could not apply its own record")
-                }
-            }
+            applier.live.offer(partition, *at, record);
         }
         for reply in replies {
             reply(result.clone());

@@ -1,10 +1,16 @@
 //! A writer's state on disk. Without it a writer holds every account, order and reservation
 //! of its partition in memory, and folds the partition's whole history each time it takes
-//! the partition. With it, the writer holds only what it touched since its last snapshot:
-//! every [`SNAPSHOT_EVERY`] events it waits until everything it decided is durable, writes
-//! what it touched, with the offset and fence the log stood at, in one sled batch, and lets
-//! it go. An aggregate needed again is read back before a command or an event touches it,
-//! and taking the partition reads the snapshot and folds only the log after it.
+//! the partition. With it, every [`SNAPSHOT_EVERY`] events the writer waits until
+//! everything it decided is durable and writes what changed since the last snapshot, with
+//! the offset and fence the log stood at; it then lets go of what it has not touched for a
+//! whole snapshot period, once it holds more than a period's worth. An aggregate needed
+//! again is read back before a command or an event touches it, and taking the partition
+//! reads the snapshot and folds only the log after it.
+//!
+//! A snapshot is merged into an in-memory table in front of the tree (the read models'
+//! [`Overlay`]) and written to sled in one batch on a thread of its own, so the writer does
+//! not wait for sled: what it let go is read back from that table until sled has it. Sled
+//! only ever holds a whole snapshot, the latest one it was given or an earlier one.
 //!
 //! The snapshot is derived from the log like a read model: at its offset it equals the fold
 //! of the records before, and dropping it (`flashrent rebuild`, a format change, a value
@@ -15,13 +21,15 @@ use crate::domain::order::Order;
 use crate::domain::pool::{Reservation, SupplierWallet};
 use crate::domain::{user_of, PartitionState};
 use flashrent_events::{EpochFence, Event, Offset, OrderId, TronAddress, UserId};
+use flashrent_projections::overlay::{AtomicTree, Overlay};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
-/// Events a writer evolves between two snapshots, by default. What it holds in memory is
-/// what they touched (a few thousand orders); a snapshot costs one wait for the log and
-/// one batch.
-pub const SNAPSHOT_EVERY: u64 = 20_000;
+/// Events a writer evolves between two snapshots, by default. A snapshot costs one wait for
+/// the log and the encoding of what changed; what the writer holds in memory is what it
+/// touched in the last two periods, once that is more than this many aggregates.
+pub const SNAPSHOT_EVERY: u64 = 4_096;
 
 /// Bumped whenever a stored shape changes: a snapshot of another format is dropped.
 const FORMAT: &[u8] = b"writer-snapshot-1";
@@ -64,13 +72,29 @@ pub struct Restored {
 /// Pages a writer's aggregates between its state and its snapshot. Without a tree (tests of
 /// the engine alone) it keeps everything in memory, as a writer did before snapshots.
 pub struct Pager {
-    tree: Option<sled::Tree>,
-    /// Accounts and orders read back or created since the last snapshot: what the state
-    /// holds, and what the next snapshot writes.
-    users: HashSet<UserId>,
-    orders: HashSet<OrderId>,
+    store: Option<Store>,
+    /// Accounts and orders the state holds (or knows are on disk nowhere), with the number
+    /// of the snapshot period they were last touched in.
+    held: HashMap<Aggregate, u64>,
+    /// Changed since the last snapshot: what the next one writes.
+    dirty: HashSet<Aggregate>,
+    /// The current snapshot period.
+    period: u64,
     evolved: u64,
     every: u64,
+}
+
+/// The snapshot tree, behind the table of what sled does not hold yet.
+struct Store {
+    atomic: AtomicTree,
+    tree: sled::Tree,
+    pending: Arc<Overlay>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Aggregate {
+    Account(UserId),
+    Order(OrderId),
 }
 
 fn account_key(user: UserId) -> Vec<u8> {
@@ -96,28 +120,37 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 impl Pager {
     pub fn in_memory() -> Pager {
         Pager {
-            tree: None,
-            users: HashSet::new(),
-            orders: HashSet::new(),
+            store: None,
+            held: HashMap::new(),
+            dirty: HashSet::new(),
+            period: 0,
             evolved: 0,
             every: u64::MAX,
         }
     }
 
     /// Snapshots into `tree` every `every` events.
-    pub fn on_disk(tree: sled::Tree, every: u64) -> Pager {
+    pub fn on_disk(atomic: AtomicTree, every: u64) -> Pager {
         Pager {
-            tree: Some(tree),
+            store: Some(Store {
+                tree: atomic.data().clone(),
+                atomic,
+                pending: Arc::new(Overlay::new()),
+            }),
             every: every.max(1),
             ..Pager::in_memory()
         }
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, SnapshotError> {
-        let Some(tree) = &self.tree else {
+        let Some(store) = &self.store else {
             return Ok(None);
         };
-        match tree.get(key)? {
+        let value = match store.pending.get(key) {
+            Some(pending) => pending,
+            None => store.tree.get(key)?,
+        };
+        match value {
             None => Ok(None),
             Some(v) => {
                 serde_json::from_slice(&v)
@@ -148,18 +181,23 @@ impl Pager {
     }
 
     fn restored(&self) -> Result<Option<Restored>, SnapshotError> {
-        let Some(tree) = &self.tree else {
+        let Some(store) = &self.store else {
             return Ok(None);
         };
-        let at = match tree.get(FORMAT_KEY)?.as_deref() == Some(FORMAT) {
+        let format = match store.pending.get(FORMAT_KEY) {
+            Some(pending) => pending,
+            None => store.tree.get(FORMAT_KEY)?,
+        };
+        let at = match format.as_deref() == Some(FORMAT) {
             true => self.get::<At>(AT)?,
             false => None,
         };
         let Some(at) = at else {
             // Another format, or what a cut-short discard left: nothing in it counts.
-            if !tree.is_empty() {
+            if !store.tree.is_empty() || !store.pending.is_empty() {
                 tracing::info!("dropping a writer snapshot of another format");
-                tree.clear()?;
+                store.pending.clear();
+                store.tree.clear()?;
             }
             return Ok(None);
         };
@@ -192,19 +230,21 @@ impl Pager {
         user: Option<UserId>,
         order: Option<OrderId>,
     ) -> Result<(), SnapshotError> {
-        if self.tree.is_none() {
+        if self.store.is_none() {
             return Ok(());
         }
         if let Some(user) = user {
-            if !self.users.contains(&user) {
+            let agg = Aggregate::Account(user);
+            if !self.held.contains_key(&agg) {
                 if let Some(acc) = self.get::<UserAccount>(&account_key(user))? {
                     state.accounts.insert(user, acc);
                 }
-                self.users.insert(user);
             }
+            self.held.insert(agg, self.period);
         }
         if let Some(id) = order {
-            if !self.orders.contains(&id) {
+            let agg = Aggregate::Order(id);
+            if !self.held.contains_key(&agg) {
                 if let Some(o) = self.get::<Order>(&order_key(&id))? {
                     state.orders.insert(id, o);
                 }
@@ -217,8 +257,8 @@ impl Pager {
                         state.pool.rejected.insert(id);
                     }
                 }
-                self.orders.insert(id);
             }
+            self.held.insert(agg, self.period);
         }
         Ok(())
     }
@@ -230,20 +270,33 @@ impl Pager {
         state: &mut PartitionState,
         event: &Event,
     ) -> Result<u64, SnapshotError> {
-        self.touch(state, user_of(event), event.order_id())?;
+        let user = user_of(event);
+        let order = event.order_id();
+        match (order, crate::domain::order::start(event).is_some()) {
+            // An order's first event: there is nothing of it on disk to read back.
+            (Some(id), true) if self.store.is_some() => {
+                self.touch(state, user, None)?;
+                self.held.insert(Aggregate::Order(id), self.period);
+            }
+            _ => self.touch(state, user, order)?,
+        }
         let sequence = state.version_of(event) + 1;
         state.evolve(event);
+        if self.store.is_some() {
+            self.dirty.extend(user.map(Aggregate::Account));
+            self.dirty.extend(order.map(Aggregate::Order));
+        }
         self.evolved += 1;
         Ok(sequence)
     }
 
     /// Whether enough was evolved since the last snapshot to write one.
     pub fn due(&self) -> bool {
-        self.tree.is_some() && self.evolved >= self.every
+        self.store.is_some() && self.evolved >= self.every
     }
 
-    /// Writes what the state touched as of `next` (every record before it durable and
-    /// folded in, none after), then lets it go from memory.
+    /// Writes what changed as of `next` (every record before it durable and folded in, none
+    /// after), then lets go of what was not touched in this period or the last.
     pub fn save(
         &mut self,
         state: &mut PartitionState,
@@ -260,27 +313,32 @@ impl Pager {
         fence: EpochFence,
         next: Offset,
     ) -> Result<(), SnapshotError> {
-        let Some(tree) = &self.tree else {
+        let Some(store) = &self.store else {
             return Ok(());
         };
-        let mut batch = sled::Batch::default();
-        for user in self.users.drain() {
-            if let Some(acc) = state.accounts.get(&user) {
-                batch.insert(account_key(user), encode(acc));
-            }
-        }
+        let mut writes: Vec<(sled::IVec, Option<sled::IVec>)> = Vec::new();
+        let mut put = |key: Vec<u8>, value: Option<Vec<u8>>| {
+            writes.push((key.into(), value.map(Into::into)));
+        };
         let pool_here = state.pool.version > 0;
-        for id in self.orders.drain() {
-            if let Some(o) = state.orders.get(&id) {
-                batch.insert(order_key(&id), encode(o));
-            }
-            if pool_here {
-                match state.pool.reservations.get(&id) {
-                    Some(r) => batch.insert(reservation_key(&id), encode(r)),
-                    None => batch.remove(reservation_key(&id)),
+        for agg in self.dirty.drain() {
+            match agg {
+                Aggregate::Account(user) => {
+                    if let Some(acc) = state.accounts.get(&user) {
+                        put(account_key(user), Some(encode(acc)));
+                    }
                 }
-                if state.pool.rejected.contains(&id) {
-                    batch.insert(rejected_key(&id), encode(&()));
+                Aggregate::Order(id) => {
+                    if let Some(o) = state.orders.get(&id) {
+                        put(order_key(&id), Some(encode(o)));
+                    }
+                    if pool_here {
+                        let reservation = state.pool.reservations.get(&id).map(encode);
+                        put(reservation_key(&id), reservation);
+                        if state.pool.rejected.contains(&id) {
+                            put(rejected_key(&id), Some(encode(&())));
+                        }
+                    }
                 }
             }
         }
@@ -289,27 +347,55 @@ impl Pager {
                 wallets: state.pool.wallets.clone(),
                 version: state.pool.version,
             };
-            batch.insert(POOL, encode(&core));
+            put(POOL.to_vec(), Some(encode(&core)));
         }
         let at = At {
             next,
             epoch: fence.epoch,
         };
-        batch.insert(AT, encode(&at));
-        batch.insert(FORMAT_KEY, FORMAT);
-        tree.apply_batch(batch)?;
-        state.accounts = Default::default();
-        state.orders = Default::default();
-        state.pool.reservations = Default::default();
-        state.pool.rejected = Default::default();
+        put(AT.to_vec(), Some(encode(&at)));
+        put(FORMAT_KEY.to_vec(), Some(FORMAT.to_vec()));
+        // The overlay has it from here; sled gets it whole, in one batch, in the background.
+        store.pending.put_all(writes);
+        store.pending.flush_in_background(store.atomic.clone());
         self.evolved = 0;
+        self.let_go_of_the_idle(state);
+        self.period += 1;
         Ok(())
+    }
+
+    /// Once the state holds more than a period's worth, lets go of what neither this period
+    /// nor the last touched: it is all in the snapshot just written.
+    fn let_go_of_the_idle(&mut self, state: &mut PartitionState) {
+        if (self.held.len() as u64) <= self.every {
+            return;
+        }
+        let period = self.period;
+        self.held.retain(|agg, touched| {
+            let keep = *touched + 1 >= period;
+            if !keep {
+                match agg {
+                    Aggregate::Account(user) => {
+                        state.accounts.remove(user);
+                    }
+                    Aggregate::Order(id) => {
+                        state.orders.remove(id);
+                        state.pool.reservations.remove(id);
+                        state.pool.rejected.remove(id);
+                    }
+                }
+            }
+            keep
+        });
     }
 
     /// Drops the snapshot: the next load folds the partition from offset 0.
     fn discard(&mut self) {
-        if let Some(tree) = &self.tree {
-            // The format key first: a clear cut short must not leave a snapshot that reads.
+        if let Some(store) = &self.store {
+            // What is pending first (waiting out a flush under way), then the format key: a
+            // clear cut short must not leave a snapshot that reads.
+            store.pending.clear();
+            let tree = &store.tree;
             if let Err(e) = tree.remove(FORMAT_KEY).and_then(|_| tree.clear()) {
                 tracing::error!(error = %e, "cannot drop a writer snapshot");
             }
@@ -317,10 +403,10 @@ impl Pager {
         self.forget();
     }
 
-    /// Forgets what the state touched: it is about to be replaced.
+    /// Forgets what the state holds: it is about to be replaced.
     fn forget(&mut self) {
-        self.users.clear();
-        self.orders.clear();
+        self.held.clear();
+        self.dirty.clear();
         self.evolved = 0;
     }
 }

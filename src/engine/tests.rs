@@ -3,6 +3,7 @@
 use super::*;
 use crate::log::EmbeddedLog;
 use flashrent_events::{AppendFuture, StoredRecord, Sun, UserId};
+use flashrent_projections::overlay::AtomicTree;
 use tokio::sync::Semaphore;
 
 /// The embedded log, whose appends complete only as the test lets them.
@@ -288,7 +289,7 @@ async fn a_writer_that_snapshots_decides_as_one_that_folds_the_whole_log() {
         let folded = full_state(log.as_ref(), p, Pager::in_memory(), &users, &order_ids).await;
         let tree = models.derived_tree(&format!("writer-{p}")).unwrap();
         assert!(
-            tree.get(b"at").unwrap().is_some(),
+            written(&tree, b"at").await.is_some(),
             "partition {p} has a snapshot"
         );
         let pager = Pager::on_disk(tree, 2);
@@ -320,25 +321,46 @@ async fn a_writer_that_snapshots_decides_as_one_that_folds_the_whole_log() {
     ));
 }
 
+/// `key` of a snapshot tree once sled holds it: snapshots reach sled in the background.
+async fn written(tree: &AtomicTree, key: &[u8]) -> Option<sled::IVec> {
+    for _ in 0..500 {
+        if let Some(v) = tree.data().get(key).unwrap() {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
 #[tokio::test]
 async fn a_snapshot_that_does_not_read_back_is_dropped_and_the_log_folded_again() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
     let models = ReadModels::open(&dir.path().join("models"), 1, 1 << 20).unwrap();
-    let snapshots = WriterSnapshots {
+    let snapshots = || WriterSnapshots {
         store: &models,
         every: 1,
     };
-    let engine = Engine::start(log.clone(), Ownership::Sole, None, Some(snapshots))
+    let engine = Engine::start(log.clone(), Ownership::Sole, None, Some(snapshots()))
         .await
         .unwrap();
     let user = UserId::parse("7").unwrap();
     assert!(deposit(&engine, user, 0).await.offset.is_some());
+    drop(engine);
     let tree = models.derived_tree("writer-0").unwrap();
-    // Paged out after every event, so the next command reads the account back from here.
-    tree.insert(format!("a{user}"), &b"not an account"[..])
+    let account = format!("a{user}").into_bytes();
+    assert!(
+        written(&tree, &account).await.is_some(),
+        "the account is in the snapshot"
+    );
+    tree.data()
+        .insert(&account, &b"not an account"[..])
         .unwrap();
 
+    // A restart takes up from the snapshot: the account is read back from it first.
+    let engine = Engine::start(log.clone(), Ownership::Sole, None, Some(snapshots()))
+        .await
+        .unwrap();
     let meta = CommandMeta::new(Uuid::now_v7());
     let refused = engine
         .credit(meta, user, Sun::from_sun(20_000_000), "deposit-0".into())
@@ -349,7 +371,10 @@ async fn a_snapshot_that_does_not_read_back_is_dropped_and_the_log_folded_again(
     );
     // Reloaded from the log: the deposit is still known, and credited only once.
     assert_eq!(deposit(&engine, user, 0).await.offset, None);
-    assert!(tree.get(b"at").unwrap().is_some(), "snapshots written anew");
+    let rewritten = deposit(&engine, user, 1).await;
+    assert_eq!(rewritten.reply, Sun::from_sun(40_000_000));
+    let valid = written(&tree, &account).await.unwrap();
+    assert_ne!(valid.as_ref(), b"not an account", "snapshots written anew");
 }
 
 #[tokio::test]
@@ -367,6 +392,17 @@ async fn a_snapshot_ahead_of_its_log_is_refused() {
     deposit(&engine, UserId::parse("7").unwrap(), 0).await;
     deposit(&engine, UserId::parse("8").unwrap(), 1).await;
     drop(engine);
+    // Once sled has the snapshot of both records.
+    let tree = models.derived_tree("writer-0").unwrap();
+    let mut at = None;
+    for _ in 0..500 {
+        at = written(&tree, b"at").await;
+        if at.as_deref() == Some(br#"{"next":2,"epoch":0}"#.as_slice()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(at.as_deref(), Some(br#"{"next":2,"epoch":0}"#.as_slice()));
 
     // Another, shorter log under the same snapshots: a broker that lost records, say.
     let other: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("b"), 1).unwrap());

@@ -44,6 +44,8 @@ const ASK_DIRECTLY_EVERY: Duration = REBROADCAST_EVERY;
 const SCAN_STALE_AFTER: Duration = Duration::from_secs(10);
 /// Blocks scanned per round at most, so a long way behind is caught up in steps.
 const BLOCKS_PER_SCAN: u64 = 100;
+/// Receivers known to be activated, at most (then the set starts over).
+const MAX_KNOWN_RECEIVERS: usize = 100_000;
 /// How often watches nobody renews (their order went to another instance) are let go.
 const PRUNE_WATCHES_EVERY: Duration = Duration::from_secs(60);
 
@@ -95,6 +97,9 @@ struct Inner {
     watched: Mutex<HashMap<String, Watch>>,
     /// When the block scanner last reached the chain's head.
     scanned_at: Mutex<Option<Instant>>,
+    /// Receivers the chain said exist. A TRON account is never deleted once activated, so
+    /// an address is asked about once, not at every order (a public node rate-limits).
+    activated: Mutex<HashSet<flashrent_events::TronAddress>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -185,6 +190,7 @@ impl Saga {
             pauses: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashMap::new()),
             scanned_at: Mutex::new(None),
+            activated: Mutex::new(HashSet::new()),
             shutdown,
         }))
     }
@@ -422,24 +428,28 @@ impl Saga {
         match step {
             Step::Done => return Ok(Flow::Stop),
             Step::Reserve => {
-                if !self.0.chain.is_activated(&o.receive_address).await? {
-                    self.fail(
-                        o,
-                        FailureReason::ReceiverNotActivated,
-                        "the receiving address is not activated on chain",
-                        None,
-                    )
-                    .await?;
-                    return Ok(Flow::Continue);
-                }
                 let pinned = if o.kind == flashrent_events::OrderKind::Manual {
                     o.supplier_wallet
                 } else {
                     None
                 };
+                // Reserve before anything else waits: the saga's one thread then sends
+                // reservations in the order it took the orders up, first come first served.
                 let reserved = e.reserve(meta(), id, o.energy_amount, pinned).await?;
                 match self.settled(reserved).await.reply {
                     ReserveOutcome::Reserved { wallet } => {
+                        if !self.activated(&o.receive_address).await? {
+                            // Failed, the order's hold is released and its payment given
+                            // back (Step::Settle).
+                            self.fail(
+                                o,
+                                FailureReason::ReceiverNotActivated,
+                                "the receiving address is not activated on chain",
+                                None,
+                            )
+                            .await?;
+                            return Ok(Flow::Continue);
+                        }
                         // Sign before recording, and record before broadcasting: a crash
                         // between the two leaves a signature nobody ever sends.
                         let signed = match self.0.chain.sign_delegation(&delegation(wallet)).await {
@@ -699,6 +709,28 @@ impl Saga {
         }
         w.asked = Some(Instant::now());
         Watching::AskNow
+    }
+
+    /// Whether the chain has the receiving account, asked once per address that it has.
+    async fn activated(&self, address: &flashrent_events::TronAddress) -> Result<bool, ChainError> {
+        if self
+            .0
+            .activated
+            .lock()
+            .expect("saga lock")
+            .contains(address)
+        {
+            return Ok(true);
+        }
+        let activated = self.0.chain.is_activated(address).await?;
+        if activated {
+            let mut known = self.0.activated.lock().expect("saga lock");
+            if known.len() >= MAX_KNOWN_RECEIVERS {
+                known.clear();
+            }
+            known.insert(*address);
+        }
+        Ok(activated)
     }
 
     fn scanner_keeps_up(&self) -> bool {

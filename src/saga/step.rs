@@ -7,7 +7,7 @@ use flashrent_projections::OrderView;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Check the receiver, then hold energy in the pool for the order.
+    /// Hold energy in the pool for the order, then check the receiver.
     Reserve,
     SignDelegation,
     BroadcastDelegation(SignedTransaction),
