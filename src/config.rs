@@ -171,6 +171,10 @@ pub struct ServeArgs {
     /// its block is parked and holds no worker).
     #[arg(long, env = "FLASHRENT_SAGA_CONCURRENCY", default_value_t = 512)]
     pub saga_concurrency: usize,
+    /// Orders waiting for a saga worker in memory at most; the rest are found again in the
+    /// read models' index of unfinished orders as the queue drains.
+    #[arg(long, env = "FLASHRENT_SAGA_QUEUE", default_value_t = 8_192)]
+    pub saga_queue: usize,
     /// Scheduling priority (nice, 0 to 19) of the saga's thread: above 0, taking orders and
     /// money goes first when the CPU is short, and fulfilment uses what is left. 0: the
     /// same as the rest.

@@ -175,6 +175,7 @@ impl Application {
                 poll_interval: Duration::from_millis(args.poll_ms.max(1)),
                 rental_time_scale: args.rental_time_scale,
                 concurrency: args.saga_concurrency,
+                queue: args.saga_queue,
                 ..Default::default()
             },
             shutdown_rx.clone(),

@@ -26,7 +26,7 @@ async fn place(app: &TestApp, user: &str, duration: &str, cost: &str) -> String 
 }
 
 #[tokio::test]
-async fn an_unactivated_receiver_fails_the_order_before_any_energy_is_reserved() {
+async fn an_unactivated_receiver_fails_the_order_and_gives_its_energy_and_payment_back() {
     let app = TestApp::spawn().await;
     app.credit("71", "10", "c").await;
     // Vector B's address (private key 1) exists nowhere on the in-process devnet.
@@ -43,6 +43,28 @@ async fn an_unactivated_receiver_fails_the_order_before_any_energy_is_reserved()
     let pool = app.pool().await;
     assert_eq!(pool["wallets"][0]["reserved_energy"], 0);
     assert_eq!(pool["wallets"][0]["delegated_energy"], 0);
+}
+
+#[tokio::test]
+async fn orders_a_full_saga_queue_turned_away_are_found_again_and_all_complete() {
+    // A queue of two and one worker: nearly every order is turned away when it is placed,
+    // and only the index of unfinished orders brings it back.
+    let app = TestApp::spawn_with(&[
+        ("FLASHRENT_SAGA_QUEUE", "2"),
+        ("FLASHRENT_SAGA_CONCURRENCY", "1"),
+    ])
+    .await;
+    assert_eq!(app.credit("91", "200", "c").await.status, 201);
+    let mut ids = Vec::new();
+    for _ in 0..24 {
+        let r = app.order("91", 65000, "1h", "5.85").await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        ids.push(r.body["order_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        assert_eq!(app.wait_final(id).await["status"], "completed", "{id}");
+    }
+    assert_eq!(app.balance_sun("91").await, 200_000_000 - 24 * 5_850_000);
 }
 
 async fn crash_and_resume(crash_at: &str) {

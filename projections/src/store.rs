@@ -348,6 +348,35 @@ impl ReadModels {
         Ok(out)
     }
 
+    /// Up to `limit` orders with unfinished work after `after` (from the first when `None`),
+    /// oldest first.
+    pub fn active_orders_after(
+        &self,
+        after: Option<OrderId>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let from = match after {
+            Some(id) => {
+                let mut k = keys::active(&id);
+                k.push(0);
+                k
+            }
+            None => keys::ACTIVE_PREFIX.to_vec(),
+        };
+        let end = prefix_end(keys::ACTIVE_PREFIX);
+        let mut out = Vec::new();
+        for item in self.range(&from, end.as_deref(), false).take(limit) {
+            let (k, _) = item?;
+            if let Some(id) = std::str::from_utf8(&k[keys::ACTIVE_PREFIX.len()..])
+                .ok()
+                .and_then(|t| OrderId::parse(t).ok())
+            {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Completed rentals whose end time has come, oldest first.
     pub fn due_rentals(
         &self,

@@ -24,6 +24,7 @@ use chrono::Utc;
 use flashrent_events::{FailureReason, OrderId};
 use flashrent_projections::{OrderView, ProjectedRecord, ReadModels};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use step::Step;
@@ -59,6 +60,9 @@ pub struct SagaConfig {
     /// Orders driven at once. The rest wait in a queue of ids, so a burst of orders costs
     /// memory per id, not per task, and the saga's share of the CPU stays bounded.
     pub concurrency: usize,
+    /// Orders waiting in the queue at most. Orders kicked beyond it are not lost: they are
+    /// in the read models' index of unfinished orders, which refills the queue as it drains.
+    pub queue: usize,
 }
 
 impl Default for SagaConfig {
@@ -68,6 +72,7 @@ impl Default for SagaConfig {
             rental_time_scale: 1.0,
             max_delegation_attempts: 3,
             concurrency: 512,
+            queue: 8_192,
         }
     }
 }
@@ -79,6 +84,11 @@ struct Inner {
     config: SagaConfig,
     in_flight: Mutex<HashSet<OrderId>>,
     queue: mpsc::UnboundedSender<OrderId>,
+    /// Orders in `queue` (at most [`SagaConfig::queue`]).
+    queued_len: AtomicUsize,
+    /// Kicks turned away by a full queue, ever: while any came after the refill last went
+    /// through the whole index, the index has orders the queue does not.
+    turned_away: AtomicU64,
     /// Orders the chain has answered for: taken before any of `queue`, so orders already on
     /// chain finish first rather than behind every new order of a burst.
     urgent: mpsc::UnboundedSender<OrderId>,
@@ -88,7 +98,7 @@ struct Inner {
     sent: Mutex<HashMap<String, Instant>>,
     /// Orders waiting on the chain, by when to ask again. A worker never sits on a pending
     /// transaction: it parks the order here and takes the next one.
-    parked: Mutex<BTreeSet<(Instant, OrderId)>>,
+    parked: Mutex<Parked>,
     /// Per waiting order: the next poll interval (it backs off) and failures on chain so far.
     pauses: Mutex<HashMap<OrderId, Pause>>,
     /// Broadcast transactions the saga waits on, by id. The block scanner reads each new
@@ -120,6 +130,14 @@ enum Flow {
 struct Queues {
     urgent: mpsc::UnboundedReceiver<OrderId>,
     normal: mpsc::UnboundedReceiver<OrderId>,
+}
+
+/// Orders waiting on the chain, by when to come back, and the same orders by id (a refill
+/// of the queue leaves them be).
+#[derive(Default)]
+struct Parked {
+    by_time: BTreeSet<(Instant, OrderId)>,
+    ids: HashSet<OrderId>,
 }
 
 struct Watch {
@@ -180,13 +198,16 @@ impl Saga {
             config,
             in_flight: Mutex::new(HashSet::new()),
             queue,
+            queued_len: AtomicUsize::new(0),
+            // The index holds what a previous run left: the first refill goes through it.
+            turned_away: AtomicU64::new(1),
             urgent,
             queued: tokio::sync::Mutex::new(Queues {
                 urgent: urgent_rx,
                 normal,
             }),
             sent: Mutex::new(HashMap::new()),
-            parked: Mutex::new(BTreeSet::new()),
+            parked: Mutex::new(Parked::default()),
             pauses: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashMap::new()),
             scanned_at: Mutex::new(None),
@@ -200,11 +221,9 @@ impl Saga {
         &self,
         mut records: mpsc::Receiver<ProjectedRecord>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, flashrent_projections::StoreError> {
-        let active = self.0.models.active_orders()?;
-        tracing::info!(orders = active.len(), "saga resuming unfinished orders");
-        for id in active {
-            self.kick(id);
-        }
+        // Unfinished orders of a previous run come from the index, a queue's worth at a time
+        // (`refill`), however many there are.
+        tracing::info!("saga resuming unfinished orders");
         let this = self.clone();
         let follower = tokio::spawn(async move {
             while let Some(r) = records.recv().await {
@@ -223,7 +242,9 @@ impl Saga {
         let taken = tokio::spawn(async move { this.resume_taken().await });
         let this = self.clone();
         let scanner = tokio::spawn(async move { this.scan_blocks().await });
-        let mut tasks = vec![follower, timers, taken, scanner];
+        let this = self.clone();
+        let refill = tokio::spawn(async move { this.refill().await });
+        let mut tasks = vec![follower, timers, taken, scanner, refill];
         for _ in 0..self.0.config.concurrency.max(1) {
             let this = self.clone();
             tasks.push(tokio::spawn(async move { this.work().await }));
@@ -253,18 +274,14 @@ impl Saga {
                     self.0.models.wait_applied(*partition, last).await;
                 }
             }
-            match self.0.models.active_orders() {
-                Ok(active) => {
-                    let partitions: Vec<_> = claims.iter().map(|(p, _)| *p).collect();
-                    tracing::info!(
-                        ?partitions,
-                        "saga resuming the unfinished orders of claimed partitions"
-                    );
-                    // Orders of partitions written elsewhere are dropped by `drive`.
-                    active.into_iter().for_each(|id| self.kick(id));
-                }
-                Err(e) => tracing::error!(error = %e, "saga cannot list unfinished orders"),
-            }
+            let partitions: Vec<_> = claims.iter().map(|(p, _)| *p).collect();
+            tracing::info!(
+                ?partitions,
+                "saga resuming the unfinished orders of claimed partitions"
+            );
+            // The next refill goes through the whole index (orders of partitions written
+            // elsewhere are dropped by `drive`).
+            self.0.turned_away.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -283,7 +300,61 @@ impl Saga {
         if *self.0.shutdown.borrow() || !self.0.in_flight.lock().expect("saga lock").insert(id) {
             return;
         }
+        let normal = queue.same_channel(&self.0.queue);
+        if normal && self.0.queued_len.fetch_add(1, Ordering::AcqRel) >= self.0.config.queue.max(1)
+        {
+            self.0.queued_len.fetch_sub(1, Ordering::AcqRel);
+            self.0.in_flight.lock().expect("saga lock").remove(&id);
+            self.0.turned_away.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
         let _ = queue.send(id);
+    }
+
+    /// Refills the queue from the index of unfinished orders whenever kicks were turned
+    /// away, a queue's worth at a time, until one whole pass over the index turned none
+    /// away. The index is in order-id order, which is time order (UUID v7): oldest first.
+    async fn refill(&self) {
+        let mut shutdown = self.0.shutdown.clone();
+        // Where the pass under way stands, and the count of kicks turned away when it began.
+        let mut pass: Option<(Option<OrderId>, u64)> = None;
+        // Kicks turned away before the last whole pass began: all found by it.
+        let mut covered = 0;
+        loop {
+            let wait = self.0.config.poll_interval.max(Duration::from_millis(10));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            let turned_away = self.0.turned_away.load(Ordering::Acquire);
+            if pass.is_none() && turned_away == covered {
+                continue;
+            }
+            let max = self.0.config.queue.max(1);
+            let room = max.saturating_sub(self.0.queued_len.load(Ordering::Acquire));
+            if room < max.div_ceil(2) {
+                continue;
+            }
+            let (after, began) = pass.unwrap_or((None, turned_away));
+            let ids = match self.0.models.active_orders_after(after, room) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::error!(error = %e, "saga cannot read the index of unfinished orders");
+                    continue;
+                }
+            };
+            for id in &ids {
+                if !self.0.parked.lock().expect("saga lock").ids.contains(id) {
+                    self.kick(*id);
+                }
+            }
+            if ids.len() < room {
+                pass = None;
+                covered = began;
+            } else {
+                pass = Some((ids.last().copied(), began));
+            }
+        }
     }
 
     /// One of the saga's workers: drives queued orders one at a time.
@@ -295,7 +366,10 @@ impl Saga {
                 tokio::select! {
                     biased;
                     Some(id) = q.urgent.recv() => Some(id),
-                    id = q.normal.recv() => id,
+                    id = q.normal.recv() => {
+                        self.0.queued_len.fetch_sub(1, Ordering::AcqRel);
+                        id
+                    }
                 }
             };
             let Some(id) = next else { return };
@@ -305,11 +379,9 @@ impl Saga {
             self.0.in_flight.lock().expect("saga lock").remove(&id);
             match park {
                 Some(after) => {
-                    self.0
-                        .parked
-                        .lock()
-                        .expect("saga lock")
-                        .insert((Instant::now() + after, id));
+                    let mut parked = self.0.parked.lock().expect("saga lock");
+                    parked.by_time.insert((Instant::now() + after, id));
+                    parked.ids.insert(id);
                 }
                 None => {
                     self.0.pauses.lock().expect("saga lock").remove(&id);
@@ -341,8 +413,11 @@ impl Saga {
                 let mut parked = self.0.parked.lock().expect("saga lock");
                 let now = Instant::now();
                 let mut due = Vec::new();
-                while parked.first().is_some_and(|(at, _)| *at <= now) {
-                    due.extend(parked.pop_first().map(|(_, id)| id));
+                while parked.by_time.first().is_some_and(|(at, _)| *at <= now) {
+                    if let Some((_, id)) = parked.by_time.pop_first() {
+                        parked.ids.remove(&id);
+                        due.push(id);
+                    }
                 }
                 due
             };
