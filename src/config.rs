@@ -175,6 +175,10 @@ pub struct ServeArgs {
     /// read models' index of unfinished orders as the queue drains.
     #[arg(long, env = "FLASHRENT_SAGA_QUEUE", default_value_t = 8_192)]
     pub saga_queue: usize,
+    /// Orders the saga starts per second at most (0: as fast as it can): the pace of
+    /// delegations the chain and the supplier wallets are to see.
+    #[arg(long, env = "FLASHRENT_SAGA_RATE", default_value_t = 0)]
+    pub saga_rate: u32,
     /// Scheduling priority (nice, 0 to 19) of the saga's thread: above 0, taking orders and
     /// money goes first when the CPU is short, and fulfilment uses what is left. 0: the
     /// same as the rest.

@@ -17,5 +17,6 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod notify;
+pub mod priority;
 pub mod saga;
 pub mod startup;

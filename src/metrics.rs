@@ -214,7 +214,8 @@ impl Observer {
     pub fn observe(&mut self, m: &Metrics, event: &Event, at: DateTime<Utc>) {
         m.observed_events.inc();
         match event {
-            Event::DelegationBroadcast { order_id, .. } => {
+            // Signed, recorded and then at once broadcast (broadcasts are not recorded).
+            Event::DelegationSigned { order_id, .. } => {
                 self.broadcast_at.insert(*order_id, at);
             }
             Event::OrderCompleted {

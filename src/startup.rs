@@ -176,6 +176,7 @@ impl Application {
                 rental_time_scale: args.rental_time_scale,
                 concurrency: args.saga_concurrency,
                 queue: args.saga_queue,
+                start_rate: args.saga_rate,
                 ..Default::default()
             },
             shutdown_rx.clone(),
@@ -331,21 +332,11 @@ impl Application {
 /// takes what is left, instead of both slowing down. Its commands still run in the
 /// engine's writers, at the normal priority.
 fn fulfilment_runtime(nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
-    let nice = i32::from(nice);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("saga")
         .enable_all()
-        .on_thread_start(move || {
-            if nice > 0 {
-                // Linux: PRIO_PROCESS with 0 is the calling thread alone.
-                // SAFETY: setpriority only reads its integer arguments.
-                let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
-                if rc != 0 {
-                    tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot lower the saga thread's priority");
-                }
-            }
-        })
+        .on_thread_start(move || crate::priority::lower_this_thread(nice))
         .build()
         .context("starting the saga's runtime")
 }
@@ -451,6 +442,8 @@ fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
         let key = SecretKey::from_hex(DEMO_SUPPLIER_KEY).expect("demo key is valid");
         let mut config = DevnetConfig {
             block_interval_ms: args.devnet_block_ms,
+            // It stands in for a node on another machine: its work waits like the saga's.
+            nice: args.saga_nice,
             ..Default::default()
         };
         config.faults.fail_rate = args.devnet_failure_rate;

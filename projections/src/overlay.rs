@@ -28,12 +28,12 @@ pub type Pending = Option<IVec>;
 type Table = BTreeMap<IVec, Pending>;
 
 /// Keys in the table before a flush is started.
-const FLUSH_AT_KEYS: usize = 2048;
+const FLUSH_AT_KEYS: usize = 16_384;
 /// Keys after which the step that adds more writes the table itself (backpressure when
 /// flushes fall behind), bounding the table's memory.
-const HARD_LIMIT_KEYS: usize = 32 * FLUSH_AT_KEYS;
+const HARD_LIMIT_KEYS: usize = 8 * FLUSH_AT_KEYS;
 /// The longest a change waits in memory before it is flushed.
-const FLUSH_EVERY: Duration = Duration::from_millis(50);
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 struct Tables {

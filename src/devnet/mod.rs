@@ -36,6 +36,10 @@ pub struct DevnetConfig {
     pub total_energy_weight: u64,
     pub accounts: Vec<AccountSeed>,
     pub faults: Faults,
+    /// Scheduling priority of its threads (not part of the seed: set in process, where it
+    /// stands in for a node on another machine and must not take the engine's CPU).
+    #[serde(skip)]
+    pub nice: u8,
 }
 
 impl Default for DevnetConfig {
@@ -47,6 +51,7 @@ impl Default for DevnetConfig {
             total_energy_weight: 2_411_528_185,
             accounts: vec![],
             faults: Faults::default(),
+            nice: 0,
         }
     }
 }
@@ -149,6 +154,7 @@ impl Devnet {
         let listener =
             std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
         let port = listener.local_addr()?.port();
+        let nice = config.nice;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -157,7 +163,8 @@ impl Devnet {
                         .limit(1 << 20)
                         .content_type_required(false),
                 )
-                .wrap_fn(|req, srv| {
+                .wrap_fn(move |req, srv| {
+                    crate::priority::lower_this_thread_once(nice);
                     if let Some(node) = req.app_data::<web::Data<Node>>() {
                         node.count(req.path());
                     }
@@ -172,18 +179,27 @@ impl Devnet {
         {
             // In immediate mode a broadcast makes its block at once; empty blocks still come
             // every second, since a real chain's time never stops (expiry is judged by it).
-            let every = if interval > 0 { interval } else { 1000 };
+            // A thread of its own: a block is made and synced under the chain's lock, which
+            // must not hold up a runtime's worker.
+            let every = Duration::from_millis(if interval > 0 { interval } else { 1000 });
             let state = state.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(every));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let mut s = state.lock().expect("devnet lock");
-                    s.produce_block();
-                    save_locked(&mut s);
-                }
-            });
+            std::thread::Builder::new()
+                .name("devnet-blocks".into())
+                .spawn(move || {
+                    crate::priority::lower_this_thread(nice);
+                    let mut next = std::time::Instant::now() + every;
+                    loop {
+                        std::thread::sleep(
+                            next.saturating_duration_since(std::time::Instant::now()),
+                        );
+                        // Late blocks are not caught up in a burst: the next comes a whole
+                        // interval after this one.
+                        next = std::time::Instant::now() + every;
+                        let mut s = state.lock().expect("devnet lock");
+                        s.produce_block();
+                        save_locked(&mut s);
+                    }
+                })?;
         }
         tracing::info!(
             port,
@@ -560,6 +576,19 @@ mod tests {
         }
     }
 
+    /// Opens the store again in this process: sled lets go of its files only once its last
+    /// background write (a thread of its pool) is done, a moment after the state is dropped.
+    fn reopen(dir: &std::path::Path) -> ChainState {
+        let never = || -> anyhow::Result<ChainState> { panic!("the legacy state exists") };
+        for _ in 0..50 {
+            if let Ok(chain) = store(dir).open(60_000, never) {
+                return chain;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        store(dir).open(60_000, never).unwrap()
+    }
+
     fn balance(chain: &ChainState) -> i64 {
         let a: Addr = hex::decode(SUPPLIER).unwrap().try_into().unwrap();
         chain.accounts[&a].balance
@@ -585,7 +614,7 @@ mod tests {
         assert!(!temp.path().join("devnet-state.json").exists());
         drop(chain);
 
-        let mut chain = store(temp.path()).open(60_000, never).unwrap();
+        let mut chain = reopen(temp.path());
         assert_eq!(
             (balance(&chain), chain.head().0, chain.delegations_applied),
             (42, 1, 3)
@@ -593,7 +622,7 @@ mod tests {
         chain.produce_block();
         chain.save().unwrap();
         drop(chain);
-        let chain = store(temp.path()).open(60_000, never).unwrap();
+        let chain = reopen(temp.path());
         assert_eq!(chain.head().0, 2);
     }
 }

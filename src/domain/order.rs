@@ -33,7 +33,6 @@ impl OrderStatus {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LiveTx {
     pub tx_id: Box<str>,
-    pub broadcast: bool,
 }
 
 /// What the order's writer decides with: only what its rules read. Kept small, because a
@@ -68,9 +67,6 @@ pub enum Command {
         signed_tx: String,
         expires_at: DateTime<Utc>,
     },
-    RecordDelegationBroadcast {
-        tx_id: String,
-    },
     ExpireDelegation {
         tx_id: String,
     },
@@ -92,9 +88,6 @@ pub enum Command {
         signed_tx: String,
         expires_at: DateTime<Utc>,
     },
-    RecordReclaimBroadcast {
-        tx_id: String,
-    },
     ExpireReclaim {
         tx_id: String,
     },
@@ -109,12 +102,10 @@ impl Command {
         match self {
             Command::StartProcessing { .. } => "start processing",
             Command::RecordDelegationSigned { .. } => "record a signed delegation",
-            Command::RecordDelegationBroadcast { .. } => "record a broadcast",
             Command::ExpireDelegation { .. } => "expire a delegation",
             Command::Complete { .. } => "complete",
             Command::Fail { .. } => "fail",
             Command::RecordReclaimSigned { .. } => "record a signed reclaim",
-            Command::RecordReclaimBroadcast { .. } => "record a reclaim broadcast",
             Command::ExpireReclaim { .. } => "expire a reclaim",
             Command::EndRental { .. } => "end the rental",
         }
@@ -189,14 +180,6 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                 expires_at: *expires_at,
             }])
         }
-        (Command::RecordDelegationBroadcast { tx_id }, Processing) => match &order.delegation {
-            Some(t) if *t.tx_id == **tx_id && t.broadcast => Ok(vec![]),
-            Some(t) if *t.tx_id == **tx_id => Ok(vec![Event::DelegationBroadcast {
-                order_id,
-                tx_id: tx_id.clone(),
-            }]),
-            _ => refuse(&command),
-        },
         (Command::ExpireDelegation { tx_id }, Processing) => match &order.delegation {
             Some(t) if *t.tx_id == **tx_id => Ok(vec![Event::DelegationExpired {
                 order_id,
@@ -268,14 +251,6 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                 expires_at: *expires_at,
             }])
         }
-        (Command::RecordReclaimBroadcast { tx_id }, Completed) => match &order.reclaim {
-            Some(t) if *t.tx_id == **tx_id && t.broadcast => Ok(vec![]),
-            Some(t) if *t.tx_id == **tx_id => Ok(vec![Event::ReclaimBroadcast {
-                order_id,
-                tx_id: tx_id.clone(),
-            }]),
-            _ => refuse(&command),
-        },
         (Command::ExpireReclaim { tx_id }, Completed) => match &order.reclaim {
             Some(t) if *t.tx_id == **tx_id && !order.rental_ended => {
                 Ok(vec![Event::ReclaimExpired {
@@ -341,7 +316,6 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
     let live = |tx_id: &str| {
         Some(Box::new(LiveTx {
             tx_id: tx_id.into(),
-            broadcast: false,
         }))
     };
     match event {
@@ -358,11 +332,8 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
             order.supplier_wallet = Some(*supplier_wallet);
         }
         Event::DelegationSigned { tx_id, .. } => order.delegation = live(tx_id),
-        Event::DelegationBroadcast { .. } => {
-            if let Some(t) = order.delegation.as_mut() {
-                t.broadcast = true;
-            }
-        }
+        // Written by earlier versions, which recorded every broadcast; nothing decides on it.
+        Event::DelegationBroadcast { .. } | Event::ReclaimBroadcast { .. } => {}
         Event::DelegationExpired { .. } => order.delegation = None,
         Event::OrderCompleted {
             transaction_hash, ..
@@ -377,11 +348,6 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
             order.refunded = true;
         }
         Event::ReclaimSigned { tx_id, .. } => order.reclaim = live(tx_id),
-        Event::ReclaimBroadcast { .. } => {
-            if let Some(t) = order.reclaim.as_mut() {
-                t.broadcast = true;
-            }
-        }
         Event::ReclaimExpired { .. } => order.reclaim = None,
         Event::RentalEnded { .. } => {
             order.rental_ended = true;

@@ -63,6 +63,8 @@ pub struct SagaConfig {
     /// Orders waiting in the queue at most. Orders kicked beyond it are not lost: they are
     /// in the read models' index of unfinished orders, which refills the queue as it drains.
     pub queue: usize,
+    /// Orders the saga starts (reserves energy for) per second at most; 0: no limit.
+    pub start_rate: u32,
 }
 
 impl Default for SagaConfig {
@@ -73,6 +75,7 @@ impl Default for SagaConfig {
             max_delegation_attempts: 3,
             concurrency: 512,
             queue: 8_192,
+            start_rate: 0,
         }
     }
 }
@@ -107,6 +110,8 @@ struct Inner {
     watched: Mutex<HashMap<String, Watch>>,
     /// When the block scanner last reached the chain's head.
     scanned_at: Mutex<Option<Instant>>,
+    /// When the next order may be started, under [`SagaConfig::start_rate`].
+    next_start: Mutex<Instant>,
     /// Receivers the chain said exist. A TRON account is never deleted once activated, so
     /// an address is asked about once, not at every order (a public node rate-limits).
     activated: Mutex<HashSet<flashrent_events::TronAddress>>,
@@ -212,6 +217,7 @@ impl Saga {
             watched: Mutex::new(HashMap::new()),
             scanned_at: Mutex::new(None),
             activated: Mutex::new(HashSet::new()),
+            next_start: Mutex::new(Instant::now()),
             shutdown,
         }))
     }
@@ -467,7 +473,17 @@ impl Saga {
                 tracing::Span::current().record("user_id", tracing::field::display(view.user_id));
                 named = true;
             }
-            let step = step::next_step(&view, Utc::now());
+            let step = match step::next_step(&view, Utc::now()) {
+                // Broadcasts are not recorded (a signed transaction sent twice is the same
+                // transaction: the node answers the second with DUP_TRANSACTION_ERROR), so a
+                // transaction this process sent lately is waited on, not sent again; after a
+                // restart it is sent once more, then waited on.
+                Step::BroadcastDelegation(tx) if self.sent_lately(&tx.tx_id) => {
+                    Step::AwaitDelegation(tx)
+                }
+                Step::BroadcastReclaim(tx) if self.sent_lately(&tx.tx_id) => Step::AwaitReclaim(tx),
+                step => step,
+            };
             match self.take(&view, step, correlation).await {
                 Ok(Flow::Continue) => backoff = self.0.config.poll_interval,
                 Ok(Flow::Stop) => return None,
@@ -508,6 +524,7 @@ impl Saga {
                 } else {
                     None
                 };
+                self.paced_start().await;
                 // Reserve before anything else waits: the saga's one thread then sends
                 // reservations in the order it took the orders up, first come first served.
                 let reserved = e.reserve(meta(), id, o.energy_amount, pinned).await?;
@@ -583,16 +600,6 @@ impl Saga {
                 Ok(()) => {
                     self.note_sent(&tx.tx_id);
                     crash_point("after_broadcast");
-                    self.settled(
-                        e.order_command(
-                            meta(),
-                            user,
-                            id,
-                            OrderCmd::RecordDelegationBroadcast { tx_id: tx.tx_id },
-                        )
-                        .await?,
-                    )
-                    .await;
                 }
                 Err(ChainError::Stale(why)) => {
                     tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
@@ -682,19 +689,7 @@ impl Saga {
                     .await;
             }
             Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
-                Ok(()) => {
-                    self.note_sent(&tx.tx_id);
-                    self.settled(
-                        e.order_command(
-                            meta(),
-                            user,
-                            id,
-                            OrderCmd::RecordReclaimBroadcast { tx_id: tx.tx_id },
-                        )
-                        .await?,
-                    )
-                    .await;
-                }
+                Ok(()) => self.note_sent(&tx.tx_id),
                 Err(ChainError::Stale(why)) => {
                     tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
                     self.settled(
@@ -784,6 +779,23 @@ impl Saga {
         }
         w.asked = Some(Instant::now());
         Watching::AskNow
+    }
+
+    /// Waits for this order's turn under the start rate: evenly spaced starts, so a backlog
+    /// is worked off at a steady pace rather than in bursts.
+    async fn paced_start(&self) {
+        let rate = self.0.config.start_rate;
+        if rate == 0 {
+            return;
+        }
+        let slot = {
+            let mut next = self.0.next_start.lock().expect("saga lock");
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + Duration::from_secs(1) / rate;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
     }
 
     /// Whether the chain has the receiving account, asked once per address that it has.
@@ -965,14 +977,7 @@ impl Saga {
     /// chain says it can never land (expired, unknown reference block) *and* it is still
     /// unseen afterwards, so it cannot have landed in between.
     async fn rebroadcast_is_stale(&self, tx: &SignedTransaction) -> bool {
-        let recently = self
-            .0
-            .sent
-            .lock()
-            .expect("saga lock")
-            .get(&tx.tx_id)
-            .is_some_and(|at| at.elapsed() < REBROADCAST_EVERY);
-        if recently {
+        if self.sent_lately(&tx.tx_id) {
             return false;
         }
         self.note_sent(&tx.tx_id);
@@ -981,6 +986,16 @@ impl Saga {
             return false;
         }
         matches!(self.0.chain.status(&tx.tx_id).await, Ok(TxStatus::Unknown))
+    }
+
+    /// Whether this process sent the transaction within the last [`REBROADCAST_EVERY`].
+    fn sent_lately(&self, tx_id: &str) -> bool {
+        self.0
+            .sent
+            .lock()
+            .expect("saga lock")
+            .get(tx_id)
+            .is_some_and(|at| at.elapsed() < REBROADCAST_EVERY)
     }
 
     fn note_sent(&self, tx_id: &str) {
