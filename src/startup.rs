@@ -274,6 +274,7 @@ impl Application {
             saga,
             instance_url,
             forwarder,
+            shared_log,
         });
         let server = HttpServer::new(move || {
             App::new()

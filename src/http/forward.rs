@@ -43,7 +43,10 @@ where
     B: MessageBody + 'static,
     F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
 {
-    if req.method() != Method::POST {
+    let shared_log = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.shared_log);
+    if req.method() != Method::POST || !shared_log {
         return next(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     let mut payload = req.take_payload();

@@ -34,6 +34,9 @@ pub struct AppState {
     pub instance_url: String,
     /// Sends commands on to the instance that writes their partition.
     pub forwarder: reqwest::Client,
+    /// Whether other instances write partitions of this log (Kafka): only then can a command
+    /// land on an instance that does not write its partition.
+    pub shared_log: bool,
 }
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
