@@ -223,8 +223,22 @@ pub(crate) async fn read_decoded(
     from: Offset,
     wait: Duration,
 ) -> Result<Vec<(Offset, Arc<CommandRecord>)>, ProjectError> {
+    read_decoded_past(log, partition, from, wait, || from).await
+}
+
+/// As [`read_decoded`], decoding only the records at or past `past()` once the read is back:
+/// records applied meanwhile (the live applier's, on a shared log) are not decoded again.
+async fn read_decoded_past(
+    log: &dyn EventLog,
+    partition: PartitionId,
+    from: Offset,
+    wait: Duration,
+    past: impl FnOnce() -> Offset,
+) -> Result<Vec<(Offset, Arc<CommandRecord>)>, ProjectError> {
     let raw = log.read(partition, from, 1024, wait).await?;
+    let past = past();
     raw.into_iter()
+        .filter(|r| r.offset >= past)
         .map(|r| {
             decode_record(&r.bytes)
                 .map(|rec| (r.offset, Arc::new(rec)))
@@ -266,8 +280,14 @@ pub fn spawn_projectors(
                             continue;
                         }
                     };
+                    let applied_now = || {
+                        projector
+                            .models
+                            .checkpoint(projector.name, partition)
+                            .unwrap_or(from)
+                    };
                     let batch = tokio::select! {
-                        b = read_decoded(log.as_ref(), partition, from, Duration::from_millis(500)) => b,
+                        b = read_decoded_past(log.as_ref(), partition, from, Duration::from_millis(500), applied_now) => b,
                         _ = shutdown.changed() => break,
                     };
                     let mut applied = Vec::new();
