@@ -77,10 +77,6 @@ impl<'a> Staged<'a> {
         if view.status != before {
             self.bump_count(&before, -1)?;
             self.bump_count(&view.status, 1)?;
-            self.put_raw(
-                keys::user_order(view.user_id, &id),
-                view.status.clone().into_bytes(),
-            );
         }
         // A completed order's remaining work (the rental's end) is found by the rental-end
         // index, so it leaves the active set once completed.
@@ -234,7 +230,9 @@ impl<'a> Staged<'a> {
                     rental_ended_at: None,
                 };
                 self.put_raw(keys::order(order_id), view.encode());
-                self.put_raw(keys::user_order(*user_id, order_id), b"pending".to_vec());
+                // Only the order's place among the user's: a status filter reads the order
+                // itself, so a status change rewrites one key, not two.
+                self.put_raw(keys::user_order(*user_id, order_id), vec![]);
                 self.put_raw(keys::active(order_id), vec![]);
                 self.bump_count("pending", 1)?;
             }

@@ -83,8 +83,8 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// The tree's name; `rebuild` drops it whole. A new name is a new format: the tree starts
 /// empty, so every projector starts again from offset 0, and the old tree is dropped.
-const TREE: &str = "read_models_v2";
-const FORMER_TREES: [&str; 1] = ["read_models_v1"];
+const TREE: &str = "read_models_v3";
+const FORMER_TREES: [&str; 2] = ["read_models_v1", "read_models_v2"];
 
 /// Name prefix of the trees of other state derived from the log (a writer's snapshot): they
 /// live in this store to share its page cache, and are dropped with the read models.
@@ -279,21 +279,30 @@ impl ReadModels {
         };
         let mut out = Vec::new();
         for item in self.range(&prefix, Some(&end), true) {
-            let (key, value) = item?;
-            if status.is_some_and(|s| s.as_bytes() != value.as_ref()) {
-                continue;
-            }
+            let (key, _) = item?;
             let Some(id) = std::str::from_utf8(&key[prefix.len()..])
                 .ok()
                 .and_then(|t| OrderId::parse(t).ok())
             else {
                 continue;
             };
-            if let Some(order) = self.order_body(&id)? {
-                out.push((id, order));
-                if out.len() == limit {
-                    break;
+            let Some(order) = self.order_body(&id)? else {
+                continue;
+            };
+            if let Some(wanted) = status {
+                let status = crate::stored_order::status_of(order.body()).map_err(|source| {
+                    StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&keys::order(&id)).into(),
+                        source,
+                    }
+                })?;
+                if status != wanted {
+                    continue;
                 }
+            }
+            out.push((id, order));
+            if out.len() == limit {
+                break;
             }
         }
         Ok(out)

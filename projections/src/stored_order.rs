@@ -178,6 +178,16 @@ fn lines(stored: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&stored[..split], &stored[split + 1..]))
 }
 
+/// The status in an order's API body, read without decoding the rest of it.
+pub fn status_of(body: &[u8]) -> Result<String, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Status<'a> {
+        #[serde(borrow)]
+        status: Cow<'a, str>,
+    }
+    serde_json::from_slice::<Status>(body).map(|s| s.status.into_owned())
+}
+
 /// The API body within a stored order (its first line).
 pub fn body_of(stored: &[u8]) -> &[u8] {
     lines(stored).map_or(stored, |(body, _)| body)
