@@ -40,8 +40,11 @@ pub struct StoreArgs {
     /// Partitions of the event log (fixed when the log is created).
     #[arg(long, env = "FLASHRENT_PARTITIONS", default_value_t = 8)]
     pub partitions: u32,
-    /// Page cache of the sled read models, in MiB.
-    #[arg(long, env = "FLASHRENT_SLED_CACHE_MB", default_value_t = 64)]
+    /// Page cache of the sled read models, in MiB. Recent orders and balances are served
+    /// from the write-behind table and this cache; the operating system's file cache holds
+    /// the rest of sled's files outside the process (64 MiB here held 48 MiB more at 1M
+    /// orders for the same POST and GET rates: `bench/RESULTS.md`, run Q).
+    #[arg(long, env = "FLASHRENT_SLED_CACHE_MB", default_value_t = 16)]
     pub sled_cache_mb: u64,
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -184,6 +187,11 @@ pub struct ServeArgs {
     /// same as the rest.
     #[arg(long, env = "FLASHRENT_SAGA_NICE", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19))]
     pub saga_nice: u8,
+    /// Scheduling priority (nice, 0 to 19) of the threads that write read models and writer
+    /// snapshots to sled behind the requests: above 0, answering requests goes first when
+    /// the CPU is short. 0: the same as the rest.
+    #[arg(long, env = "FLASHRENT_FLUSH_NICE", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub flush_nice: u8,
     /// Events a partition's writer decides between two snapshots of its state; it holds in
     /// memory only what it touched since the last one.
     #[arg(long, env = "FLASHRENT_WRITER_SNAPSHOT_EVERY", default_value_t = crate::engine::SNAPSHOT_EVERY)]

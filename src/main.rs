@@ -60,6 +60,16 @@ enum Command {
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's settings, read at its start (`_RJEM_MALLOC_CONF` in the environment still
+/// overrides them). Its defaults suit a process with many cores and memory to spare: eight
+/// arenas per two cores, each keeping freed pages for ten seconds. Under a saturating POST
+/// run sled copies tree nodes at a high rate, and what those defaults kept came to ~31 MiB
+/// of a ~290 MiB peak after 30 s, at the same order rate (`bench/RESULTS.md`, run Q): two
+/// arenas, and freed pages given back within a second.
+#[cfg(not(target_env = "msvc"))]
+#[export_name = "_rjem_malloc_conf"]
+static JEMALLOC_CONF: &[u8; 47] = b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 fn main() -> anyhow::Result<()> {
     // A multi-threaded runtime for the engine (partition writers, projectors, saga);
     // actix-web runs its HTTP workers on threads of their own. Under `actix_web::main`

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod keys;
 pub mod live;
 pub mod overlay;
+pub mod priority;
 pub mod projector;
 pub mod store;
 pub mod stored_order;
