@@ -187,11 +187,6 @@ pub struct ServeArgs {
     /// same as the rest.
     #[arg(long, env = "FLASHRENT_SAGA_NICE", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19))]
     pub saga_nice: u8,
-    /// Scheduling priority (nice, 0 to 19) of the threads that write read models and writer
-    /// snapshots to sled behind the requests: above 0, answering requests goes first when
-    /// the CPU is short. 0: the same as the rest.
-    #[arg(long, env = "FLASHRENT_FLUSH_NICE", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19))]
-    pub flush_nice: u8,
     /// Events a partition's writer decides between two snapshots of its state; it holds in
     /// memory only what it touched since the last one.
     #[arg(long, env = "FLASHRENT_WRITER_SNAPSHOT_EVERY", default_value_t = crate::engine::SNAPSHOT_EVERY)]

@@ -114,7 +114,6 @@ pub async fn catch_up(log: &dyn EventLog, models: &ReadModels) -> anyhow::Result
 impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
         let prices = args.price_table()?;
-        flashrent_projections::overlay::set_flush_nice(args.flush_nice);
         let (log, models) = open_store(&args.store).await?;
         let dyn_log = log.clone();
         let started = std::time::Instant::now();

@@ -90,6 +90,11 @@ impl OrderId {
     pub fn as_uuid(&self) -> &Uuid {
         &self.0
     }
+
+    /// Any UUID names an order (as [`OrderId::parse`] accepts any): for ids stored as bytes.
+    pub fn from_uuid(uuid: Uuid) -> OrderId {
+        OrderId(uuid)
+    }
 }
 
 impl fmt::Display for OrderId {

@@ -4,7 +4,7 @@
 use crate::keys;
 use crate::store::{decoded, ReadModels, StoreError};
 use crate::views::*;
-use flashrent_events::{Envelope, Event, Sun};
+use flashrent_events::{Envelope, Event, OrderId, Sun};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 
@@ -52,6 +52,29 @@ impl<'a> Staged<'a> {
         self.writes.insert(key, None);
     }
 
+    /// Adds the order to the active set, or takes it out.
+    pub(crate) fn set_active(&mut self, id: &OrderId, active: bool) -> Result<(), StoreError> {
+        let key = keys::active_chunk(id);
+        let mut ids = self.raw(&key)?.unwrap_or_default();
+        let me = id.as_uuid().as_bytes();
+        let found = crate::active::position(&ids, me);
+        match (found, active) {
+            (Ok(_), true) | (Err(_), false) => return Ok(()),
+            (Err(at), true) => {
+                ids.splice(at * 16..at * 16, me.iter().copied());
+            }
+            (Ok(at), false) => {
+                ids.drain(at * 16..(at + 1) * 16);
+            }
+        }
+        if ids.is_empty() {
+            self.delete(key);
+        } else {
+            self.put_raw(key, ids);
+        }
+        Ok(())
+    }
+
     fn bump_count(&mut self, status: &str, by: i64) -> Result<(), StoreError> {
         let key = keys::status_count(status);
         let n = crate::store::stored_u64(self.raw(&key)?);
@@ -81,7 +104,7 @@ impl<'a> Staged<'a> {
         // A completed order's remaining work (the rental's end) is found by the rental-end
         // index, so it leaves the active set once completed.
         if view.status == "refunded" || view.status == "completed" {
-            self.delete(keys::active(&id));
+            self.set_active(&id, false)?;
         }
         self.put_raw(key, view.encode());
         Ok(Some(view))
@@ -233,7 +256,7 @@ impl<'a> Staged<'a> {
                 // Only the order's place among the user's: a status filter reads the order
                 // itself, so a status change rewrites one key, not two.
                 self.put_raw(keys::user_order(*user_id, order_id), vec![]);
-                self.put_raw(keys::active(order_id), vec![]);
+                self.set_active(order_id, true)?;
                 self.bump_count("pending", 1)?;
             }
             Event::OrderProcessing {
@@ -298,7 +321,7 @@ impl<'a> Staged<'a> {
                 })?;
                 // Nothing to give back for an unpaid (manual) order: its story ends here.
                 if let Some(v) = view.filter(|v| !v.paid) {
-                    self.delete(keys::active(&v.order_id));
+                    self.set_active(&v.order_id, false)?;
                 }
             }
             Event::OrderRefunded { .. } => {

@@ -10,11 +10,11 @@
 //! skipped by the checkpoint. The records this process writes are applied by one task for
 //! all partitions ([`live`]).
 
+pub mod active;
 pub mod apply;
 pub mod keys;
 pub mod live;
 pub mod overlay;
-pub mod priority;
 pub mod projector;
 pub mod store;
 pub mod stored_order;

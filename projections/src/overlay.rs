@@ -19,7 +19,7 @@
 use sled::IVec;
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -34,18 +34,6 @@ const FLUSH_AT_KEYS: usize = 16_384;
 const HARD_LIMIT_KEYS: usize = 8 * FLUSH_AT_KEYS;
 /// The longest a change waits in memory before it is flushed.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
-
-/// The nice value of the threads that write tables to sled, for the whole process.
-static FLUSH_NICE: AtomicU8 = AtomicU8::new(0);
-
-/// Runs the flushes started from now on at `nice` (0: the same priority as the rest). A
-/// flush is work that can wait: readers see its table meanwhile, and a table that grows too
-/// large is written by the step that adds to it. Measured at 5,000 orders/s with the saga
-/// at full speed: p99 of `POST /api/orders` 20.8 ms with the flushes at nice 10, 23.0-24.1
-/// without (`bench/RESULTS.md`).
-pub fn set_flush_nice(nice: u8) {
-    FLUSH_NICE.store(nice, Ordering::Relaxed);
-}
 
 #[derive(Default)]
 struct Tables {
@@ -167,10 +155,7 @@ impl Overlay {
         let this = self.clone();
         let spawned = std::thread::Builder::new()
             .name("read-model-flush".into())
-            .spawn(move || {
-                crate::priority::lower_this_thread(FLUSH_NICE.load(Ordering::Relaxed));
-                this.flush_while_pending(&tree)
-            });
+            .spawn(move || this.flush_while_pending(&tree));
         if spawned.is_err() {
             self.flush_running.store(false, Ordering::Release);
         }

@@ -83,8 +83,8 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// The tree's name; `rebuild` drops it whole. A new name is a new format: the tree starts
 /// empty, so every projector starts again from offset 0, and the old tree is dropped.
-const TREE: &str = "read_models_v3";
-const FORMER_TREES: [&str; 2] = ["read_models_v1", "read_models_v2"];
+const TREE: &str = "read_models_v4";
+const FORMER_TREES: [&str; 3] = ["read_models_v1", "read_models_v2", "read_models_v3"];
 
 /// Name prefix of the trees of other state derived from the log (a writer's snapshot): they
 /// live in this store to share its page cache, and are dropped with the read models.
@@ -344,17 +344,7 @@ impl ReadModels {
 
     /// Orders with unfinished work, for the saga to resume after a restart.
     pub fn active_orders(&self) -> Result<Vec<OrderId>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.scan_prefix(keys::ACTIVE_PREFIX) {
-            let (k, _) = item?;
-            if let Some(id) = std::str::from_utf8(&k[keys::ACTIVE_PREFIX.len()..])
-                .ok()
-                .and_then(|t| OrderId::parse(t).ok())
-            {
-                out.push(id);
-            }
-        }
-        Ok(out)
+        self.active_orders_after(None, usize::MAX)
     }
 
     /// Up to `limit` orders with unfinished work after `after` (from the first when `None`),
@@ -364,22 +354,18 @@ impl ReadModels {
         after: Option<OrderId>,
         limit: usize,
     ) -> Result<Vec<OrderId>, StoreError> {
-        let from = match after {
-            Some(id) => {
-                let mut k = keys::active(&id);
-                k.push(0);
-                k
-            }
-            None => keys::ACTIVE_PREFIX.to_vec(),
-        };
+        let from = after.map_or(keys::ACTIVE_PREFIX.to_vec(), |id| keys::active_chunk(&id));
         let end = prefix_end(keys::ACTIVE_PREFIX);
         let mut out = Vec::new();
-        for item in self.range(&from, end.as_deref(), false).take(limit) {
-            let (k, _) = item?;
-            if let Some(id) = std::str::from_utf8(&k[keys::ACTIVE_PREFIX.len()..])
-                .ok()
-                .and_then(|t| OrderId::parse(t).ok())
-            {
+        for item in self.range(&from, end.as_deref(), false) {
+            let (_, chunk) = item?;
+            for id in crate::active::ids(&chunk) {
+                if after.is_some_and(|a| id <= a) {
+                    continue;
+                }
+                if out.len() == limit {
+                    return Ok(out);
+                }
                 out.push(id);
             }
         }
@@ -489,5 +475,69 @@ mod tests {
             .any(|n| n.as_ref() == FORMER_TREES[0].as_bytes()));
         // Nothing of the old tree counts: every projector starts again from offset 0.
         assert_eq!(models.checkpoint("read_models", 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_active_set_pages_oldest_first_across_chunks_and_flushes() {
+        use crate::apply::Staged;
+        let dir = tempfile::tempdir().unwrap();
+        let models = ReadModels::open(dir.path(), 1, 1 << 20).unwrap();
+        // Ids 5 ms apart, so they spread over many 16 ms chunks, several to a chunk; added
+        // in a scrambled order, over several steps, some flushed to sled and some not.
+        let ids: Vec<OrderId> = (0..200u64)
+            .map(|i| {
+                let ts = uuid::Timestamp::from_unix(
+                    uuid::NoContext,
+                    1_700_000_000 + i / 200,
+                    (i as u32 % 200) * 5_000_000,
+                );
+                OrderId::from_uuid(uuid::Uuid::new_v7(ts))
+            })
+            .collect();
+        let mut scrambled = ids.clone();
+        scrambled.sort_by_key(|id| id.as_uuid().as_bytes()[15]);
+        for (n, step) in scrambled.chunks(37).enumerate() {
+            let mut staged = Staged::new(&models);
+            for id in step {
+                staged.set_active(id, true).unwrap();
+                staged.set_active(id, true).unwrap();
+            }
+            models.stage(staged.into_writes()).unwrap();
+            if n % 2 == 0 {
+                models.flush().unwrap();
+            }
+        }
+        let mut staged = Staged::new(&models);
+        for id in ids.iter().step_by(3) {
+            staged.set_active(id, false).unwrap();
+        }
+        models.stage(staged.into_writes()).unwrap();
+        let want: Vec<OrderId> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .map(|(_, id)| *id)
+            .collect();
+        assert_eq!(models.active_orders().unwrap(), want);
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = models.active_orders_after(after, 7).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().copied();
+            paged.extend(page);
+        }
+        assert_eq!(paged, want);
+        // Taken out of the last chunk, its key goes.
+        let mut staged = Staged::new(&models);
+        for id in &want {
+            staged.set_active(id, false).unwrap();
+        }
+        models.stage(staged.into_writes()).unwrap();
+        models.flush().unwrap();
+        assert!(models.active_orders().unwrap().is_empty());
+        assert_eq!(models.scan_prefix(keys::ACTIVE_PREFIX).count(), 0);
     }
 }

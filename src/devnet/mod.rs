@@ -286,8 +286,9 @@ impl StateStore {
     ) -> anyhow::Result<ChainState> {
         let db = sled::Config::new()
             .path(&self.dir)
-            // The transactions are read back rarely (confirmations, lookups by id).
-            .cache_capacity(16 << 20)
+            // The transactions are read back rarely (confirmations, lookups by id), and the
+            // devnet shares the process (and its memory budget) with the engine it serves.
+            .cache_capacity(4 << 20)
             .open()
             .with_context(|| format!("opening the devnet store {}", self.dir.display()))?;
         let tree = flashrent_projections::overlay::AtomicTree::open(

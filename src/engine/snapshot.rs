@@ -28,8 +28,10 @@ use std::sync::Arc;
 
 /// Events a writer evolves between two snapshots, by default. A snapshot costs one wait for
 /// the log and the encoding of what changed; what the writer holds in memory is what it
-/// touched in the last two periods, once that is more than this many aggregates.
-pub const SNAPSHOT_EVERY: u64 = 4_096;
+/// touched in the last two periods, once that is more than this many aggregates. In 60 s
+/// saturating POST runs, 2,048 held 19 MiB less than 4,096 at the same order rate; 1,024
+/// held 27 MiB less but took ~10% fewer orders (`bench/RESULTS.md`, run Q).
+pub const SNAPSHOT_EVERY: u64 = 2_048;
 
 /// Bumped whenever a stored shape changes: a snapshot of another format is dropped.
 const FORMAT: &[u8] = b"writer-snapshot-1";
