@@ -37,6 +37,11 @@ const REBROADCAST_EVERY: Duration = Duration::from_secs(5);
 const MAX_REFUSED_RECLAIM_PAUSE: Duration = Duration::from_secs(600);
 /// Refusals after which a reclaim is logged as an error (a lock outlasts a few).
 const REFUSALS_BEFORE_ALERT: u32 = 8;
+/// Engine commands the saga has under way at once, whatever number of workers waits on the
+/// chain: a block that confirms hundreds of delegations wakes as many workers, and their
+/// commands, all at once, held up the requests queued behind them in the same writers.
+const ENGINE_COMMANDS_AT_ONCE: usize = 32;
+
 /// While the block scanner keeps up, a transaction is also asked about on its own this often:
 /// the scanner cannot see one that never lands (to send it again, or find it expired), nor
 /// one that landed before the saga started watching it. As often as a rebroadcast is due.
@@ -115,6 +120,8 @@ struct Inner {
     /// Receivers the chain said exist. A TRON account is never deleted once activated, so
     /// an address is asked about once, not at every order (a public node rate-limits).
     activated: Mutex<HashSet<flashrent_events::TronAddress>>,
+    /// Commands the saga has in the engine at once (see [`ENGINE_COMMANDS_AT_ONCE`]).
+    engine_slots: tokio::sync::Semaphore,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -218,6 +225,7 @@ impl Saga {
             scanned_at: Mutex::new(None),
             activated: Mutex::new(HashSet::new()),
             next_start: Mutex::new(Instant::now()),
+            engine_slots: tokio::sync::Semaphore::new(ENGINE_COMMANDS_AT_ONCE),
             shutdown,
         }))
     }
@@ -527,7 +535,9 @@ impl Saga {
                 self.paced_start().await;
                 // Reserve before anything else waits: the saga's one thread then sends
                 // reservations in the order it took the orders up, first come first served.
-                let reserved = e.reserve(meta(), id, o.energy_amount, pinned).await?;
+                let reserved = self
+                    .gated(e.reserve(meta(), id, o.energy_amount, pinned))
+                    .await?;
                 match self.settled(reserved).await.reply {
                     ReserveOutcome::Reserved { wallet } => {
                         if !self.activated(&o.receive_address).await? {
@@ -557,7 +567,7 @@ impl Saga {
                             supplier_wallet: wallet,
                             signed,
                         };
-                        self.settled(e.order_command(meta(), user, id, cmd).await?)
+                        self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
                             .await;
                         if recorded_signature {
                             crash_point("after_sign");
@@ -585,7 +595,7 @@ impl Saga {
                             signed_tx: tx.signed_tx,
                             expires_at: tx.expires_at,
                         };
-                        self.settled(e.order_command(meta(), user, id, cmd).await?)
+                        self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
                             .await;
                         crash_point("after_sign");
                     }
@@ -604,12 +614,12 @@ impl Saga {
                 Err(ChainError::Stale(why)) => {
                     tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
                     self.settled(
-                        e.order_command(
+                        self.gated(e.order_command(
                             meta(),
                             user,
                             id,
                             OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
-                        )
+                        ))
                         .await?,
                     )
                     .await;
@@ -624,7 +634,7 @@ impl Saga {
                 None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(block)) => {
                     self.settled(
-                        e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id })
+                        self.gated(e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id }))
                             .await?,
                     )
                     .await;
@@ -637,7 +647,7 @@ impl Saga {
                         now,
                         rental_ends_at,
                     };
-                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
                         .await;
                 }
                 Some(Outcome::Failed(reason)) => {
@@ -648,26 +658,27 @@ impl Saga {
                     } else {
                         tracing::warn!(order_id = %id, reason, attempt = failures, "delegation failed on chain; trying again");
                         let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
-                        self.settled(e.order_command(meta(), user, id, cmd).await?)
+                        self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
                             .await;
                     }
                 }
                 Some(Outcome::Expired) => {
                     let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
-                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
                         .await;
                 }
             },
             Step::Settle { refund } => {
                 self.settled(
-                    e.pool_command(meta(), PoolCmd::Release { order_id: id })
+                    self.gated(e.pool_command(meta(), PoolCmd::Release { order_id: id }))
                         .await?,
                 )
                 .await;
                 if !refund {
                     return Ok(Flow::Stop);
                 }
-                self.settled(e.refund(meta(), user, id).await?).await;
+                self.settled(self.gated(e.refund(meta(), user, id)).await?)
+                    .await;
             }
             // The rental-end index brings the order back when it is due.
             Step::AwaitRentalEnd(_) => return Ok(Flow::Stop),
@@ -685,7 +696,7 @@ impl Saga {
                     signed_tx: tx.signed_tx,
                     expires_at: tx.expires_at,
                 };
-                self.settled(e.order_command(meta(), user, id, cmd).await?)
+                self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
                     .await;
             }
             Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
@@ -693,12 +704,12 @@ impl Saga {
                 Err(ChainError::Stale(why)) => {
                     tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
                     self.settled(
-                        e.order_command(
+                        self.gated(e.order_command(
                             meta(),
                             user,
                             id,
                             OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
-                        )
+                        ))
                         .await?,
                     )
                     .await;
@@ -706,7 +717,7 @@ impl Saga {
                 Err(ChainError::Refused(why)) => {
                     // Never sent: a fresh one is signed once the chain would take it.
                     let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
-                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
                         .await;
                     return Ok(self.reclaim_refused(id, &why));
                 }
@@ -716,7 +727,7 @@ impl Saga {
                 None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(_)) => {
                     self.settled(
-                        e.pool_command(meta(), PoolCmd::Return { order_id: id })
+                        self.gated(e.pool_command(meta(), PoolCmd::Return { order_id: id }))
                             .await?,
                     )
                     .await;
@@ -724,7 +735,7 @@ impl Saga {
                         reclaim_transaction_hash: tx.tx_id,
                         now: Utc::now(),
                     };
-                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
                         .await;
                 }
                 Some(outcome) => {
@@ -733,7 +744,7 @@ impl Saga {
                         tokio::time::sleep(self.0.config.poll_interval).await;
                     }
                     let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
-                    self.settled(e.order_command(meta(), user, id, cmd).await?)
+                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
                         .await;
                 }
             },
@@ -1024,10 +1035,13 @@ impl Saga {
             detail: detail.to_owned(),
             failed_tx,
         };
+        let meta = CommandMeta::new(Uuid::now_v7());
         let done = self
-            .0
-            .engine
-            .order_command(CommandMeta::new(Uuid::now_v7()), o.user_id, o.order_id, cmd)
+            .gated(
+                self.0
+                    .engine
+                    .order_command(meta, o.user_id, o.order_id, cmd),
+            )
             .await?;
         self.settled(done).await;
         Ok(())
@@ -1035,6 +1049,12 @@ impl Saga {
 
     /// Waits until the read models show what a command recorded, so the next step sees it;
     /// hands the command's result back.
+    /// Runs an engine command in one of the saga's slots.
+    async fn gated<R>(&self, command: impl std::future::Future<Output = R>) -> R {
+        let _slot = self.0.engine_slots.acquire().await;
+        command.await
+    }
+
     async fn settled<R>(&self, done: Executed<R>) -> Executed<R> {
         crate::consistency::projected(&self.0.models, &done).await;
         done
