@@ -536,9 +536,9 @@ impl Saga {
                 // Reserve before anything else waits: the saga's one thread then sends
                 // reservations in the order it took the orders up, first come first served.
                 let reserved = self
-                    .gated(e.reserve(meta(), id, o.energy_amount, pinned))
+                    .record(e.reserve(meta(), id, o.energy_amount, pinned))
                     .await?;
-                match self.settled(reserved).await.reply {
+                match reserved.reply {
                     ReserveOutcome::Reserved { wallet } => {
                         if !self.activated(&o.receive_address).await? {
                             // Failed, the order's hold is released and its payment given
@@ -567,8 +567,7 @@ impl Saga {
                             supplier_wallet: wallet,
                             signed,
                         };
-                        self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
-                            .await;
+                        self.record(e.order_command(meta(), user, id, cmd)).await?;
                         if recorded_signature {
                             crash_point("after_sign");
                         }
@@ -595,8 +594,7 @@ impl Saga {
                             signed_tx: tx.signed_tx,
                             expires_at: tx.expires_at,
                         };
-                        self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
-                            .await;
+                        self.record(e.order_command(meta(), user, id, cmd)).await?;
                         crash_point("after_sign");
                     }
                     Err(ChainError::Refused(why)) => {
@@ -613,16 +611,13 @@ impl Saga {
                 }
                 Err(ChainError::Stale(why)) => {
                     tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
-                    self.settled(
-                        self.gated(e.order_command(
-                            meta(),
-                            user,
-                            id,
-                            OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
-                        ))
-                        .await?,
-                    )
-                    .await;
+                    self.record(e.order_command(
+                        meta(),
+                        user,
+                        id,
+                        OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
+                    ))
+                    .await?;
                 }
                 Err(ChainError::Refused(why)) => {
                     self.fail(o, FailureReason::DelegationFailed, &why, Some(tx.tx_id))
@@ -633,11 +628,8 @@ impl Saga {
             Step::AwaitDelegation(tx) => match self.check(id, &tx).await? {
                 None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(block)) => {
-                    self.settled(
-                        self.gated(e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id }))
-                            .await?,
-                    )
-                    .await;
+                    self.record(e.pool_command(meta(), PoolCmd::MarkDelegated { order_id: id }))
+                        .await?;
                     let now = Utc::now();
                     let rental_ends_at =
                         now + chrono::Duration::seconds(self.rental_seconds(o) as i64);
@@ -647,8 +639,7 @@ impl Saga {
                         now,
                         rental_ends_at,
                     };
-                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
-                        .await;
+                    self.record(e.order_command(meta(), user, id, cmd)).await?;
                 }
                 Some(Outcome::Failed(reason)) => {
                     let failures = self.failed_on_chain(id);
@@ -658,27 +649,21 @@ impl Saga {
                     } else {
                         tracing::warn!(order_id = %id, reason, attempt = failures, "delegation failed on chain; trying again");
                         let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
-                        self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
-                            .await;
+                        self.record(e.order_command(meta(), user, id, cmd)).await?;
                     }
                 }
                 Some(Outcome::Expired) => {
                     let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
-                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
-                        .await;
+                    self.record(e.order_command(meta(), user, id, cmd)).await?;
                 }
             },
             Step::Settle { refund } => {
-                self.settled(
-                    self.gated(e.pool_command(meta(), PoolCmd::Release { order_id: id }))
-                        .await?,
-                )
-                .await;
+                self.record(e.pool_command(meta(), PoolCmd::Release { order_id: id }))
+                    .await?;
                 if !refund {
                     return Ok(Flow::Stop);
                 }
-                self.settled(self.gated(e.refund(meta(), user, id)).await?)
-                    .await;
+                self.record(e.refund(meta(), user, id)).await?;
             }
             // The rental-end index brings the order back when it is due.
             Step::AwaitRentalEnd(_) => return Ok(Flow::Stop),
@@ -696,29 +681,24 @@ impl Saga {
                     signed_tx: tx.signed_tx,
                     expires_at: tx.expires_at,
                 };
-                self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
-                    .await;
+                self.record(e.order_command(meta(), user, id, cmd)).await?;
             }
             Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
                 Ok(()) => self.note_sent(&tx.tx_id),
                 Err(ChainError::Stale(why)) => {
                     tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
-                    self.settled(
-                        self.gated(e.order_command(
-                            meta(),
-                            user,
-                            id,
-                            OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
-                        ))
-                        .await?,
-                    )
-                    .await;
+                    self.record(e.order_command(
+                        meta(),
+                        user,
+                        id,
+                        OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
+                    ))
+                    .await?;
                 }
                 Err(ChainError::Refused(why)) => {
                     // Never sent: a fresh one is signed once the chain would take it.
                     let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
-                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
-                        .await;
+                    self.record(e.order_command(meta(), user, id, cmd)).await?;
                     return Ok(self.reclaim_refused(id, &why));
                 }
                 Err(err) => return Err(err.into()),
@@ -726,17 +706,13 @@ impl Saga {
             Step::AwaitReclaim(tx) => match self.check(id, &tx).await? {
                 None => return Ok(Flow::Park),
                 Some(Outcome::Confirmed(_)) => {
-                    self.settled(
-                        self.gated(e.pool_command(meta(), PoolCmd::Return { order_id: id }))
-                            .await?,
-                    )
-                    .await;
+                    self.record(e.pool_command(meta(), PoolCmd::Return { order_id: id }))
+                        .await?;
                     let cmd = OrderCmd::EndRental {
                         reclaim_transaction_hash: tx.tx_id,
                         now: Utc::now(),
                     };
-                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
-                        .await;
+                    self.record(e.order_command(meta(), user, id, cmd)).await?;
                 }
                 Some(outcome) => {
                     if let Outcome::Failed(reason) = outcome {
@@ -744,8 +720,7 @@ impl Saga {
                         tokio::time::sleep(self.0.config.poll_interval).await;
                     }
                     let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
-                    self.settled(self.gated(e.order_command(meta(), user, id, cmd)).await?)
-                        .await;
+                    self.record(e.order_command(meta(), user, id, cmd)).await?;
                 }
             },
         }
@@ -1036,28 +1011,27 @@ impl Saga {
             failed_tx,
         };
         let meta = CommandMeta::new(Uuid::now_v7());
-        let done = self
-            .gated(
-                self.0
-                    .engine
-                    .order_command(meta, o.user_id, o.order_id, cmd),
-            )
-            .await?;
-        self.settled(done).await;
+        self.record(
+            self.0
+                .engine
+                .order_command(meta, o.user_id, o.order_id, cmd),
+        )
+        .await?;
         Ok(())
     }
 
-    /// Waits until the read models show what a command recorded, so the next step sees it;
-    /// hands the command's result back.
-    /// Runs an engine command in one of the saga's slots.
-    async fn gated<R>(&self, command: impl std::future::Future<Output = R>) -> R {
-        let _slot = self.0.engine_slots.acquire().await;
-        command.await
-    }
-
-    async fn settled<R>(&self, done: Executed<R>) -> Executed<R> {
+    /// Runs an engine command in one of the saga's slots, then waits until the read models
+    /// show what it recorded, so the next step sees it; hands the command's result back.
+    async fn record<R>(
+        &self,
+        command: impl std::future::Future<Output = Result<Executed<R>, EngineError>>,
+    ) -> Result<Executed<R>, StepError> {
+        let done = {
+            let _slot = self.0.engine_slots.acquire().await;
+            command.await?
+        };
         crate::consistency::projected(&self.0.models, &done).await;
-        done
+        Ok(done)
     }
 }
 
