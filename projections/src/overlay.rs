@@ -1,12 +1,12 @@
 //! Writes the projectors have applied that sled does not hold yet: an in-memory table in
-//! front of the read-model tree, written to sled in one atomic batch now and then.
+//! front of the read-model tree, written to sled in one atomic write now and then.
 //!
 //! Why: a sled batch costs far more than its inserts. sled seals and syncs its log buffer
 //! around every batch (on its I/O threads, each of which a batch wakes), and every insert
 //! copies a tree node; a step per record paid that for every order, and wrote the same hot
 //! keys (a user's balance, the pool's wallet, an order a saga step changes again) over and
 //! over. Here a step only merges its changes into the table, readers look in the table
-//! before sled, and a flush writes the table in one batch, each key once.
+//! before sled, and a flush writes the table atomically, each key once.
 //!
 //! Correctness does not depend on the table: it holds only what can be derived again. A
 //! flush writes the projectors' checkpoints with the data they cover atomically (see
@@ -41,7 +41,7 @@ struct Tables {
     active: Table,
     /// What a flush is writing to sled now, or wrote last: still read, under `active`. Sled
     /// holds the same once the flush is done, but keeping it saves the hottest keys a trip
-    /// into sled (which a batch being written holds up).
+    /// into sled.
     flushed: Option<Arc<Table>>,
 }
 
@@ -75,6 +75,14 @@ impl Overlay {
             return Some(v.clone());
         }
         t.flushed.as_ref().and_then(|f| f.get(key).cloned())
+    }
+
+    /// The value of `key` as the table and then `tree` hold it.
+    pub fn get_or_stored(&self, tree: &sled::Tree, key: &[u8]) -> sled::Result<Option<IVec>> {
+        match self.get(key) {
+            Some(pending) => Ok(pending),
+            None => tree.get(key),
+        }
     }
 
     /// The pending entries of `[from, to)` (`to` unbounded when `None`), newest value of each.
@@ -238,22 +246,8 @@ impl AtomicTree {
         &self,
         writes: impl Iterator<Item = (&'a IVec, &'a Pending)> + Clone,
     ) -> sled::Result<()> {
-        let mut journal = vec![0u8; JOURNAL_HEADER];
-        for (k, v) in writes.clone() {
-            encode_entry(&mut journal, k, v);
-        }
-        let len = (journal.len() - JOURNAL_HEADER) as u64;
-        let crc = crc32fast::hash(&journal[JOURNAL_HEADER..]);
-        journal[..8].copy_from_slice(&len.to_be_bytes());
-        journal[8..12].copy_from_slice(&crc.to_be_bytes());
-        self.put_journal(&journal)?;
-        for (k, v) in writes {
-            match v {
-                Some(v) => self.data.insert(k, v.clone())?,
-                None => self.data.remove(k)?,
-            };
-        }
-        self.db.flush()?;
+        self.put_journal(&journal_of(writes.clone()))?;
+        self.make(writes)?;
         // Emptied but not synced: until it is, making it again is harmless.
         std::fs::write(&*self.journal, []).map_err(sled::Error::Io)?;
         Ok(())
@@ -268,6 +262,18 @@ impl AtomicTree {
             .open(&*self.journal)?;
         f.write_all(bytes)?;
         f.sync_data()?;
+        Ok(())
+    }
+
+    /// Writes every entry to the tree, then flushes sled.
+    fn make<'a>(&self, writes: impl Iterator<Item = (&'a IVec, &'a Pending)>) -> sled::Result<()> {
+        for (k, v) in writes {
+            match v {
+                Some(v) => self.data.insert(k, v.clone())?,
+                None => self.data.remove(k)?,
+            };
+        }
+        self.db.flush()?;
         Ok(())
     }
 
@@ -298,14 +304,8 @@ impl AtomicTree {
         match entries {
             Some(entries) => {
                 let keys = entries.len();
-                for (k, v) in entries {
-                    match v {
-                        Some(v) => self.data.insert(k, v),
-                        None => self.data.remove(k),
-                    }
+                self.make(entries.iter().map(|(k, v)| (k, v)))
                     .map_err(std::io::Error::other)?;
-                }
-                self.db.flush().map_err(std::io::Error::other)?;
                 tracing::warn!(journal = %self.journal.display(), keys, "made again a read-model write a crash interrupted");
             }
             // Empty, or torn while it was written: nothing after it was.
@@ -316,6 +316,19 @@ impl AtomicTree {
         }
         self.put_journal(&[]).map_err(std::io::Error::other)
     }
+}
+
+/// The journal of `writes`: its header, then each entry.
+fn journal_of<'a>(writes: impl Iterator<Item = (&'a IVec, &'a Pending)>) -> Vec<u8> {
+    let mut journal = vec![0u8; JOURNAL_HEADER];
+    for (k, v) in writes {
+        encode_entry(&mut journal, k, v);
+    }
+    let len = (journal.len() - JOURNAL_HEADER) as u64;
+    let crc = crc32fast::hash(&journal[JOURNAL_HEADER..]);
+    journal[..8].copy_from_slice(&len.to_be_bytes());
+    journal[8..12].copy_from_slice(&crc.to_be_bytes());
+    journal
 }
 
 fn encode_entry(out: &mut Vec<u8>, key: &[u8], value: &Pending) {
@@ -527,17 +540,7 @@ mod tests {
             (iv("big"), Some(IVec::from(vec![7u8; 300_000]))),
             (iv("gone"), None),
         ];
-        let whole = {
-            let mut j = vec![0u8; JOURNAL_HEADER];
-            for (k, v) in &writes {
-                encode_entry(&mut j, k, v);
-            }
-            let len = (j.len() - JOURNAL_HEADER) as u64;
-            let crc = crc32fast::hash(&j[JOURNAL_HEADER..]);
-            j[..8].copy_from_slice(&len.to_be_bytes());
-            j[8..12].copy_from_slice(&crc.to_be_bytes());
-            j
-        };
+        let whole = journal_of(writes.iter().map(|(k, v)| (k, v)));
         {
             let db = sled::open(dir.path().join("db")).unwrap();
             let atomic = AtomicTree::open(&db, "t", journal.clone()).unwrap();

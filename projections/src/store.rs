@@ -166,10 +166,7 @@ impl ReadModels {
 
     /// The value at `key` as the projectors last left it (pending, or in sled).
     pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        match self.overlay.get(key) {
-            Some(pending) => Ok(pending),
-            None => Ok(self.tree.get(key)?),
-        }
+        Ok(self.overlay.get_or_stored(&self.tree, key)?)
     }
 
     /// Every entry of `[from, to)` (to the end when `None`), in key order or (`rev`) reversed.

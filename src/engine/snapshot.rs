@@ -8,7 +8,7 @@
 //! reads the snapshot and folds only the log after it.
 //!
 //! A snapshot is merged into an in-memory table in front of the tree (the read models'
-//! [`Overlay`]) and written to sled in one batch on a thread of its own, so the writer does
+//! [`Overlay`]) and written to sled atomically on a thread of its own, so the writer does
 //! not wait for sled: what it let go is read back from that table until sled has it. Sled
 //! only ever holds a whole snapshot, the latest one it was given or an earlier one.
 //!
@@ -148,11 +148,7 @@ impl Pager {
         let Some(store) = &self.store else {
             return Ok(None);
         };
-        let value = match store.pending.get(key) {
-            Some(pending) => pending,
-            None => store.tree.get(key)?,
-        };
-        match value {
+        match store.pending.get_or_stored(&store.tree, key)? {
             None => Ok(None),
             Some(v) => {
                 serde_json::from_slice(&v)
@@ -186,10 +182,7 @@ impl Pager {
         let Some(store) = &self.store else {
             return Ok(None);
         };
-        let format = match store.pending.get(FORMAT_KEY) {
-            Some(pending) => pending,
-            None => store.tree.get(FORMAT_KEY)?,
-        };
+        let format = store.pending.get_or_stored(&store.tree, FORMAT_KEY)?;
         let at = match format.as_deref() == Some(FORMAT) {
             true => self.get::<At>(AT)?,
             false => None,
@@ -357,7 +350,8 @@ impl Pager {
         };
         put(AT.to_vec(), Some(encode(&at)));
         put(FORMAT_KEY.to_vec(), Some(FORMAT.to_vec()));
-        // The overlay has it from here; sled gets it whole, in one batch, in the background.
+        // The overlay has it from here; sled gets it whole, in one atomic write, in the
+        // background.
         store.pending.put_all(writes);
         store.pending.flush_in_background(store.atomic.clone());
         self.evolved = 0;
