@@ -68,8 +68,7 @@ pub struct ReadModels {
     pub(crate) db: sled::Db,
     /// Where the journals of atomic writes live (beside sled's own files).
     dir: Arc<std::path::PathBuf>,
-    pub(crate) tree: sled::Tree,
-    /// The same tree, for writing several keys atomically.
+    /// The read-model tree, written atomically.
     pub(crate) atomic: AtomicTree,
     /// What steps applied that the tree does not hold yet; every read looks here first.
     pub(crate) overlay: Arc<Overlay>,
@@ -109,11 +108,9 @@ impl ReadModels {
             }
         }
         let atomic = AtomicTree::open(&db, TREE, journal_path(dir, TREE))?;
-        let tree = atomic.data().clone();
         let models = ReadModels {
             db,
             dir: Arc::new(dir.to_owned()),
-            tree,
             atomic,
             overlay: Arc::new(Overlay::new()),
             applied: Arc::new((0..partitions).map(|_| watch::channel(0).0).collect()),
@@ -150,7 +147,6 @@ impl ReadModels {
         }
         self.db.drop_tree(TREE)?;
         self.atomic = AtomicTree::open(&self.db, TREE, journal_path(&self.dir, TREE))?;
-        self.tree = self.atomic.data().clone();
         for a in self.applied.iter() {
             a.send_replace(0);
         }
@@ -166,7 +162,7 @@ impl ReadModels {
 
     /// The value at `key` as the projectors last left it (pending, or in sled).
     pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.overlay.get_or_stored(&self.tree, key)?)
+        Ok(self.overlay.get_or_stored(self.atomic.data(), key)?)
     }
 
     /// Every entry of `[from, to)` (to the end when `None`), in key order or (`rev`) reversed.
@@ -176,7 +172,8 @@ impl ReadModels {
         to: Option<&[u8]>,
         rev: bool,
     ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> {
-        merged_range(&self.tree, &self.overlay, from, to, rev).map(|r| r.map_err(StoreError::from))
+        merged_range(self.atomic.data(), &self.overlay, from, to, rev)
+            .map(|r| r.map_err(StoreError::from))
     }
 
     /// Every entry under `prefix`, in key order.
@@ -422,7 +419,8 @@ impl ReadModels {
     /// Every key and value, for comparing two builds of the read models.
     pub fn dump(&self) -> Result<Vec<KeyValue>, StoreError> {
         self.overlay.flush(&self.atomic)?;
-        self.tree
+        self.atomic
+            .data()
             .iter()
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))

@@ -89,7 +89,6 @@ pub struct Pager {
 /// The snapshot tree, behind the table of what sled does not hold yet.
 struct Store {
     atomic: AtomicTree,
-    tree: sled::Tree,
     pending: Arc<Overlay>,
 }
 
@@ -135,7 +134,6 @@ impl Pager {
     pub fn on_disk(atomic: AtomicTree, every: u64) -> Pager {
         Pager {
             store: Some(Store {
-                tree: atomic.data().clone(),
                 atomic,
                 pending: Arc::new(Overlay::new()),
             }),
@@ -148,7 +146,7 @@ impl Pager {
         let Some(store) = &self.store else {
             return Ok(None);
         };
-        match store.pending.get_or_stored(&store.tree, key)? {
+        match store.pending.get_or_stored(store.atomic.data(), key)? {
             None => Ok(None),
             Some(v) => {
                 serde_json::from_slice(&v)
@@ -182,17 +180,19 @@ impl Pager {
         let Some(store) = &self.store else {
             return Ok(None);
         };
-        let format = store.pending.get_or_stored(&store.tree, FORMAT_KEY)?;
+        let format = store
+            .pending
+            .get_or_stored(store.atomic.data(), FORMAT_KEY)?;
         let at = match format.as_deref() == Some(FORMAT) {
             true => self.get::<At>(AT)?,
             false => None,
         };
         let Some(at) = at else {
             // Another format, or what a cut-short discard left: nothing in it counts.
-            if !store.tree.is_empty() || !store.pending.is_empty() {
+            if !store.atomic.data().is_empty() || !store.pending.is_empty() {
                 tracing::info!("dropping a writer snapshot of another format");
                 store.pending.clear();
-                store.tree.clear()?;
+                store.atomic.data().clear()?;
             }
             return Ok(None);
         };
@@ -391,7 +391,7 @@ impl Pager {
             // What is pending first (waiting out a flush under way), then the format key: a
             // clear cut short must not leave a snapshot that reads.
             store.pending.clear();
-            let tree = &store.tree;
+            let tree = store.atomic.data();
             if let Err(e) = tree.remove(FORMAT_KEY).and_then(|_| tree.clear()) {
                 tracing::error!(error = %e, "cannot drop a writer snapshot");
             }
