@@ -20,6 +20,28 @@ pub fn position(ids: &[u8], id: &[u8; ID]) -> Result<usize, usize> {
     Err(lo)
 }
 
+/// Puts `id` in its place in `ids`; `false` if it was there already.
+pub fn insert(ids: &mut Vec<u8>, id: &[u8; ID]) -> bool {
+    match position(ids, id) {
+        Ok(_) => false,
+        Err(at) => {
+            ids.splice(at * ID..at * ID, id.iter().copied());
+            true
+        }
+    }
+}
+
+/// Takes `id` out of `ids`; `false` if it was not there.
+pub fn remove(ids: &mut Vec<u8>, id: &[u8; ID]) -> bool {
+    match position(ids, id) {
+        Ok(at) => {
+            ids.drain(at * ID..(at + 1) * ID);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// The ids of a chunk, ascending (a torn trailing piece, which apply never writes, is left out).
 pub fn ids(chunk: &[u8]) -> impl Iterator<Item = OrderId> + '_ {
     chunk.chunks_exact(ID).map(|b| {

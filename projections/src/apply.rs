@@ -57,15 +57,13 @@ impl<'a> Staged<'a> {
         let key = keys::active_chunk(id);
         let mut ids = self.raw(&key)?.unwrap_or_default();
         let me = id.as_uuid().as_bytes();
-        let found = crate::active::position(&ids, me);
-        match (found, active) {
-            (Ok(_), true) | (Err(_), false) => return Ok(()),
-            (Err(at), true) => {
-                ids.splice(at * 16..at * 16, me.iter().copied());
-            }
-            (Ok(at), false) => {
-                ids.drain(at * 16..(at + 1) * 16);
-            }
+        let changed = if active {
+            crate::active::insert(&mut ids, me)
+        } else {
+            crate::active::remove(&mut ids, me)
+        };
+        if !changed {
+            return Ok(());
         }
         if ids.is_empty() {
             self.delete(key);

@@ -483,8 +483,8 @@ mod tests {
             .map(|i| {
                 let ts = uuid::Timestamp::from_unix(
                     uuid::NoContext,
-                    1_700_000_000 + i / 200,
-                    (i as u32 % 200) * 5_000_000,
+                    1_700_000_000,
+                    i as u32 * 5_000_000,
                 );
                 OrderId::from_uuid(uuid::Uuid::new_v7(ts))
             })
