@@ -472,6 +472,18 @@ mod tests {
         IVec::from(s.as_bytes())
     }
 
+    /// Opens a database again in this process: sled lets go of its file lock only once its
+    /// background threads are done with the dropped one, a moment after the drop.
+    fn reopen(path: &std::path::Path) -> sled::Db {
+        for _ in 0..50 {
+            if let Ok(db) = sled::open(path) {
+                return db;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sled::open(path).unwrap()
+    }
+
     #[test]
     fn a_range_merges_pending_values_and_removals_over_sled_in_both_directions() {
         let dir = tempfile::tempdir().unwrap();
@@ -551,14 +563,14 @@ mod tests {
         // Torn: cut short while it was written, so none of its keys was touched.
         std::fs::write(&journal, &whole[..whole.len() - 10]).unwrap();
         {
-            let db = sled::open(dir.path().join("db")).unwrap();
+            let db = reopen(&dir.path().join("db"));
             let atomic = AtomicTree::open(&db, "t", journal.clone()).unwrap();
             assert_eq!(atomic.data().get("a").unwrap(), Some(iv("old")));
             assert_eq!(atomic.data().get("gone").unwrap(), Some(iv("old")));
         }
         // Whole: the crash came after it was synced, somewhere among its keys.
         std::fs::write(&journal, &whole).unwrap();
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = reopen(&dir.path().join("db"));
         let atomic = AtomicTree::open(&db, "t", journal.clone()).unwrap();
         assert_eq!(atomic.data().get("a").unwrap(), Some(iv("1")));
         assert_eq!(atomic.data().get("big").unwrap().unwrap().len(), 300_000);
