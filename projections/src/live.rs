@@ -65,19 +65,17 @@ async fn run(
             _ = shutdown.changed() => None,
         };
         let Some(first) = first else { return };
-        let mut by_partition = BTreeMap::<PartitionId, Vec<_>>::new();
-        let mut taken = 1;
-        by_partition
-            .entry(first.partition)
-            .or_default()
-            .push((first.offset, first.record));
-        while taken < MAX_RECORDS_PER_BATCH {
+        let mut taken = vec![first];
+        while taken.len() < MAX_RECORDS_PER_BATCH {
             let Ok(next) = rx.try_recv() else { break };
+            taken.push(next);
+        }
+        let mut by_partition = BTreeMap::<PartitionId, Vec<_>>::new();
+        for r in taken {
             by_partition
-                .entry(next.partition)
+                .entry(r.partition)
                 .or_default()
-                .push((next.offset, next.record));
-            taken += 1;
+                .push((r.offset, r.record));
         }
         let mut runs: Vec<_> = by_partition.into_iter().collect();
         let mut applied = Vec::new();
