@@ -82,8 +82,13 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// The tree's name; `rebuild` drops it whole. A new name is a new format: the tree starts
 /// empty, so every projector starts again from offset 0, and the old tree is dropped.
-const TREE: &str = "read_models_v4";
-const FORMER_TREES: [&str; 3] = ["read_models_v1", "read_models_v2", "read_models_v3"];
+const TREE: &str = "read_models_v5";
+const FORMER_TREES: [&str; 4] = [
+    "read_models_v1",
+    "read_models_v2",
+    "read_models_v3",
+    "read_models_v4",
+];
 
 /// Name prefix of the trees of other state derived from the log (a writer's snapshot): they
 /// live in this store to share its page cache, and are dropped with the read models.

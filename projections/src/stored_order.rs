@@ -51,18 +51,24 @@ struct Body<'a> {
     updated_at: DateTime<Utc>,
 }
 
-/// The saga's working state of the order: signed transactions before they settle.
+/// The saga's working state of the order: signed transactions before they settle. Only
+/// what is set is written (most of it is empty most of the time, and every byte of a
+/// stored order is copied again at each change of its sled page).
 #[derive(Serialize, Deserialize)]
 struct Working<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pending_signed_tx: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pending_expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     broadcast_at: Option<DateTime<Utc>>,
-    #[serde(borrow)]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     reclaim_transaction: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     reclaim_signed_tx: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reclaim_expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     reclaim_broadcast: bool,
 }
 
@@ -298,6 +304,24 @@ mod tests {
         assert_eq!(body["failure_message"], "line one\nline \"two\"");
         assert!(body.get("pending_signed_tx").is_none());
         assert!(body.get("reclaim_broadcast").is_none());
+    }
+
+    #[test]
+    fn the_working_line_holds_only_what_is_set_and_a_line_with_every_field_still_decodes() {
+        let v = OrderView {
+            pending_signed_tx: None,
+            pending_expires_at: None,
+            reclaim_broadcast: false,
+            ..view()
+        };
+        assert!(v.encode().ends_with(b"\n{}"));
+        // As every field was written before: nulls and a false.
+        let mut every = v.body_json();
+        every.extend_from_slice(
+            br#"
+{"pending_signed_tx":null,"pending_expires_at":null,"broadcast_at":null,"reclaim_transaction":null,"reclaim_signed_tx":null,"reclaim_expires_at":null,"reclaim_broadcast":false}"#,
+        );
+        assert_eq!(OrderView::decode(&every).unwrap(), v);
     }
 
     #[test]
