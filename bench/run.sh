@@ -29,8 +29,10 @@ BIN=$CARGO_TARGET_DIR/release/flashrent
 WORK=$(mktemp -d /tmp/flashrent-bench.XXXXXX)
 SERVER_PID=""
 SAMPLER_PID=""
+HELLO_PID=""
 cleanup() {
   [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null || true
+  [[ -n $HELLO_PID ]] && kill "$HELLO_PID" 2>/dev/null || true
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID"
     # Graceful shutdown first (actix drains connections); SIGKILL after 15 s.
@@ -48,7 +50,7 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk
 fi
 log "building release binary into $CARGO_TARGET_DIR"
-(cd "$ROOT" && cargo build --release --quiet)
+(cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example actix_hello)
 
 export FLASHRENT_ADMIN_TOKEN=bench
 # RUST_LOG=warn: the info log is not the thing being measured.
@@ -113,6 +115,21 @@ BENCH_IDS_FILE=$WORK/ids.txt wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --t
 log "GET /healthz, quiet server: ${GET_SECONDS}s, $CONNS connections, $THREADS threads"
 wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --timeout 10s --latency "$URL/healthz" \
   | tee "$WORK/healthz.txt"
+# The machine's ceiling for any actix-web server: a plain hello-world (no middleware, no
+# state), which issue 2 states its GET target against. Measured now, on the same cores.
+log "GET / of a plain actix-web hello-world (bench/actix_hello.rs): ${GET_SECONDS}s, $CONNS connections"
+"$CARGO_TARGET_DIR/release/examples/actix_hello" >"$WORK/hello.out" &
+HELLO_PID=$!
+HELLO_URL=""
+for _ in $(seq 100); do
+  HELLO_URL=$(sed -n 's#^listening on \(http://.*\)$#\1#p' "$WORK/hello.out")
+  [[ -n $HELLO_URL ]] && break
+  sleep 0.1
+done
+wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --timeout 10s --latency "$HELLO_URL/" \
+  | tee "$WORK/hello.txt"
+kill "$HELLO_PID"; wait "$HELLO_PID" 2>/dev/null || true
+HELLO_PID=""
 
 # --- 4. POST /api/orders ----------------------------------------------------------
 export BENCH_USERS=$USERS BENCH_THREADS=$THREADS
@@ -167,6 +184,7 @@ echo "POST /api/orders (paced $rate/s, ${PACED_SECONDS}s): $(rps "$f") req/s ach
 done)
 GET /api/orders/{id}, quiet (${CONNS}c, ${GET_SECONDS}s):     $(rps "$WORK/get-quiet.txt") req/s  p50 $(field "$WORK/get-quiet.txt" 50%)  p99 $(field "$WORK/get-quiet.txt" 99%)  non-2xx $(non2xx "$WORK/get-quiet.txt")  socket errors: $(sockerr "$WORK/get-quiet.txt")
 GET /healthz, quiet (${CONNS}c, ${GET_SECONDS}s):              $(rps "$WORK/healthz.txt") req/s  (GET order / healthz = $(awk -v a="$(rps "$WORK/get-quiet.txt")" -v b="$(rps "$WORK/healthz.txt")" 'BEGIN{printf "%.2f", a / b}'))
+plain actix-web hello-world (${CONNS}c, ${GET_SECONDS}s):      $(rps "$WORK/hello.txt") req/s  (GET order / hello-world = $(awk -v a="$(rps "$WORK/get-quiet.txt")" -v b="$(rps "$WORK/hello.txt")" 'BEGIN{printf "%.2f", a / b}'); the target, 95k against 158k, is 0.60)
 GET /api/orders/{id}, saga busy (${CONNS}c, ${GET_SECONDS}s): $(rps "$WORK/get.txt") req/s  p50 $(field "$WORK/get.txt" 50%)  p99 $(field "$WORK/get.txt" 99%)  non-2xx $(non2xx "$WORK/get.txt")  socket errors: $(sockerr "$WORK/get.txt")
 orders created (server, from balances): $orders_total
 orders created (wrk 2xx + curl ids):    $(( $(ok "$WORK/post.txt") + $(cat "$WORK"/paced-*.txt | ok /dev/stdin) + $(wc -l <"$WORK/ids.txt") ))  (wrk does not count requests still in flight when it stops)
