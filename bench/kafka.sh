@@ -48,12 +48,12 @@ export FLASHRENT_ADMIN_TOKEN=bench FLASHRENT_KAFKA_BROKERS=$BROKERS FLASHRENT_KA
 # librdkafka settings for the serve runs (e.g. BENCH_KAFKA_CONFIG=linger.ms=5).
 if [[ -n ${BENCH_KAFKA_CONFIG:-} ]]; then export FLASHRENT_KAFKA_CONFIG=$BENCH_KAFKA_CONFIG; fi
 
-start_server() { # data dir, log name -> sets URL
+start_server() { # data dir, log name, [seconds to wait for it] -> sets URL
   RUST_LOG=${RUST_LOG:-warn,flashrent::startup=info} "$BIN" serve --listen 127.0.0.1:0 --data-dir "$1" \
     >"$WORK/$2.out" 2>"$WORK/$2.err" &
   PIDS+=($!)
   local port=""
-  for _ in $(seq 600); do
+  for _ in $(seq $((${3:-60} * 10))); do
     port=$(sed -n 's#^flashrent listening on http://127.0.0.1:\([0-9]*\)$#\1#p' "$WORK/$2.out")
     [[ -n $port ]] && break
     sleep 0.1
@@ -87,7 +87,9 @@ log "3. $COMMANDS records of $SIZE B (one command each) produced raw (idempotent
 PRODUCE_RATE=$(awk '{print $2}' "$WORK/produce.txt")
 
 log "4. a fresh instance catching up from the topic"
-start_server "$WORK/b" b
+# It listens once its read models have caught up, which takes as long as Tansu takes to hand
+# the topic out (the raw consume above).
+start_server "$WORK/b" b 900
 CATCHUP=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/b.err" | sed -n 's/.*read models caught up.* records=\([0-9]*\) elapsed_ms=\([0-9]*\).*/\1 \2/p' | head -1)
 read -r CAUGHT MS <<<"$CATCHUP"
 CATCHUP_RATE=$(awk -v n="$CAUGHT" -v ms="$MS" 'BEGIN{printf "%.0f", n / (ms / 1000)}')

@@ -191,10 +191,12 @@ impl Application {
             live_task,
         ];
         if shared_log {
+            let writes = engine.clone();
             tasks.extend(spawn_projectors(
                 dyn_log.clone(),
                 models.clone(),
                 Some(reactor_tx),
+                Arc::new(move |partition| writes.owns(partition)),
                 shutdown_rx,
             ));
         }

@@ -251,14 +251,26 @@ async fn read_decoded_past(
         .collect()
 }
 
+/// How long a partition this process's writer holds may keep its checkpoint while the log
+/// holds more before its projector reads the log itself.
+const HELD_CHECK: Duration = Duration::from_secs(1);
+
 /// Runs a projector task per partition until `shutdown` turns true. Each record whose events
 /// it applied is then offered to `reactor` (if any); records the writer applied itself, claims
 /// and fenced records are not. A step that fails is retried from the same position
 /// after a pause: the projector never skips a record.
+///
+/// While `held(partition)` (this process's writer holds it), the live applier is handed every
+/// record of the partition that counts as soon as it is durable, and reads what lies between
+/// from the log itself; the projector then reads nothing, unless the checkpoint stood still
+/// for [`HELD_CHECK`] while the log holds more (a record whose append was not confirmed yet
+/// landed, the claim, a stale writer's records at the end). Fetching every record back cost
+/// the broker and the consumer as much as appending it.
 pub fn spawn_projectors(
     log: Arc<dyn EventLog>,
     models: ReadModels,
     reactor: Option<mpsc::Sender<ProjectedRecord>>,
+    held: Arc<dyn Fn(PartitionId) -> bool + Send + Sync>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..log.partition_count())
@@ -266,6 +278,7 @@ pub fn spawn_projectors(
             let log = log.clone();
             let projector = Projector::new(models.clone());
             let reactor = reactor.clone();
+            let held = held.clone();
             let mut shutdown = shutdown.clone();
             tokio::spawn(async move {
                 loop {
@@ -280,6 +293,24 @@ pub fn spawn_projectors(
                             continue;
                         }
                     };
+                    if held(partition) {
+                        tokio::select! {
+                            _ = tokio::time::sleep(HELD_CHECK) => {}
+                            _ = shutdown.changed() => break,
+                        }
+                        let still = projector.models.checkpoint(projector.name, partition).ok() == Some(from);
+                        if !still || !held(partition) {
+                            continue;
+                        }
+                        match log.end_offset(partition).await {
+                            Ok(end) if end > from => {}
+                            Ok(_) => continue,
+                            Err(e) => {
+                                tracing::debug!(partition, error = %e, "projector cannot learn where the log ends");
+                                continue;
+                            }
+                        }
+                    }
                     let applied_now = || {
                         projector
                             .models

@@ -413,3 +413,115 @@ async fn a_snapshot_ahead_of_its_log_is_refused() {
         refused.err()
     );
 }
+
+/// The embedded log, counting the reads made of it.
+struct Counted {
+    log: EmbeddedLog,
+    reads: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl EventLog for Counted {
+    fn partition_count(&self) -> u32 {
+        self.log.partition_count()
+    }
+
+    fn append(&self, partition: PartitionId, record: Vec<u8>) -> AppendFuture {
+        self.log.append(partition, record)
+    }
+
+    async fn read(
+        &self,
+        partition: PartitionId,
+        from: Offset,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        self.reads.fetch_add(1, Ordering::AcqRel);
+        self.log.read(partition, from, max, wait).await
+    }
+
+    async fn end_offset(&self, partition: PartitionId) -> Result<Offset, LogError> {
+        self.log.end_offset(partition).await
+    }
+}
+
+async fn balance_reaches(models: &ReadModels, user: UserId, sun: u64) {
+    for _ in 0..200 {
+        let now = models.balance(user).unwrap().map(|b| b.balance.as_sun());
+        if now == Some(sun) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the read models never showed a balance of {sun} SUN");
+}
+
+#[tokio::test]
+async fn a_held_partitions_projector_fetches_nothing_the_live_applier_was_given_but_what_it_was_not(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Counted {
+        log: EmbeddedLog::open(&dir.path().join("log"), 1).unwrap(),
+        reads: AtomicU64::new(0),
+    });
+    let models = ReadModels::open(&dir.path().join("models"), 1, 1 << 20).unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    let (live, _applier) = LiveApplier::spawn(log.clone(), models.clone(), None, shutdown.clone());
+    let applier = Some(Applier { live });
+    let engine = Engine::start(log.clone(), Ownership::Sole, applier, None)
+        .await
+        .unwrap();
+    let writes = engine.clone();
+    let _projectors = flashrent_projections::spawn_projectors(
+        log.clone(),
+        models.clone(),
+        None,
+        Arc::new(move |p| writes.owns(p)),
+        shutdown,
+    );
+    let user = UserId::parse("42").unwrap();
+    credit(&engine, user, 0).await.unwrap().unwrap();
+    // The projector read while the partition was not held yet; it stops once it is.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = log.reads.load(Ordering::Acquire);
+    for n in 1..6 {
+        credit(&engine, user, n).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    balance_reaches(&models, user, 6_000_000).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        log.reads.load(Ordering::Acquire),
+        before,
+        "the projector fetched records the live applier had applied"
+    );
+
+    // A record that landed without reaching the live applier (an append whose
+    // confirmation was lost): the projector finds it.
+    let record = CommandRecord {
+        command_id: Uuid::now_v7(),
+        key: "42".into(),
+        writer_epoch: 0,
+        owner: None,
+        events: vec![Envelope {
+            event_id: Uuid::now_v7(),
+            aggregate: flashrent_events::AggregateKind::UserAccount,
+            aggregate_id: "42".into(),
+            sequence: 7,
+            occurred_at: Utc::now(),
+            schema_version: 1,
+            correlation_id: Uuid::now_v7(),
+            causation_id: Uuid::now_v7(),
+            event: Event::BalanceCredited {
+                user_id: user,
+                amount: Sun::from_sun(1_000_000),
+                reference: "landed".into(),
+                balance_after: Sun::from_sun(7_000_000),
+            },
+        }],
+    };
+    log.log.append(0, encode_record(&record)).await.unwrap();
+    balance_reaches(&models, user, 7_000_000).await;
+    assert!(log.reads.load(Ordering::Acquire) > before);
+}
