@@ -516,6 +516,8 @@ impl Saga {
         let meta = || CommandMeta::new(correlation);
         let e = &self.0.engine;
         let (user, id) = (o.user_id, o.order_id);
+        // Most steps end by recording a command of this order.
+        let order = |cmd| self.record(e.order_command(meta(), user, id, cmd));
         let delegation = |wallet| Delegation {
             from: wallet,
             to: o.receive_address,
@@ -567,7 +569,7 @@ impl Saga {
                             supplier_wallet: wallet,
                             signed,
                         };
-                        self.record(e.order_command(meta(), user, id, cmd)).await?;
+                        order(cmd).await?;
                         if recorded_signature {
                             crash_point("after_sign");
                         }
@@ -594,7 +596,7 @@ impl Saga {
                             signed_tx: tx.signed_tx,
                             expires_at: tx.expires_at,
                         };
-                        self.record(e.order_command(meta(), user, id, cmd)).await?;
+                        order(cmd).await?;
                         crash_point("after_sign");
                     }
                     Err(ChainError::Refused(why)) => {
@@ -611,13 +613,7 @@ impl Saga {
                 }
                 Err(ChainError::Stale(why)) => {
                     tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
-                    self.record(e.order_command(
-                        meta(),
-                        user,
-                        id,
-                        OrderCmd::ExpireDelegation { tx_id: tx.tx_id },
-                    ))
-                    .await?;
+                    order(OrderCmd::ExpireDelegation { tx_id: tx.tx_id }).await?;
                 }
                 Err(ChainError::Refused(why)) => {
                     self.fail(o, FailureReason::DelegationFailed, &why, Some(tx.tx_id))
@@ -639,7 +635,7 @@ impl Saga {
                         now,
                         rental_ends_at,
                     };
-                    self.record(e.order_command(meta(), user, id, cmd)).await?;
+                    order(cmd).await?;
                 }
                 Some(Outcome::Failed(reason)) => {
                     let failures = self.failed_on_chain(id);
@@ -649,12 +645,12 @@ impl Saga {
                     } else {
                         tracing::warn!(order_id = %id, reason, attempt = failures, "delegation failed on chain; trying again");
                         let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
-                        self.record(e.order_command(meta(), user, id, cmd)).await?;
+                        order(cmd).await?;
                     }
                 }
                 Some(Outcome::Expired) => {
                     let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
-                    self.record(e.order_command(meta(), user, id, cmd)).await?;
+                    order(cmd).await?;
                 }
             },
             Step::Settle { refund } => {
@@ -681,24 +677,18 @@ impl Saga {
                     signed_tx: tx.signed_tx,
                     expires_at: tx.expires_at,
                 };
-                self.record(e.order_command(meta(), user, id, cmd)).await?;
+                order(cmd).await?;
             }
             Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
                 Ok(()) => self.note_sent(&tx.tx_id),
                 Err(ChainError::Stale(why)) => {
                     tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
-                    self.record(e.order_command(
-                        meta(),
-                        user,
-                        id,
-                        OrderCmd::ExpireReclaim { tx_id: tx.tx_id },
-                    ))
-                    .await?;
+                    order(OrderCmd::ExpireReclaim { tx_id: tx.tx_id }).await?;
                 }
                 Err(ChainError::Refused(why)) => {
                     // Never sent: a fresh one is signed once the chain would take it.
                     let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
-                    self.record(e.order_command(meta(), user, id, cmd)).await?;
+                    order(cmd).await?;
                     return Ok(self.reclaim_refused(id, &why));
                 }
                 Err(err) => return Err(err.into()),
@@ -712,7 +702,7 @@ impl Saga {
                         reclaim_transaction_hash: tx.tx_id,
                         now: Utc::now(),
                     };
-                    self.record(e.order_command(meta(), user, id, cmd)).await?;
+                    order(cmd).await?;
                 }
                 Some(outcome) => {
                     if let Outcome::Failed(reason) = outcome {
@@ -720,7 +710,7 @@ impl Saga {
                         tokio::time::sleep(self.0.config.poll_interval).await;
                     }
                     let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
-                    self.record(e.order_command(meta(), user, id, cmd)).await?;
+                    order(cmd).await?;
                 }
             },
         }
