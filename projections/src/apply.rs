@@ -113,11 +113,11 @@ impl<'a> Staged<'a> {
         if view.status != before {
             self.bump_count(&before, -1)?;
             self.bump_count(&view.status, 1)?;
-        }
-        // A completed order's remaining work (the rental's end) is found by the rental-end
-        // index, so it leaves the active set once completed.
-        if view.status == "refunded" || view.status == "completed" {
-            self.set_active(&id, false)?;
+            // A completed order's remaining work (the rental's end) is found by the
+            // rental-end index, so it leaves the active set once completed.
+            if view.status == "refunded" || view.status == "completed" {
+                self.set_active(&id, false)?;
+            }
         }
         self.put_order(key, view);
         Ok(Some(answer))
