@@ -2,6 +2,7 @@
 # Load benchmark of `flashrent serve` (simulated chain, embedded log), driven by wrk.
 #
 #   bench/run.sh                               # default run, a few minutes
+#   BENCH_INTAKE_SECONDS=0 bench/run.sh        # without the intake-alone runs (section 7)
 #   BENCH_ORDERS_SECONDS=180 bench/run.sh      # long POST run, for the memory target
 #                                              # (RSS < 300 MiB through a million orders;
 #                                              # at ~2k orders/s that needs ~500 s)
@@ -19,6 +20,7 @@ PACED_RATES=${BENCH_PACED_RATES:-"5000 1000"}  # orders/s of the paced latency r
 PACED_SECONDS=${BENCH_PACED_SECONDS:-20}
 GET_IDS=${BENCH_GET_IDS:-1000}              # orders created with curl for the GET run
 GET_SECONDS=${BENCH_GET_SECONDS:-20}
+INTAKE_SECONDS=${BENCH_INTAKE_SECONDS:-20}  # POST runs of a second server whose saga starts 1 order/s (0: skipped)
 PRICE_SUN=5850000                           # 65000 energy x 1h at 90 sun/energy
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,15 +32,18 @@ WORK=$(mktemp -d /tmp/flashrent-bench.XXXXXX)
 SERVER_PID=""
 SAMPLER_PID=""
 HELLO_PID=""
+# Stops the server (graceful first, SIGKILL after 15 s).
+stop_server() {
+  [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null || return 0
+  kill -TERM "$SERVER_PID"
+  for _ in $(seq 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
 cleanup() {
   [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null || true
   [[ -n $HELLO_PID ]] && kill "$HELLO_PID" 2>/dev/null || true
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID"
-    # Graceful shutdown first (actix drains connections); SIGKILL after 15 s.
-    for _ in $(seq 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
+  stop_server
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -53,21 +58,40 @@ log "building release binary into $CARGO_TARGET_DIR"
 (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example actix_hello)
 
 export FLASHRENT_ADMIN_TOKEN=bench
-# RUST_LOG=warn: the info log is not the thing being measured.
-RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" \
-  >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
+# Starts `serve` on a fresh data dir DIR with any extra flags; sets SERVER_PID and URL.
+start_server() {
+  local dir=$1; shift
+  # RUST_LOG=warn: the info log is not the thing being measured.
+  RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir/data" "$@" \
+    >"$dir/server.out" 2>"$dir/server.err" &
+  SERVER_PID=$!
+  local port=""
+  for _ in $(seq 300); do  # up to 30 s for startup
+    port=$(sed -n 's#^flashrent listening on http://127.0.0.1:\([0-9]*\)$#\1#p' "$dir/server.out")
+    [[ -n $port ]] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$dir/server.err"; exit 1; }
+    sleep 0.1
+  done
+  [[ -n $port ]] || { echo "server did not report its port"; cat "$dir/server.err"; exit 1; }
+  URL=http://127.0.0.1:$port
+  echo "server pid $SERVER_PID at $URL, data dir $dir/data"
+}
 
-PORT=""
-for _ in $(seq 300); do  # up to 30 s for startup
-  PORT=$(sed -n 's#^flashrent listening on http://127.0.0.1:\([0-9]*\)$#\1#p' "$WORK/server.out")
-  [[ -n $PORT ]] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.err"; exit 1; }
-  sleep 0.1
-done
-[[ -n $PORT ]] || { echo "server did not report its port"; cat "$WORK/server.err"; exit 1; }
-URL=http://127.0.0.1:$PORT
-echo "server pid $SERVER_PID at $URL, data dir $WORK/data"
+# Credits every user with CREDIT_TRX, 16 requests at a time; fails the run on any refusal.
+credit_users() {
+  log "crediting $USERS users with $CREDIT_TRX TRX each (curl, 16 in parallel)"
+  local start codes=$1/credit.codes
+  start=$(date +%s%N)
+  seq 1 "$USERS" | xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\n' --max-time 10 \
+    -X POST "$URL/api/admin/users/{}/credit" -H 'Authorization: Bearer bench' \
+    -H 'Content-Type: application/json' \
+    -d "{\"amount_trx\": $CREDIT_TRX, \"reference\": \"bench-{}\"}" >"$codes"
+  echo "credit HTTP status (count code): $(sort "$codes" | uniq -c | xargs)" \
+    "in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  [[ $(grep -cv '^201$' "$codes") == 0 ]] || { echo "crediting failed"; exit 1; }
+}
+
+start_server "$WORK"
 
 # Resident memory every 2 s, to see growth over the run, not only the peak.
 # Bounded: stops with the server, or after 2 h.
@@ -79,15 +103,7 @@ echo "server pid $SERVER_PID at $URL, data dir $WORK/data"
 SAMPLER_PID=$!
 
 # --- 2. credit the users -------------------------------------------------------
-log "crediting $USERS users with $CREDIT_TRX TRX each (curl, 16 in parallel)"
-start=$(date +%s%N)
-seq 1 "$USERS" | xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\n' --max-time 10 \
-  -X POST "$URL/api/admin/users/{}/credit" -H 'Authorization: Bearer bench' \
-  -H 'Content-Type: application/json' \
-  -d "{\"amount_trx\": $CREDIT_TRX, \"reference\": \"bench-{}\"}" >"$WORK/credit.codes"
-echo "credit HTTP status (count code): $(sort "$WORK/credit.codes" | uniq -c | xargs)" \
-  "in $(( ($(date +%s%N) - start) / 1000000 )) ms"
-[[ $(grep -cv '^201$' "$WORK/credit.codes") == 0 ]] || { echo "crediting failed"; exit 1; }
+credit_users "$WORK"
 
 # --- 3. GET /api/orders/{id} on a quiet server, against a route that does nothing --------
 log "creating $GET_IDS orders with curl for the GET run"
@@ -176,6 +192,28 @@ cpu_s=$(awk '{printf "%d", ($14 + $15) / '"$(getconf CLK_TCK)"'}' /proc/"$SERVER
 rss_max_kb=$(awk '$2>m{m=$2} END{print m+0}' "$WORK/rss.log")
 data_du="$(du -sh "$WORK/data" | cut -f1) ($(cd "$WORK/data" && du -sh -- * | awk '{printf "%s %s  ", $2, $1}'))"
 
+# --- 7. intake alone -------------------------------------------------------------------
+# The same POST runs on a fresh server whose fulfilment is held to one order a second
+# (--saga-rate 1): what taking orders costs by itself, against what it does beside the
+# saga and the in-process devnet working at full speed on the same cores (sections 4-5).
+if [[ $INTAKE_SECONDS -gt 0 ]]; then
+  stop_server
+  kill "$SAMPLER_PID" 2>/dev/null || true
+  SAMPLER_PID=""
+  mkdir -p "$WORK/intake"
+  log "intake alone: a fresh server with --saga-rate 1"
+  start_server "$WORK/intake" --saga-rate 1
+  credit_users "$WORK/intake"
+  log "POST /api/orders, saturating, fulfilment held: ${INTAKE_SECONDS}s, $CONNS connections"
+  wrk -t"$THREADS" -c"$CONNS" -d"${INTAKE_SECONDS}s" --timeout 10s --latency \
+    -s "$HERE/orders.lua" "$URL" | tee "$WORK/intake-post.txt"
+  first_rate=${PACED_RATES%% *}
+  log "POST /api/orders, paced at $first_rate/s after it, fulfilment held: ${PACED_SECONDS}s"
+  BENCH_RATE=$first_rate wrk -t"$THREADS" -c"$CONNS" -d"${PACED_SECONDS}s" --timeout 10s --latency \
+    -s "$HERE/orders.lua" "$URL" | tee "$WORK/intake-paced.txt"
+  stop_server
+fi
+
 log "SUMMARY"
 cat <<EOF
 POST /api/orders (saturating, ${CONNS}c, ${ORDERS_SECONDS}s): $(rps "$WORK/post.txt") req/s  p50 $(field "$WORK/post.txt" 50%)  p99 $(field "$WORK/post.txt" 99%)  non-2xx $(non2xx "$WORK/post.txt")  socket errors: $(sockerr "$WORK/post.txt")
@@ -186,6 +224,10 @@ GET /api/orders/{id}, quiet (${CONNS}c, ${GET_SECONDS}s):     $(rps "$WORK/get-q
 GET /healthz, quiet (${CONNS}c, ${GET_SECONDS}s):              $(rps "$WORK/healthz.txt") req/s  (GET order / healthz = $(awk -v a="$(rps "$WORK/get-quiet.txt")" -v b="$(rps "$WORK/healthz.txt")" 'BEGIN{printf "%.2f", a / b}'))
 plain actix-web hello-world (${CONNS}c, ${GET_SECONDS}s):      $(rps "$WORK/hello.txt") req/s  (GET order / hello-world = $(awk -v a="$(rps "$WORK/get-quiet.txt")" -v b="$(rps "$WORK/hello.txt")" 'BEGIN{printf "%.2f", a / b}'); the target, 95k against 158k, is 0.60)
 GET /api/orders/{id}, saga busy (${CONNS}c, ${GET_SECONDS}s): $(rps "$WORK/get.txt") req/s  p50 $(field "$WORK/get.txt" 50%)  p99 $(field "$WORK/get.txt" 99%)  non-2xx $(non2xx "$WORK/get.txt")  socket errors: $(sockerr "$WORK/get.txt")
+$(if [[ $INTAKE_SECONDS -gt 0 ]]; then f=$WORK/intake-post.txt; g=$WORK/intake-paced.txt
+echo "POST, intake alone (fresh server, --saga-rate 1, saturating ${INTAKE_SECONDS}s): $(rps "$f") req/s  p50 $(field "$f" 50%)  p99 $(field "$f" 99%)  non-2xx $(non2xx "$f")"
+echo "POST, intake alone (paced ${PACED_RATES%% *}/s after it, ${PACED_SECONDS}s):        $(rps "$g") req/s achieved  p50 $(field "$g" 50%)  p99 $(field "$g" 99%)  non-2xx $(non2xx "$g")"
+fi)
 orders created (server, from balances): $orders_total
 orders created (wrk 2xx + curl ids):    $(( $(ok "$WORK/post.txt") + $(cat "$WORK"/paced-*.txt | ok /dev/stdin) + $(wc -l <"$WORK/ids.txt") ))  (wrk does not count requests still in flight when it stops)
 saga backlog as the saturating run ended: $backlog
