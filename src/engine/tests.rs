@@ -331,15 +331,27 @@ async fn a_writer_that_snapshots_decides_as_one_that_folds_the_whole_log() {
     ));
 }
 
-/// `key` of a snapshot tree once sled holds it: snapshots reach sled in the background.
-async fn written(tree: &AtomicTree, key: &[u8]) -> Option<sled::IVec> {
-    for _ in 0..500 {
-        if let Some(v) = tree.data().get(key).unwrap() {
-            return Some(v);
+/// What `look` finds, asked up to `attempts` times `every` apart (`None`: never found).
+async fn polled<T>(
+    attempts: u32,
+    every: Duration,
+    mut look: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    for _ in 0..attempts {
+        if let Some(found) = look() {
+            return Some(found);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(every).await;
     }
     None
+}
+
+/// `key` of a snapshot tree once sled holds it: snapshots reach sled in the background.
+async fn written(tree: &AtomicTree, key: &[u8]) -> Option<sled::IVec> {
+    polled(500, Duration::from_millis(10), || {
+        tree.data().get(key).unwrap()
+    })
+    .await
 }
 
 #[tokio::test]
@@ -366,13 +378,13 @@ async fn a_snapshot_that_does_not_read_back_is_dropped_and_the_log_folded_again(
     // And the write that put it there is over: until its journal is emptied, opening the
     // tree makes that write again, over the damage below.
     let journal = dir.path().join("models").join("derived-writer-0.journal");
-    for _ in 0..500 {
-        if std::fs::metadata(&journal).is_ok_and(|m| m.len() == 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
+    let emptied = polled(500, Duration::from_millis(10), || {
+        std::fs::metadata(&journal).ok().filter(|m| m.len() == 0)
+    });
+    assert!(
+        emptied.await.is_some(),
+        "the snapshot's journal never emptied"
+    );
     tree.data()
         .insert(&account, &b"not an account"[..])
         .unwrap();
@@ -435,14 +447,14 @@ async fn a_snapshot_ahead_of_its_log_is_refused() {
 }
 
 async fn balance_reaches(models: &ReadModels, user: UserId, sun: u64) {
-    for _ in 0..200 {
+    let reached = polled(200, Duration::from_millis(50), || {
         let now = models.balance(user).unwrap().map(|b| b.balance.as_sun());
-        if now == Some(sun) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the read models never showed a balance of {sun} SUN");
+        (now == Some(sun)).then_some(())
+    });
+    assert!(
+        reached.await.is_some(),
+        "the read models never showed a balance of {sun} SUN"
+    );
 }
 
 #[tokio::test]
