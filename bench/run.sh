@@ -58,6 +58,20 @@ log "building release binary into $CARGO_TARGET_DIR"
 (cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example actix_hello)
 
 export FLASHRENT_ADMIN_TOKEN=bench
+# Prints the URL that process PID writes to OUT (picked out by the sed script SCRIPT), waiting
+# up to SECONDS; fails the run, showing ERR, if the process ends or never writes it.
+listening_url() {
+  local pid=$1 out=$2 script=$3 seconds=$4 err=${5:-/dev/null} url=""
+  for _ in $(seq $((seconds * 10))); do
+    url=$(sed -n "$script" "$out")
+    [[ -n $url ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [[ -n $url ]] || { echo "$out: no listening address" >&2; cat "$err" >&2; exit 1; }
+  echo "$url"
+}
+
 # Starts `serve` on a fresh data dir DIR with any extra flags; sets SERVER_PID and URL.
 start_server() {
   local dir=$1; shift
@@ -65,15 +79,8 @@ start_server() {
   RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir/data" "$@" \
     >"$dir/server.out" 2>"$dir/server.err" &
   SERVER_PID=$!
-  local port=""
-  for _ in $(seq 300); do  # up to 30 s for startup
-    port=$(sed -n 's#^flashrent listening on http://127.0.0.1:\([0-9]*\)$#\1#p' "$dir/server.out")
-    [[ -n $port ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$dir/server.err"; exit 1; }
-    sleep 0.1
-  done
-  [[ -n $port ]] || { echo "server did not report its port"; cat "$dir/server.err"; exit 1; }
-  URL=http://127.0.0.1:$port
+  URL=$(listening_url "$SERVER_PID" "$dir/server.out" \
+    's#^flashrent listening on \(http://127.0.0.1:[0-9]*\)$#\1#p' 30 "$dir/server.err")
   echo "server pid $SERVER_PID at $URL, data dir $dir/data"
 }
 
@@ -136,12 +143,7 @@ wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --timeout 10s --latency "$URL/he
 log "GET / of a plain actix-web hello-world (bench/actix_hello.rs): ${GET_SECONDS}s, $CONNS connections"
 "$CARGO_TARGET_DIR/release/examples/actix_hello" >"$WORK/hello.out" &
 HELLO_PID=$!
-HELLO_URL=""
-for _ in $(seq 100); do
-  HELLO_URL=$(sed -n 's#^listening on \(http://.*\)$#\1#p' "$WORK/hello.out")
-  [[ -n $HELLO_URL ]] && break
-  sleep 0.1
-done
+HELLO_URL=$(listening_url "$HELLO_PID" "$WORK/hello.out" 's#^listening on \(http://.*\)$#\1#p' 10)
 wrk -t"$THREADS" -c"$CONNS" -d"${GET_SECONDS}s" --timeout 10s --latency "$HELLO_URL/" \
   | tee "$WORK/hello.txt"
 kill "$HELLO_PID"; wait "$HELLO_PID" 2>/dev/null || true
@@ -196,6 +198,7 @@ data_du="$(du -sh "$WORK/data" | cut -f1) ($(cd "$WORK/data" && du -sh -- * | aw
 # The same POST runs on a fresh server whose fulfilment is held to one order a second
 # (--saga-rate 1): what taking orders costs by itself, against what it does beside the
 # saga and the in-process devnet working at full speed on the same cores (sections 4-5).
+first_rate=${PACED_RATES%% *}
 if [[ $INTAKE_SECONDS -gt 0 ]]; then
   stop_server
   kill "$SAMPLER_PID" 2>/dev/null || true
@@ -207,7 +210,6 @@ if [[ $INTAKE_SECONDS -gt 0 ]]; then
   log "POST /api/orders, saturating, fulfilment held: ${INTAKE_SECONDS}s, $CONNS connections"
   wrk -t"$THREADS" -c"$CONNS" -d"${INTAKE_SECONDS}s" --timeout 10s --latency \
     -s "$HERE/orders.lua" "$URL" | tee "$WORK/intake-post.txt"
-  first_rate=${PACED_RATES%% *}
   log "POST /api/orders, paced at $first_rate/s after it, fulfilment held: ${PACED_SECONDS}s"
   BENCH_RATE=$first_rate wrk -t"$THREADS" -c"$CONNS" -d"${PACED_SECONDS}s" --timeout 10s --latency \
     -s "$HERE/orders.lua" "$URL" | tee "$WORK/intake-paced.txt"
@@ -226,7 +228,7 @@ plain actix-web hello-world (${CONNS}c, ${GET_SECONDS}s):      $(rps "$WORK/hell
 GET /api/orders/{id}, saga busy (${CONNS}c, ${GET_SECONDS}s): $(rps "$WORK/get.txt") req/s  p50 $(field "$WORK/get.txt" 50%)  p99 $(field "$WORK/get.txt" 99%)  non-2xx $(non2xx "$WORK/get.txt")  socket errors: $(sockerr "$WORK/get.txt")
 $(if [[ $INTAKE_SECONDS -gt 0 ]]; then f=$WORK/intake-post.txt; g=$WORK/intake-paced.txt
 echo "POST, intake alone (fresh server, --saga-rate 1, saturating ${INTAKE_SECONDS}s): $(rps "$f") req/s  p50 $(field "$f" 50%)  p99 $(field "$f" 99%)  non-2xx $(non2xx "$f")"
-echo "POST, intake alone (paced ${PACED_RATES%% *}/s after it, ${PACED_SECONDS}s):        $(rps "$g") req/s achieved  p50 $(field "$g" 50%)  p99 $(field "$g" 99%)  non-2xx $(non2xx "$g")"
+echo "POST, intake alone (paced $first_rate/s after it, ${PACED_SECONDS}s):        $(rps "$g") req/s achieved  p50 $(field "$g" 50%)  p99 $(field "$g" 99%)  non-2xx $(non2xx "$g")"
 fi)
 orders created (server, from balances): $orders_total
 orders created (wrk 2xx + curl ids):    $(( $(ok "$WORK/post.txt") + $(cat "$WORK"/paced-*.txt | ok /dev/stdin) + $(wc -l <"$WORK/ids.txt") ))  (wrk does not count requests still in flight when it stops)
