@@ -254,6 +254,8 @@ async fn read_decoded_past(
 /// How long a partition this process's writer holds may keep its checkpoint while the log
 /// holds more before its projector reads the log itself.
 const HELD_CHECK: Duration = Duration::from_secs(1);
+/// How often a held partition's projector asks whether it is still held.
+const HELD_POLL: Duration = Duration::from_millis(50);
 
 /// Runs a projector task per partition until `shutdown` turns true. Each record whose events
 /// it applied is then offered to `reactor` (if any); records the writer applied itself, claims
@@ -294,9 +296,16 @@ pub fn spawn_projectors(
                         }
                     };
                     if held(partition) {
-                        tokio::select! {
-                            _ = tokio::time::sleep(HELD_CHECK) => {}
-                            _ = shutdown.changed() => break,
+                        // Asked again every HELD_POLL: once this process stops writing the
+                        // partition (fenced, or the group moved it) the projector reads at
+                        // once, as a fenced command's forward waits for the claim that
+                        // fenced it to be applied here.
+                        let since = tokio::time::Instant::now();
+                        while held(partition) && since.elapsed() < HELD_CHECK {
+                            tokio::select! {
+                                _ = tokio::time::sleep(HELD_POLL) => {}
+                                _ = shutdown.changed() => return,
+                            }
                         }
                         let still = projector.models.checkpoint(projector.name, partition).ok() == Some(from);
                         if !still || !held(partition) {
