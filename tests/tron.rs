@@ -320,3 +320,34 @@ async fn the_api_key_goes_to_the_node_in_its_header() {
         "{headers:?}"
     );
 }
+
+#[tokio::test]
+async fn energy_totals_are_read_once_per_head_block_seen() {
+    // No block of its own for ten minutes: blocks come only when the test asks for one.
+    let devnet = DevnetProc::standard(600_000);
+    let c = client(vec![devnet.base.clone()]);
+    let reads = || async {
+        devnet.state().await["requests"]["/wallet/getaccountresource"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // No head seen yet: every signature asks.
+    c.sign_delegation(&delegation(65_000)).await.unwrap();
+    c.sign_delegation(&delegation(65_000)).await.unwrap();
+    assert_eq!(reads().await, 2);
+    // Within one head block, once.
+    c.head_block().await.unwrap();
+    c.sign_delegation(&delegation(65_000)).await.unwrap();
+    c.sign_delegation(&delegation(65_000)).await.unwrap();
+    assert_eq!(reads().await, 3);
+    // A new head block, once more.
+    devnet.wallet("/admin/produce-block", json!({})).await;
+    c.head_block().await.unwrap();
+    c.sign_delegation(&delegation(65_000)).await.unwrap();
+    c.sign_delegation(&delegation(65_000)).await.unwrap();
+    assert_eq!(reads().await, 4);
+    // A head seen too long ago is not trusted to still be the head.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    c.sign_delegation(&delegation(65_000)).await.unwrap();
+    assert_eq!(reads().await, 5);
+}

@@ -22,6 +22,9 @@ const RETRIES_PER_NODE: u32 = 3;
 const EXPIRY_GRACE: Duration = Duration::from_secs(6);
 /// A node-built transaction must not be valid longer than this (java-tron builds +60 s).
 const MAX_EXPIRATION_AHEAD: Duration = Duration::from_secs(10 * 60);
+/// Energy totals read while the head seen last was the same block are used again, if that
+/// head was seen this recently (the saga's block scanner reads it every poll interval).
+const TOTALS_REUSE_WITHIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct TronConfig {
@@ -62,6 +65,10 @@ pub struct TronClient {
     keys: HashMap<TronAddress, SecretKey>,
     config: TronConfig,
     last_timestamp: Mutex<i64>,
+    /// The head block this client read last, and when.
+    head_seen: Mutex<Option<(u64, Instant)>>,
+    /// Energy totals, and the head seen last when they were read.
+    totals: Mutex<Option<(u64, EnergyTotals)>>,
 }
 
 /// The chain's energy totals (`/wallet/getaccountresource`).
@@ -150,6 +157,8 @@ impl TronClient {
             keys: keys.into_iter().map(|k| (k.address(), k)).collect(),
             config,
             last_timestamp: Mutex::new(0),
+            head_seen: Mutex::new(None),
+            totals: Mutex::new(None),
         })
     }
 
@@ -226,7 +235,32 @@ impl TronClient {
         Ok(v)
     }
 
+    /// The totals change only as a block is applied, so while no newer head has been seen
+    /// the last answer is the node's answer: at most a scanner poll behind the head, where
+    /// any answer is at least a block behind the one its delegation will land in.
     pub async fn energy_totals(
+        &self,
+        any_account: &TronAddress,
+    ) -> Result<EnergyTotals, ChainError> {
+        let head = *self.head_seen.lock().expect("head lock");
+        let head = head
+            .filter(|(_, at)| at.elapsed() < TOTALS_REUSE_WITHIN)
+            .map(|(number, _)| number);
+        if let (Some(head), Some((read_at, totals))) =
+            (head, *self.totals.lock().expect("totals lock"))
+        {
+            if read_at == head {
+                return Ok(totals);
+            }
+        }
+        let totals = self.read_energy_totals(any_account).await?;
+        if let Some(head) = head {
+            *self.totals.lock().expect("totals lock") = Some((head, totals));
+        }
+        Ok(totals)
+    }
+
+    async fn read_energy_totals(
         &self,
         any_account: &TronAddress,
     ) -> Result<EnergyTotals, ChainError> {
@@ -532,7 +566,10 @@ impl Chain for TronClient {
             .as_i64()
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
         match (raw["number"].as_u64(), time) {
-            (Some(number), Some(time)) => Ok(BlockHead { number, time }),
+            (Some(number), Some(time)) => {
+                *self.head_seen.lock().expect("head lock") = Some((number, Instant::now()));
+                Ok(BlockHead { number, time })
+            }
             _ => Err(ChainError::Retryable(
                 "the node's head block has no number or timestamp".into(),
             )),
