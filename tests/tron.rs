@@ -351,3 +351,46 @@ async fn energy_totals_are_read_once_per_head_block_seen() {
     c.sign_delegation(&delegation(65_000)).await.unwrap();
     assert_eq!(reads().await, 5);
 }
+
+#[tokio::test]
+async fn the_head_is_read_without_its_transactions_and_from_getnowblock_on_older_nodes() {
+    let count =
+        |state: serde_json::Value, path: &str| state["requests"][path].as_u64().unwrap_or(0);
+    let devnet = DevnetProc::standard(600_000);
+    devnet.wallet("/admin/produce-block", json!({})).await;
+    let c = client(vec![devnet.base.clone()]);
+    let head = c.head_block().await.unwrap();
+    let now = devnet.wallet("/wallet/getnowblock", json!({})).await;
+    assert_eq!(now["block_header"]["raw_data"]["number"], head.number);
+    let state = devnet.state().await;
+    assert_eq!(count(state.clone(), "/wallet/getblock"), 1);
+    assert_eq!(
+        count(state, "/wallet/getnowblock"),
+        1,
+        "only the test's own"
+    );
+    // The endpoint as java-tron serves it: by number, by id, `{}` for a block it lacks.
+    let by_number = devnet
+        .wallet(
+            "/wallet/getblock",
+            json!({"id_or_num": head.number.to_string()}),
+        )
+        .await;
+    assert_eq!(by_number, now);
+    let by_id = devnet
+        .wallet("/wallet/getblock", json!({"id_or_num": now["blockID"]}))
+        .await;
+    assert_eq!(by_id, now);
+    let beyond = json!({"id_or_num": (head.number + 1).to_string(), "detail": false});
+    assert_eq!(devnet.wallet("/wallet/getblock", beyond).await, json!({}));
+
+    // A node without getblock is asked once, then getnowblock.
+    let old = DevnetProc::standard(600_000);
+    old.faults(json!({"no_getblock": true})).await;
+    let c = client(vec![old.base.clone()]);
+    assert_eq!(c.head_block().await.unwrap().number, 0);
+    assert_eq!(c.head_block().await.unwrap().number, 0);
+    let state = old.state().await;
+    assert_eq!(count(state.clone(), "/wallet/getblock"), 1);
+    assert_eq!(count(state, "/wallet/getnowblock"), 2);
+}

@@ -341,6 +341,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/wallet/gettransactioninfobyblocknum",
             web::post().to(block_infos),
         )
+        .route("/wallet/getblock", web::post().to(get_block))
         .route("/wallet/getnowblock", web::post().to(now_block))
         .route("/wallet/getnowblock", web::get().to(now_block))
         .route("/admin/faults", web::post().to(set_faults))
@@ -522,6 +523,35 @@ async fn block_infos(node: web::Data<Node>, body: web::Json<Value>) -> HttpRespo
             .lock()
             .expect("devnet lock")
             .block_infos_json(number),
+    )
+}
+
+/// `{"id_or_num": number, block id or "" for the head, "detail": false}`; `{}` for a block
+/// it does not have, as java-tron answers.
+async fn get_block(node: web::Data<Node>, body: web::Json<Value>) -> HttpResponse {
+    gated!(node);
+    let s = node.state.lock().expect("devnet lock");
+    if s.faults.no_getblock {
+        return HttpResponse::NotFound().finish();
+    }
+    if body.get("detail").and_then(Value::as_bool) == Some(true) {
+        return error("detail: the devnet serves block headers only");
+    }
+    let wanted = body.get("id_or_num").and_then(Value::as_str).unwrap_or("");
+    let number = if wanted.is_empty() {
+        Some(s.head().0)
+    } else if let Ok(n) = wanted.parse::<u64>() {
+        Some(n)
+    } else {
+        match hex::decode(wanted) {
+            Ok(id) => s.block_number_of(&id),
+            Err(_) => return error("id_or_num: a block number or a block id in hex"),
+        }
+    };
+    HttpResponse::Ok().json(
+        number
+            .and_then(|n| s.block_json(n))
+            .unwrap_or_else(|| json!({})),
     )
 }
 

@@ -37,6 +37,8 @@ pub struct Faults {
     pub tamper_build: bool,
     /// Every `/wallet` call answers HTTP 503.
     pub down: bool,
+    /// `/wallet/getblock` answers HTTP 404, as java-tron before 4.5.2 does.
+    pub no_getblock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -716,11 +718,25 @@ impl ChainState {
     }
 
     pub fn now_block_json(&self) -> Value {
-        let (number, id, ts) = self.head();
-        json!({
+        let (number, _, _) = self.head();
+        self.block_json(number).expect("the head exists")
+    }
+
+    /// A block's header as java-tron shows it; the devnet's blocks list no transactions.
+    pub fn block_json(&self, number: u64) -> Option<Value> {
+        let (id, ts) = self.blocks.get(usize::try_from(number).ok()?)?;
+        Some(json!({
             "blockID": hex::encode(id),
             "block_header": {"raw_data": {"number": number, "timestamp": ts}},
-        })
+        }))
+    }
+
+    /// The number of the block with this id.
+    pub fn block_number_of(&self, id: &[u8]) -> Option<u64> {
+        self.blocks
+            .iter()
+            .position(|(b, _)| b.as_slice() == id)
+            .map(|n| n as u64)
     }
 
     pub fn summary_json(&self) -> Value {

@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use flashrent_events::{EnergyAmount, OrderId, TronAddress};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ const MAX_EXPIRATION_AHEAD: Duration = Duration::from_secs(10 * 60);
 /// Energy totals read while the head seen last was the same block are used again, if that
 /// head was seen this recently (the saga's block scanner reads it every poll interval).
 const TOTALS_REUSE_WITHIN: Duration = Duration::from_secs(1);
+/// What [`TronClient::try_once`] says of an HTTP 404.
+const NOT_SERVED: &str = "HTTP 404 Not Found: the node does not serve this path";
 
 #[derive(Debug, Clone)]
 pub struct TronConfig {
@@ -69,6 +72,8 @@ pub struct TronClient {
     head_seen: Mutex<Option<(u64, Instant)>>,
     /// Energy totals, and the head seen last when they were read.
     totals: Mutex<Option<(u64, EnergyTotals)>>,
+    /// Set once a node said it has no `/wallet/getblock` (added in java-tron 4.5.2).
+    getblock_missing: AtomicBool,
 }
 
 /// The chain's energy totals (`/wallet/getaccountresource`).
@@ -159,6 +164,7 @@ impl TronClient {
             last_timestamp: Mutex::new(0),
             head_seen: Mutex::new(None),
             totals: Mutex::new(None),
+            getblock_missing: AtomicBool::new(false),
         })
     }
 
@@ -171,6 +177,23 @@ impl TronClient {
     /// POSTs to the first node that answers: ≤3 retries with backoff per node, then the next
     /// node; a node that used up its retries is passed over for a while.
     async fn call(&self, path: &str, body: Value) -> Result<Value, ChainError> {
+        self.call_nodes(path, &body, false)
+            .await?
+            .ok_or_else(|| ChainError::Retryable(format!("no TRON node serves {path}")))
+    }
+
+    /// [`Self::call`] for an endpoint older nodes lack: `None` once a node answers that it
+    /// does not serve `path` (HTTP 404), which is neither retried nor held against the node.
+    async fn call_if_served(&self, path: &str, body: Value) -> Result<Option<Value>, ChainError> {
+        self.call_nodes(path, &body, true).await
+    }
+
+    async fn call_nodes(
+        &self,
+        path: &str,
+        body: &Value,
+        may_be_missing: bool,
+    ) -> Result<Option<Value>, ChainError> {
         let now = Instant::now();
         let mut order: Vec<&Node> = self
             .nodes
@@ -193,11 +216,12 @@ impl TronClient {
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                 }
-                match self.try_once(node, path, &body).await {
+                match self.try_once(node, path, body).await {
                     Ok(v) => {
                         *node.skipped_until.lock().expect("node lock") = None;
-                        return Ok(v);
+                        return Ok(Some(v));
                     }
+                    Err(e) if may_be_missing && e == NOT_SERVED => return Ok(None),
                     Err(e) => {
                         tracing::debug!(node = %node.url, path, attempt, error = %e, "TRON node call failed");
                         last = e;
@@ -223,6 +247,9 @@ impl TronClient {
             .map_err(|e| format!("transport: {e}"))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| format!("body: {e}"))?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(NOT_SERVED.to_owned());
+        }
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
@@ -559,8 +586,26 @@ impl Chain for TronClient {
         Ok(status_of(&v))
     }
 
+    /// The head's header from `/wallet/getblock` without transactions: `getnowblock` lists
+    /// all of the head block's transactions (hundreds on mainnet), and the saga's scanner asks
+    /// for the head every poll. A node too old to serve `getblock` is asked `getnowblock`
+    /// from then on.
     async fn head_block(&self) -> Result<BlockHead, ChainError> {
-        let v = self.call("/wallet/getnowblock", json!({})).await?;
+        let header_only = if self.getblock_missing.load(Ordering::Relaxed) {
+            None
+        } else {
+            let asked = json!({"id_or_num": "", "detail": false});
+            let v = self.call_if_served("/wallet/getblock", asked).await?;
+            if v.is_none() {
+                tracing::info!("the TRON node does not serve /wallet/getblock; asking /wallet/getnowblock for the head");
+                self.getblock_missing.store(true, Ordering::Relaxed);
+            }
+            v
+        };
+        let v = match header_only {
+            Some(v) => v,
+            None => self.call("/wallet/getnowblock", json!({})).await?,
+        };
         let raw = &v["block_header"]["raw_data"];
         let time = raw["timestamp"]
             .as_i64()
