@@ -154,9 +154,7 @@ struct Parked {
 
 struct Watch {
     order: OrderId,
-    /// When the chain was last asked about this transaction alone, or when this process sent
-    /// it while the scanner kept up: the scanner reads every block after that, so a direct
-    /// ask is only the fallback, [`ASK_DIRECTLY_EVERY`] later.
+    /// When the chain was last asked about this transaction alone.
     asked: Option<Instant>,
     /// What the block scanner found, not yet taken by the order.
     outcome: Option<TxStatus>,
@@ -610,7 +608,7 @@ impl Saga {
             }
             Step::BroadcastDelegation(tx) => match self.0.chain.broadcast(&tx).await {
                 Ok(()) => {
-                    self.sent(id, &tx.tx_id);
+                    self.note_sent(&tx.tx_id);
                     crash_point("after_broadcast");
                 }
                 Err(ChainError::Stale(why)) => {
@@ -682,7 +680,7 @@ impl Saga {
                 order(cmd).await?;
             }
             Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
-                Ok(()) => self.sent(id, &tx.tx_id),
+                Ok(()) => self.note_sent(&tx.tx_id),
                 Err(ChainError::Stale(why)) => {
                     tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
                     order(OrderCmd::ExpireReclaim { tx_id: tx.tx_id }).await?;
@@ -737,21 +735,6 @@ impl Saga {
             self.0.watched.lock().expect("saga lock").remove(&tx.tx_id);
         }
         Ok(outcome)
-    }
-
-    /// Notes a transaction this process has just broadcast for the order. While the scanner
-    /// keeps up it is watched at once, as if just asked about: it can only land in a block
-    /// the scanner has yet to read, so asking the node straight away would learn nothing.
-    fn sent(&self, order: OrderId, tx_id: &str) {
-        self.note_sent(tx_id);
-        if self.scanner_keeps_up() {
-            let mut watched = self.0.watched.lock().expect("saga lock");
-            watched.entry(tx_id.to_owned()).or_insert(Watch {
-                order,
-                asked: Some(Instant::now()),
-                outcome: None,
-            });
-        }
     }
 
     /// Watches the transaction for the order (from now on the scanner reports it), and says
