@@ -98,6 +98,13 @@ credit_users() {
   [[ $(grep -cv '^201$' "$codes") == 0 ]] || { echo "crediting failed"; exit 1; }
 }
 
+# POST /api/orders with wrk for SECONDS, output teed to OUT; at RATE orders/s, or saturating.
+post_orders() {
+  local seconds=$1 out=$2 rate=${3:-0}
+  BENCH_RATE=$rate wrk -t"$THREADS" -c"$CONNS" -d"${seconds}s" --timeout 10s --latency \
+    -s "$HERE/orders.lua" "$URL" | tee "$out"
+}
+
 start_server "$WORK"
 
 # Resident memory every 2 s, to see growth over the run, not only the peak.
@@ -152,15 +159,13 @@ HELLO_PID=""
 # --- 4. POST /api/orders ----------------------------------------------------------
 export BENCH_USERS=$USERS BENCH_THREADS=$THREADS
 log "POST /api/orders, saturating: ${ORDERS_SECONDS}s, $CONNS connections, $THREADS threads"
-wrk -t"$THREADS" -c"$CONNS" -d"${ORDERS_SECONDS}s" --timeout 10s --latency \
-  -s "$HERE/orders.lua" "$URL" | tee "$WORK/post.txt"
+post_orders "$ORDERS_SECONDS" "$WORK/post.txt"
 # The saga's backlog when the saturating run stops: orders by status, and what it works on.
 backlog=$(curl -s "$URL/metrics" | awk '/^(flashrent_)?orders\{/ || /^(flashrent_)?saga_in_flight /{printf "%s ", $0}')
 
 for rate in $PACED_RATES; do
   log "POST /api/orders, paced at $rate/s: ${PACED_SECONDS}s, $CONNS connections"
-  BENCH_RATE=$rate wrk -t"$THREADS" -c"$CONNS" -d"${PACED_SECONDS}s" --timeout 10s --latency \
-    -s "$HERE/orders.lua" "$URL" | tee "$WORK/paced-$rate.txt"
+  post_orders "$PACED_SECONDS" "$WORK/paced-$rate.txt" "$rate"
 done
 
 # --- 5. GET /api/orders/{id} while the saga works through the POST runs' backlog ---------
@@ -208,11 +213,9 @@ if [[ $INTAKE_SECONDS -gt 0 ]]; then
   start_server "$WORK/intake" --saga-rate 1
   credit_users "$WORK/intake"
   log "POST /api/orders, saturating, fulfilment held: ${INTAKE_SECONDS}s, $CONNS connections"
-  wrk -t"$THREADS" -c"$CONNS" -d"${INTAKE_SECONDS}s" --timeout 10s --latency \
-    -s "$HERE/orders.lua" "$URL" | tee "$WORK/intake-post.txt"
+  post_orders "$INTAKE_SECONDS" "$WORK/intake-post.txt"
   log "POST /api/orders, paced at $first_rate/s after it, fulfilment held: ${PACED_SECONDS}s"
-  BENCH_RATE=$first_rate wrk -t"$THREADS" -c"$CONNS" -d"${PACED_SECONDS}s" --timeout 10s --latency \
-    -s "$HERE/orders.lua" "$URL" | tee "$WORK/intake-paced.txt"
+  post_orders "$PACED_SECONDS" "$WORK/intake-paced.txt" "$first_rate"
   stop_server
 fi
 
