@@ -319,12 +319,10 @@ async fn waiting_orders_learn_of_their_delegations_from_each_new_block_not_by_as
     }
     let state = devnet.state().await;
     assert_eq!(state["delegations_applied"], ids.len());
-    let asked = state["requests"]["/wallet/gettransactioninfobyid"]
-        .as_u64()
-        .unwrap_or(0);
-    let scanned = state["requests"]["/wallet/gettransactioninfobyblocknum"]
-        .as_u64()
-        .unwrap_or(0);
+    let asked = devnet.requests("/wallet/gettransactioninfobyid").await;
+    let scanned = devnet
+        .requests("/wallet/gettransactioninfobyblocknum")
+        .await;
     // One ask per transaction when the saga starts watching it, a second for one still
     // waiting 5 s later; without the scan, about six each.
     assert!(

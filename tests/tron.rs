@@ -326,11 +326,7 @@ async fn energy_totals_are_read_once_per_head_block_seen() {
     // No block of its own for ten minutes: blocks come only when the test asks for one.
     let devnet = DevnetProc::standard(600_000);
     let c = client(vec![devnet.base.clone()]);
-    let reads = || async {
-        devnet.state().await["requests"]["/wallet/getaccountresource"]
-            .as_u64()
-            .unwrap_or(0)
-    };
+    let reads = || devnet.requests("/wallet/getaccountresource");
     // No head seen yet: every signature asks.
     c.sign_delegation(&delegation(65_000)).await.unwrap();
     c.sign_delegation(&delegation(65_000)).await.unwrap();
@@ -354,18 +350,15 @@ async fn energy_totals_are_read_once_per_head_block_seen() {
 
 #[tokio::test]
 async fn the_head_is_read_without_its_transactions_and_from_getnowblock_on_older_nodes() {
-    let count =
-        |state: serde_json::Value, path: &str| state["requests"][path].as_u64().unwrap_or(0);
     let devnet = DevnetProc::standard(600_000);
     devnet.wallet("/admin/produce-block", json!({})).await;
     let c = client(vec![devnet.base.clone()]);
     let head = c.head_block().await.unwrap();
     let now = devnet.wallet("/wallet/getnowblock", json!({})).await;
     assert_eq!(now["block_header"]["raw_data"]["number"], head.number);
-    let state = devnet.state().await;
-    assert_eq!(count(state.clone(), "/wallet/getblock"), 1);
+    assert_eq!(devnet.requests("/wallet/getblock").await, 1);
     assert_eq!(
-        count(state, "/wallet/getnowblock"),
+        devnet.requests("/wallet/getnowblock").await,
         1,
         "only the test's own"
     );
@@ -390,7 +383,6 @@ async fn the_head_is_read_without_its_transactions_and_from_getnowblock_on_older
     let c = client(vec![old.base.clone()]);
     assert_eq!(c.head_block().await.unwrap().number, 0);
     assert_eq!(c.head_block().await.unwrap().number, 0);
-    let state = old.state().await;
-    assert_eq!(count(state.clone(), "/wallet/getblock"), 1);
-    assert_eq!(count(state, "/wallet/getnowblock"), 2);
+    assert_eq!(old.requests("/wallet/getblock").await, 1);
+    assert_eq!(old.requests("/wallet/getnowblock").await, 2);
 }

@@ -379,6 +379,11 @@ impl DevnetProc {
         json_of(self.http.get(format!("{}/admin/state", self.base))).await
     }
 
+    /// How many requests to `path` the devnet has answered.
+    pub async fn requests(&self, path: &str) -> u64 {
+        self.state().await["requests"][path].as_u64().unwrap_or(0)
+    }
+
     pub async fn faults(&self, faults: Value) {
         let r = self
             .http
