@@ -67,8 +67,17 @@ async fn orders_a_full_saga_queue_turned_away_are_found_again_and_all_complete()
     assert_eq!(app.balance_sun("91").await, 200_000_000 - 24 * 5_850_000);
 }
 
-async fn crash_and_resume(crash_at: &str) {
-    let devnet = DevnetProc::standard(50);
+/// Kills the server at `crash_at`, and starts it again, after the delegation's transaction
+/// has expired when `tx_expiration_ms` is given (the devnet's builders make transactions
+/// that live that long).
+async fn crash_and_resume(crash_at: &str, tx_expiration_ms: Option<u64>) {
+    let devnet = match tx_expiration_ms {
+        None => DevnetProc::standard(50),
+        Some(ms) => DevnetProc::standard_with(json!({
+            "block_interval_ms": 50,
+            "tx_expiration_ms": ms,
+        })),
+    };
     let temp = tempfile::tempdir().unwrap();
     let env = chain_env(&devnet);
     let mut crashing = env.clone();
@@ -90,6 +99,12 @@ async fn crash_and_resume(crash_at: &str) {
         }
     }
     assert_eq!(before, expected);
+    if let Some(ms) = tx_expiration_ms {
+        // Blocks come every 50 ms: the chain's clock passes the expiration with the wall's.
+        tokio::time::sleep(Duration::from_millis(ms + 500)).await;
+        let sent = devnet.requests("/wallet/broadcasthex").await;
+        assert_eq!(sent, 1, "the transaction went out once before the restart");
+    }
 
     let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
     let o = app.wait_final(&id).await;
@@ -122,12 +137,58 @@ async fn crash_and_resume(crash_at: &str) {
 
 #[tokio::test]
 async fn killed_between_signed_and_broadcast_the_order_still_delegates_exactly_once() {
-    crash_and_resume("after_sign").await;
+    crash_and_resume("after_sign", None).await;
 }
 
 #[tokio::test]
 async fn killed_between_broadcast_and_confirmed_the_order_still_delegates_exactly_once() {
-    crash_and_resume("after_broadcast").await;
+    crash_and_resume("after_broadcast", None).await;
+}
+
+#[tokio::test]
+async fn restarted_after_its_landed_delegation_expired_the_order_still_delegates_exactly_once() {
+    // Sent again after the restart, the landed transaction is answered "expired" (java-tron
+    // checks the expiration before duplicates): the order must find it landed, not sign a
+    // second delegation.
+    crash_and_resume("after_broadcast", Some(2_000)).await;
+}
+
+#[tokio::test]
+async fn restarted_after_its_landed_reclaim_expired_the_rental_still_ends_once() {
+    let devnet = DevnetProc::standard_with(json!({
+        "block_interval_ms": 50,
+        "tx_expiration_ms": 2_000,
+    }));
+    let temp = tempfile::tempdir().unwrap();
+    let mut env = chain_env(&devnet);
+    env.push(("FLASHRENT_PRICES", "1m=10,1h=90".to_owned()));
+    env.push(("FLASHRENT_RENTAL_TIME_SCALE", "0.05".to_owned()));
+    let mut crashing = env.clone();
+    crashing.push(("FLASHRENT_CRASH_AT", "after_reclaim_broadcast".to_owned()));
+    let mut app = TestApp::spawn_in(temp.path(), &refs(&crashing)).await;
+    let id = place(&app, "92", "1m", "0.65").await;
+    assert!(
+        app.wait_exit(30),
+        "the server did not stop after the reclaim"
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let state = devnet.state().await;
+    assert_eq!(state["undelegations_applied"], 1, "{state}");
+
+    // Sent again, the landed reclaim is answered "expired": a fresh one would be refused
+    // (nothing is delegated any more) and the rental would never end.
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let o = app
+        .wait_order(&id, 30, |o| o["rental_ended_at"].is_string())
+        .await;
+    let state = devnet.state().await;
+    assert_eq!(state["undelegations_applied"], 1, "{state}");
+    assert_eq!(state["delegated_resources"], json!([]));
+    assert_eq!(
+        devnet.requests("/wallet/undelegateresource").await,
+        1,
+        "one reclaim built: {o}"
+    );
 }
 
 #[tokio::test]

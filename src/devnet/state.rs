@@ -475,8 +475,17 @@ impl ChainState {
                 )
             }
         };
-        if self.known.contains(&id) {
-            return err("DUP_TRANSACTION_ERROR", "Dup transaction.".into(), Some(id));
+        // java-tron's order (Wallet.broadcastTransaction checks the expiration, then
+        // Manager.processTransaction TAPOS, then duplicates): a transaction that landed is
+        // answered "expired", not "duplicate", once it has expired. Its transaction-id cache
+        // that would answer "duplicate" first is off by default (`trxCacheEnable`).
+        let now = now_ms();
+        if tx.expiration <= now || tx.expiration > now + DAY_MS {
+            return err(
+                "TRANSACTION_EXPIRATION_ERROR",
+                "Transaction expired".into(),
+                Some(id),
+            );
         }
         let tapos_ok = self
             .blocks
@@ -492,13 +501,8 @@ impl ChainState {
         if !tapos_ok {
             return err("TAPOS_ERROR", "Tapos check error.".into(), Some(id));
         }
-        let now = now_ms();
-        if tx.expiration <= now || tx.expiration > now + DAY_MS {
-            return err(
-                "TRANSACTION_EXPIRATION_ERROR",
-                "Transaction expired".into(),
-                Some(id),
-            );
+        if self.known.contains(&id) {
+            return err("DUP_TRANSACTION_ERROR", "Dup transaction.".into(), Some(id));
         }
         let [sig] = &sigs[..] else {
             return err(

@@ -612,8 +612,13 @@ impl Saga {
                     crash_point("after_broadcast");
                 }
                 Err(ChainError::Stale(why)) => {
-                    tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
-                    order(OrderCmd::ExpireDelegation { tx_id: tx.tx_id }).await?;
+                    if self.unseen(&tx.tx_id).await? {
+                        tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
+                        order(OrderCmd::ExpireDelegation { tx_id: tx.tx_id }).await?;
+                    } else {
+                        // Sent before a restart and landed: waited on like one just sent.
+                        self.note_sent(&tx.tx_id);
+                    }
                 }
                 Err(ChainError::Refused(why)) => {
                     self.fail(o, FailureReason::DelegationFailed, &why, Some(tx.tx_id))
@@ -680,10 +685,17 @@ impl Saga {
                 order(cmd).await?;
             }
             Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
-                Ok(()) => self.note_sent(&tx.tx_id),
+                Ok(()) => {
+                    self.note_sent(&tx.tx_id);
+                    crash_point("after_reclaim_broadcast");
+                }
                 Err(ChainError::Stale(why)) => {
-                    tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
-                    order(OrderCmd::ExpireReclaim { tx_id: tx.tx_id }).await?;
+                    if self.unseen(&tx.tx_id).await? {
+                        tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
+                        order(OrderCmd::ExpireReclaim { tx_id: tx.tx_id }).await?;
+                    } else {
+                        self.note_sent(&tx.tx_id);
+                    }
                 }
                 Err(ChainError::Refused(why)) => {
                     // Never sent: a fresh one is signed once the chain would take it.
@@ -958,10 +970,18 @@ impl Saga {
         }
         self.note_sent(&tx.tx_id);
         let stale = matches!(self.0.chain.broadcast(tx).await, Err(ChainError::Stale(_)));
-        if !stale {
-            return false;
-        }
-        matches!(self.0.chain.status(&tx.tx_id).await, Ok(TxStatus::Unknown))
+        stale && self.unseen(&tx.tx_id).await.unwrap_or(false)
+    }
+
+    /// Whether the chain has no trace of a transaction the node called stale (expired, or
+    /// its reference block gone), so it can never land. A stale answer alone proves nothing:
+    /// java-tron checks the expiration before duplicates, so a transaction that landed is
+    /// called expired when sent again after its expiry (after a restart, say).
+    async fn unseen(&self, tx_id: &str) -> Result<bool, ChainError> {
+        Ok(matches!(
+            self.0.chain.status(tx_id).await?,
+            TxStatus::Unknown
+        ))
     }
 
     /// Whether this process sent the transaction within the last [`REBROADCAST_EVERY`].

@@ -366,13 +366,17 @@ impl DevnetProc {
     /// A devnet with one funded supplier (`SUPPLIER_KEY`, 100,000 TRX of ENERGY stake) and
     /// the activated `RENTER`.
     pub fn standard(block_ms: u64) -> DevnetProc {
-        Self::spawn(json!({
-            "block_interval_ms": block_ms,
-            "accounts": [
-                {"private_key": SUPPLIER_KEY, "balance_sun": 1_000_000_000, "energy_stake_sun": 100_000_000_000u64},
-                {"address": RENTER, "balance_sun": 1_000_000},
-            ]
-        }))
+        Self::standard_with(json!({ "block_interval_ms": block_ms }))
+    }
+
+    /// [`DevnetProc::standard`]'s accounts, with these settings of the seed
+    /// (`block_interval_ms`, `tx_expiration_ms`, …).
+    pub fn standard_with(mut settings: Value) -> DevnetProc {
+        settings["accounts"] = json!([
+            {"private_key": SUPPLIER_KEY, "balance_sun": 1_000_000_000, "energy_stake_sun": 100_000_000_000u64},
+            {"address": RENTER, "balance_sun": 1_000_000},
+        ]);
+        Self::spawn(settings)
     }
 
     pub async fn state(&self) -> Value {
