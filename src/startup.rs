@@ -490,6 +490,9 @@ fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
         args.tron_nodes.clone()
     };
     let mut config = TronConfig::new(nodes);
+    if demo {
+        config.block_interval = Duration::from_millis(args.devnet_block_ms);
+    }
     config.api_key = args.tron_api_key.clone().filter(|k| !k.expose().is_empty());
     config.use_lock = args.tron_lock;
     config.request_timeout = Duration::from_millis(args.tron_timeout_ms.max(1));

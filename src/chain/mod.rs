@@ -81,7 +81,8 @@ pub trait Chain: Send + Sync + 'static {
     /// How every transaction in block `number` settled, by transaction id: one request per
     /// block, however many transactions are waiting on it.
     async fn block_outcomes(&self, number: u64) -> Result<Vec<(String, TxStatus)>, ChainError>;
-    /// The chain's typical time from broadcast to confirmation, for estimates shown to users.
+    /// The chain's typical time from broadcast to confirmation (its block interval), for
+    /// estimates shown to users and for how the saga waits.
     fn expected_confirmation(&self) -> Duration;
     /// Supplier wallets this chain can sign for, with the energy each can delegate now.
     async fn supplier_inventory(&self) -> Result<Vec<(TronAddress, EnergyAmount)>, ChainError> {

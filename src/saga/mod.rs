@@ -46,6 +46,10 @@ const ENGINE_COMMANDS_AT_ONCE: usize = 32;
 /// the scanner cannot see one that never lands (to send it again, or find it expired), nor
 /// one that landed before the saga started watching it. As often as a rebroadcast is due.
 const ASK_DIRECTLY_EVERY: Duration = REBROADCAST_EVERY;
+/// A transaction is watched from before its first broadcast, without the direct ask after it,
+/// on a chain whose blocks come at least this far apart: no block can hold it by the time
+/// the ask would reach the node. (A devnet making a block per broadcast is asked at once.)
+const WATCH_AHEAD_FROM_BLOCKS_OF: Duration = Duration::from_secs(1);
 /// The scanner counts as keeping up while it reached the chain's head this recently.
 const SCAN_STALE_AFTER: Duration = Duration::from_secs(10);
 /// Blocks scanned per round at most, so a long way behind is caught up in steps.
@@ -109,10 +113,10 @@ struct Inner {
     parked: Mutex<Parked>,
     /// Per waiting order: the next poll interval (it backs off) and failures on chain so far.
     pauses: Mutex<HashMap<OrderId, Pause>>,
-    /// Broadcast transactions the saga waits on, by id. The block scanner reads each new
-    /// block's outcomes once and wakes the orders whose transactions it finds, so waiting
-    /// costs one request per block rather than one per order and poll.
-    watched: Mutex<HashMap<String, Watch>>,
+    /// Broadcast transactions the saga waits on, and where the block scanner stands. The
+    /// scanner reads each new block's outcomes once and wakes the orders whose transactions
+    /// it finds, so waiting costs one request per block rather than one per order and poll.
+    watched: Mutex<Watches>,
     /// When the block scanner last reached the chain's head.
     scanned_at: Mutex<Option<Instant>>,
     /// When the next order may be started, under [`SagaConfig::start_rate`].
@@ -150,6 +154,15 @@ struct Queues {
 struct Parked {
     by_time: BTreeSet<(Instant, OrderId)>,
     ids: HashSet<OrderId>,
+}
+
+#[derive(Default)]
+struct Watches {
+    by_tx: HashMap<String, Watch>,
+    /// The next block the scanner reads, once it has found the head. Kept under the same lock
+    /// as the watches: a transaction first sent after it was watched while this was set can
+    /// only land in a block the scanner has yet to read.
+    scan_next: Option<u64>,
 }
 
 struct Watch {
@@ -221,7 +234,7 @@ impl Saga {
             sent: Mutex::new(HashMap::new()),
             parked: Mutex::new(Parked::default()),
             pauses: Mutex::new(HashMap::new()),
-            watched: Mutex::new(HashMap::new()),
+            watched: Mutex::new(Watches::default()),
             scanned_at: Mutex::new(None),
             activated: Mutex::new(HashSet::new()),
             next_start: Mutex::new(Instant::now()),
@@ -606,10 +619,12 @@ impl Saga {
                     Err(err) => return Err(err.into()),
                 }
             }
-            Step::BroadcastDelegation(tx) => match self.0.chain.broadcast(&tx).await {
-                Ok(()) => {
-                    self.note_sent(&tx.tx_id);
+            Step::BroadcastDelegation(tx) => match self.broadcast(id, &tx).await {
+                Ok(watched_ahead) => {
                     crash_point("after_broadcast");
+                    if watched_ahead {
+                        return Ok(Flow::Park);
+                    }
                 }
                 Err(ChainError::Stale(why)) => {
                     if self.unseen(&tx.tx_id).await? {
@@ -684,10 +699,12 @@ impl Saga {
                 };
                 order(cmd).await?;
             }
-            Step::BroadcastReclaim(tx) => match self.0.chain.broadcast(&tx).await {
-                Ok(()) => {
-                    self.note_sent(&tx.tx_id);
+            Step::BroadcastReclaim(tx) => match self.broadcast(id, &tx).await {
+                Ok(watched_ahead) => {
                     crash_point("after_reclaim_broadcast");
+                    if watched_ahead {
+                        return Ok(Flow::Park);
+                    }
                 }
                 Err(ChainError::Stale(why)) => {
                     if self.unseen(&tx.tx_id).await? {
@@ -744,9 +761,59 @@ impl Saga {
         };
         let outcome = self.outcome(tx, status).await?;
         if outcome.is_some() {
-            self.0.watched.lock().expect("saga lock").remove(&tx.tx_id);
+            self.unwatch(&tx.tx_id);
         }
         Ok(outcome)
+    }
+
+    fn unwatch(&self, tx_id: &str) {
+        self.0
+            .watched
+            .lock()
+            .expect("saga lock")
+            .by_tx
+            .remove(tx_id);
+    }
+
+    /// Sends a transaction the saga waits on; `true` when it was watched before it went out
+    /// (see [`Saga::watch_ahead`]), so the order waits for the scanner without asking.
+    async fn broadcast(&self, order: OrderId, tx: &SignedTransaction) -> Result<bool, ChainError> {
+        let ahead = self.watch_ahead(order, &tx.tx_id);
+        let sent = self.0.chain.broadcast(tx).await;
+        match sent {
+            Ok(()) => self.note_sent(&tx.tx_id),
+            // Asked about directly at the next look, as before any watch.
+            Err(_) if ahead => self.unwatch(&tx.tx_id),
+            Err(_) => {}
+        }
+        sent.map(|()| ahead)
+    }
+
+    /// Watches a transaction about to go out for the first time, as if just asked about,
+    /// when the scanner keeps up and knows its next block: the transaction can then only land
+    /// in a block the scanner has yet to read, and asking the node right after sending would
+    /// learn nothing (a block every 3 s). One node request per delegation and per reclaim.
+    /// Not for a transaction already watched (sent again: it may have landed unseen, and the
+    /// direct ask is what finds it), nor on a chain with blocks coming faster than a request.
+    fn watch_ahead(&self, order: OrderId, tx_id: &str) -> bool {
+        if self.0.chain.expected_confirmation() < WATCH_AHEAD_FROM_BLOCKS_OF
+            || !self.scanner_keeps_up()
+        {
+            return false;
+        }
+        let mut watched = self.0.watched.lock().expect("saga lock");
+        if watched.scan_next.is_none() || watched.by_tx.contains_key(tx_id) {
+            return false;
+        }
+        watched.by_tx.insert(
+            tx_id.to_owned(),
+            Watch {
+                order,
+                asked: Some(Instant::now()),
+                outcome: None,
+            },
+        );
+        true
     }
 
     /// Watches the transaction for the order (from now on the scanner reports it), and says
@@ -754,7 +821,7 @@ impl Saga {
     fn watch(&self, order: OrderId, tx_id: &str) -> Watching {
         let scanning = self.scanner_keeps_up();
         let mut watched = self.0.watched.lock().expect("saga lock");
-        let w = watched.entry(tx_id.to_owned()).or_insert(Watch {
+        let w = watched.by_tx.entry(tx_id.to_owned()).or_insert(Watch {
             order,
             asked: None,
             outcome: None,
@@ -822,17 +889,23 @@ impl Saga {
     /// its own, as before.
     async fn scan_blocks(&self) {
         let mut shutdown = self.0.shutdown.clone();
-        let mut next = None;
         let mut pruned = Instant::now();
         let mut failing = false;
         loop {
-            if self.0.watched.lock().expect("saga lock").is_empty() {
-                // Nothing waits on the chain: no requests to the node. The next scan starts
-                // at the head again; a transaction watched from now on is asked about first.
-                next = None;
+            let idle = {
+                let mut watched = self.0.watched.lock().expect("saga lock");
+                if watched.by_tx.is_empty() {
+                    // Nothing waits on the chain: no requests to the node. The next scan
+                    // starts at the head again; until then, a transaction watched is asked
+                    // about first.
+                    watched.scan_next = None;
+                }
+                watched.by_tx.is_empty()
+            };
+            if idle {
                 *self.0.scanned_at.lock().expect("saga lock") = Some(Instant::now());
             } else {
-                match self.scan_to_head(&mut next).await {
+                match self.scan_to_head().await {
                     Ok(at_head) => {
                         failing = false;
                         if at_head {
@@ -850,7 +923,9 @@ impl Saga {
             }
             if pruned.elapsed() > PRUNE_WATCHES_EVERY {
                 let mut watched = self.0.watched.lock().expect("saga lock");
-                watched.retain(|_, w| w.asked.is_none_or(|at| at.elapsed() < PRUNE_WATCHES_EVERY));
+                watched
+                    .by_tx
+                    .retain(|_, w| w.asked.is_none_or(|at| at.elapsed() < PRUNE_WATCHES_EVERY));
                 pruned = Instant::now();
             }
             let wait = self.0.config.poll_interval.max(Duration::from_millis(10));
@@ -861,25 +936,28 @@ impl Saga {
         }
     }
 
-    /// Scans from `next` towards the head; `true` once it got there.
-    async fn scan_to_head(&self, next: &mut Option<u64>) -> Result<bool, ChainError> {
+    /// Scans from its next block (or the head) towards the head; `true` once it got there.
+    async fn scan_to_head(&self) -> Result<bool, ChainError> {
         let head = self.0.chain.head_block().await?.number;
+        let next = self.0.watched.lock().expect("saga lock").scan_next;
         let from = next.unwrap_or(head);
         let to = head.min(from.saturating_add(BLOCKS_PER_SCAN - 1));
         for number in from..=to {
-            for (tx_id, status) in self.0.chain.block_outcomes(number).await? {
-                let order = {
-                    let mut watched = self.0.watched.lock().expect("saga lock");
-                    watched.get_mut(&tx_id).map(|w| {
+            let outcomes = self.0.chain.block_outcomes(number).await?;
+            let found: Vec<OrderId> = {
+                let mut watched = self.0.watched.lock().expect("saga lock");
+                let found = outcomes
+                    .into_iter()
+                    .filter_map(|(tx_id, status)| {
+                        let w = watched.by_tx.get_mut(&tx_id)?;
                         w.outcome = Some(status);
-                        w.order
+                        Some(w.order)
                     })
-                };
-                if let Some(order) = order {
-                    self.wake(order);
-                }
-            }
-            *next = Some(number + 1);
+                    .collect();
+                watched.scan_next = Some(number + 1);
+                found
+            };
+            found.into_iter().for_each(|order| self.wake(order));
         }
         Ok(to == head)
     }

@@ -42,6 +42,8 @@ pub struct TronConfig {
     /// one lock per (owner, receiver) pair and refuses a shorter lock while a longer one runs.
     pub use_lock: bool,
     pub retry_backoff: Duration,
+    /// How often the chain makes a block: TRON's 3 s slot, or an in-process devnet's own.
+    pub block_interval: Duration,
 }
 
 impl TronConfig {
@@ -53,6 +55,7 @@ impl TronConfig {
             skip_failed_node_for: Duration::from_secs(30),
             use_lock: false,
             retry_backoff: Duration::from_millis(100),
+            block_interval: Duration::from_secs(3),
         }
     }
 }
@@ -640,7 +643,7 @@ impl Chain for TronClient {
     }
 
     fn expected_confirmation(&self) -> Duration {
-        Duration::from_secs(3)
+        self.config.block_interval
     }
 
     async fn supplier_inventory(&self) -> Result<Vec<(TronAddress, EnergyAmount)>, ChainError> {
