@@ -26,8 +26,24 @@ const MAX_EXPIRATION_AHEAD: Duration = Duration::from_secs(10 * 60);
 /// Energy totals read while the head seen last was the same block are used again, if that
 /// head was seen this recently (the saga's block scanner reads it every poll interval).
 const TOTALS_REUSE_WITHIN: Duration = Duration::from_secs(1);
-/// What [`TronClient::try_once`] says of an HTTP 404.
-const NOT_SERVED: &str = "HTTP 404 Not Found: the node does not serve this path";
+/// Why one request to one node failed.
+#[derive(Debug)]
+enum Attempt {
+    /// HTTP 404: the node does not serve the path (an older java-tron, for a newer endpoint).
+    NotServed,
+    Failed(String),
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::NotServed => {
+                f.write_str("HTTP 404 Not Found: the node does not serve this path")
+            }
+            Attempt::Failed(why) => f.write_str(why),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TronConfig {
@@ -224,10 +240,10 @@ impl TronClient {
                         *node.skipped_until.lock().expect("node lock") = None;
                         return Ok(Some(v));
                     }
-                    Err(e) if may_be_missing && e == NOT_SERVED => return Ok(None),
+                    Err(Attempt::NotServed) if may_be_missing => return Ok(None),
                     Err(e) => {
                         tracing::debug!(node = %node.url, path, attempt, error = %e, "TRON node call failed");
-                        last = e;
+                        last = e.to_string();
                     }
                 }
             }
@@ -240,26 +256,31 @@ impl TronClient {
         )))
     }
 
-    async fn try_once(&self, node: &Node, path: &str, body: &Value) -> Result<Value, String> {
+    async fn try_once(&self, node: &Node, path: &str, body: &Value) -> Result<Value, Attempt> {
+        let failed = Attempt::Failed;
         let resp = self
             .http
             .post(format!("{}{path}", node.url))
             .json(body)
             .send()
             .await
-            .map_err(|e| format!("transport: {e}"))?;
+            .map_err(|e| failed(format!("transport: {e}")))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| format!("body: {e}"))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| failed(format!("body: {e}")))?;
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(NOT_SERVED.to_owned());
+            return Err(Attempt::NotServed);
         }
         if !status.is_success() {
-            return Err(format!("HTTP {status}"));
+            return Err(failed(format!("HTTP {status}")));
         }
-        let v: Value = serde_json::from_str(&text).map_err(|_| "answer is not JSON".to_owned())?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|_| failed("answer is not JSON".to_owned()))?;
         if let Some(e) = v.get("Error").and_then(Value::as_str) {
             if e.contains("lack of computing resources") {
-                return Err(e.to_owned());
+                return Err(failed(e.to_owned()));
             }
         }
         Ok(v)
