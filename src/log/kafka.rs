@@ -24,7 +24,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,6 +79,9 @@ impl KafkaSettings {
 struct Cursor {
     consumer: StreamConsumer,
     next: Offset,
+    /// Not paused: put back short of the partition's end, so still fetching ahead for the
+    /// reader's next read from where it stands.
+    fetching: bool,
 }
 
 pub struct KafkaLog {
@@ -91,10 +94,17 @@ pub struct KafkaLog {
     producer_failed: Arc<std::sync::atomic::AtomicBool>,
     meta: Arc<BaseConsumer>,
     cursors: Vec<Mutex<Vec<Cursor>>>,
+    /// Per partition, the furthest end this process has seen (asked for, or appended to):
+    /// a cursor put back short of it is left fetching, as its reader reads on.
+    ends: Vec<AtomicU64>,
 }
 
 fn idle_cursors(partitions: u32) -> Vec<Mutex<Vec<Cursor>>> {
     (0..partitions).map(|_| Mutex::new(Vec::new())).collect()
+}
+
+fn known_ends(partitions: u32) -> Vec<AtomicU64> {
+    (0..partitions).map(|_| AtomicU64::new(0)).collect()
 }
 
 fn new_producer(settings: &KafkaSettings) -> rdkafka::error::KafkaResult<FutureProducer> {
@@ -139,6 +149,7 @@ impl KafkaLog {
         );
         log.settings.partitions = partitions as u32;
         log.cursors = idle_cursors(log.settings.partitions);
+        log.ends = known_ends(log.settings.partitions);
         Ok(log)
     }
 
@@ -151,6 +162,7 @@ impl KafkaLog {
             .create()?;
         Ok(KafkaLog {
             cursors: idle_cursors(settings.partitions),
+            ends: known_ends(settings.partitions),
             topic: settings.topic(),
             producer: Mutex::new(Arc::new(new_producer(&settings)?)),
             producer_failed: Arc::default(),
@@ -251,6 +263,16 @@ impl KafkaLog {
             None => idle.pop(),
         };
         drop(idle);
+        if let Some(c) = reused.as_ref().filter(|c| c.fetching && c.next == from) {
+            // What it fetched meanwhile starts at `from`: taken as it is, the next records
+            // are there already instead of a broker round trip away.
+            tracing::trace!(
+                partition,
+                from = c.next,
+                "reading on with a cursor still fetching"
+            );
+            return Ok(reused.expect("just matched"));
+        }
         // An idle cursor of this partition is moved with a seek, never re-assigned: taking a
         // partition out of a consumer's assignment while an earlier removal is still being
         // served aborts the process in librdkafka 2.12 (confluentinc/librdkafka#5573).
@@ -270,6 +292,7 @@ impl KafkaLog {
                     return Ok(Cursor {
                         consumer: c.consumer,
                         next: from,
+                        fetching: true,
                     })
                 }
                 Err(e) => {
@@ -288,6 +311,8 @@ impl KafkaLog {
             // of the partition for each fetch: a reader catching up pays for the rest of the
             // partition at each fetch, so it should take large bites.
             .set("max.partition.fetch.bytes", "8388608")
+            // A cursor left fetching for its reader holds two such fetches ahead at most.
+            .set("queued.max.messages.kbytes", "16384")
             .create::<StreamConsumer>()
             .map_err(unavailable)?;
         let mut tpl = TopicPartitionList::new();
@@ -301,24 +326,42 @@ impl KafkaLog {
         Ok(Cursor {
             consumer,
             next: from,
+            fetching: true,
         })
     }
 
-    /// Keeps a cursor for the next read of its partition, paused: an assigned consumer
-    /// otherwise goes on fetching in the background, and a broker serving many idle
-    /// fetchers has less left for the records that matter.
-    fn put_back(&self, partition: PartitionId, cursor: Cursor) {
+    /// Keeps a cursor for the next read of its partition: paused, unless it stands short of
+    /// the partition's end as far as this process knows (a reader catching up, which reads on
+    /// at once): fetching ahead meanwhile overlaps the broker's work with the reader's. An
+    /// assigned consumer otherwise goes on fetching in the background, and a broker serving
+    /// many idle fetchers has less left for the records that matter.
+    fn put_back(&self, partition: PartitionId, mut cursor: Cursor) {
+        let more = cursor.next < self.ends[partition as usize].load(Ordering::Acquire);
         let mut idle = self.cursors[partition as usize]
             .lock()
             .expect("cursor lock");
         if idle.len() >= IDLE_CURSORS {
             return;
         }
+        if more {
+            cursor.fetching = true;
+            idle.push(cursor);
+            return;
+        }
         match cursor.consumer.pause(&self.one_partition(partition)) {
-            Ok(()) => idle.push(cursor),
+            Ok(()) => {
+                cursor.fetching = false;
+                idle.push(cursor)
+            }
             Err(e) => {
                 tracing::debug!(partition, error = %e, "cannot pause an idle cursor; dropping it")
             }
+        }
+    }
+
+    fn saw_end(&self, partition: PartitionId, end: Offset) {
+        if let Some(known) = self.ends.get(partition as usize) {
+            known.fetch_max(end, Ordering::AcqRel);
         }
     }
 
@@ -474,6 +517,7 @@ impl EventLog for KafkaLog {
         })
         .await
         .map_err(unavailable)?
+        .inspect(|end| self.saw_end(partition, *end))
     }
 
     fn close(&self) {
