@@ -94,7 +94,7 @@ struct Inner {
     models: ReadModels,
     chain: Arc<dyn Chain>,
     config: SagaConfig,
-    in_flight: Mutex<HashSet<OrderId>>,
+    in_flight: Mutex<InFlight>,
     queue: mpsc::UnboundedSender<OrderId>,
     /// Orders in `queue` (at most [`SagaConfig::queue`]).
     queued_len: AtomicUsize,
@@ -154,6 +154,15 @@ struct Queues {
 struct Parked {
     by_time: BTreeSet<(Instant, OrderId)>,
     ids: HashSet<OrderId>,
+}
+
+/// Orders queued or being driven, and those of them woken meanwhile: driven again at once
+/// instead of parked, since what woke them (the block scan finding their transaction) may
+/// have come after their driver last looked.
+#[derive(Default)]
+struct InFlight {
+    ids: HashSet<OrderId>,
+    woken: HashSet<OrderId>,
 }
 
 #[derive(Default)]
@@ -221,7 +230,7 @@ impl Saga {
             models,
             chain,
             config,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(InFlight::default()),
             queue,
             queued_len: AtomicUsize::new(0),
             // The index holds what a previous run left: the first refill goes through it.
@@ -324,14 +333,25 @@ impl Saga {
     }
 
     fn enqueue(&self, id: OrderId, queue: &mpsc::UnboundedSender<OrderId>) {
-        if *self.0.shutdown.borrow() || !self.0.in_flight.lock().expect("saga lock").insert(id) {
+        if *self.0.shutdown.borrow() {
             return;
         }
         let normal = queue.same_channel(&self.0.queue);
+        {
+            let mut in_flight = self.0.in_flight.lock().expect("saga lock");
+            if !in_flight.ids.insert(id) {
+                // A kick while in flight comes from the order's own events, which its driver
+                // reads anyway; a wake-up may not.
+                if !normal {
+                    in_flight.woken.insert(id);
+                }
+                return;
+            }
+        }
         if normal && self.0.queued_len.fetch_add(1, Ordering::AcqRel) >= self.0.config.queue.max(1)
         {
             self.0.queued_len.fetch_sub(1, Ordering::AcqRel);
-            self.0.in_flight.lock().expect("saga lock").remove(&id);
+            self.0.in_flight.lock().expect("saga lock").ids.remove(&id);
             self.0.turned_away.fetch_add(1, Ordering::AcqRel);
             return;
         }
@@ -401,9 +421,20 @@ impl Saga {
             };
             let Some(id) = next else { return };
             let park = self.drive(id).await;
-            // Out of the in-flight set first, then parked: a wake-up can never find the order
-            // still marked in flight and be lost.
-            self.0.in_flight.lock().expect("saga lock").remove(&id);
+            // Out of the in-flight set first, then parked: a wake-up after this finds the
+            // order out of flight and queues it; one before it is honoured here.
+            let woken = {
+                let mut in_flight = self.0.in_flight.lock().expect("saga lock");
+                let woken = in_flight.woken.remove(&id) && park.is_some();
+                if !woken {
+                    in_flight.ids.remove(&id);
+                }
+                woken
+            };
+            if woken {
+                let _ = self.0.urgent.send(id);
+                continue;
+            }
             match park {
                 Some(after) => {
                     let mut parked = self.0.parked.lock().expect("saga lock");
@@ -418,7 +449,7 @@ impl Saga {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.0.in_flight.lock().expect("saga lock").len()
+        self.0.in_flight.lock().expect("saga lock").ids.len()
     }
 
     /// Ended rentals whose reclaim the chain refuses for now.
