@@ -94,8 +94,8 @@ pub struct KafkaLog {
     producer_failed: Arc<std::sync::atomic::AtomicBool>,
     meta: Arc<BaseConsumer>,
     cursors: Vec<Mutex<Vec<Cursor>>>,
-    /// Per partition, the furthest end this process has seen (asked for, or appended to):
-    /// a cursor put back short of it is left fetching, as its reader reads on.
+    /// Per partition, the furthest end this process has asked for (`end_offset`): a cursor
+    /// put back short of it is left fetching, as its reader reads on.
     ends: Vec<AtomicU64>,
 }
 

@@ -658,13 +658,8 @@ impl Saga {
                     }
                 }
                 Err(ChainError::Stale(why)) => {
-                    if self.unseen(&tx.tx_id).await? {
-                        tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
-                        order(OrderCmd::ExpireDelegation { tx_id: tx.tx_id }).await?;
-                    } else {
-                        // Sent before a restart and landed: waited on like one just sent.
-                        self.note_sent(&tx.tx_id);
-                    }
+                    tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
+                    order(OrderCmd::ExpireDelegation { tx_id: tx.tx_id }).await?;
                 }
                 Err(ChainError::Refused(why)) => {
                     self.fail(o, FailureReason::DelegationFailed, &why, Some(tx.tx_id))
@@ -738,12 +733,8 @@ impl Saga {
                     }
                 }
                 Err(ChainError::Stale(why)) => {
-                    if self.unseen(&tx.tx_id).await? {
-                        tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
-                        order(OrderCmd::ExpireReclaim { tx_id: tx.tx_id }).await?;
-                    } else {
-                        self.note_sent(&tx.tx_id);
-                    }
+                    tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
+                    order(OrderCmd::ExpireReclaim { tx_id: tx.tx_id }).await?;
                 }
                 Err(ChainError::Refused(why)) => {
                     // Never sent: a fresh one is signed once the chain would take it.
@@ -808,16 +799,27 @@ impl Saga {
 
     /// Sends a transaction the saga waits on; `true` when it was watched before it went out
     /// (see [`Saga::watch_ahead`]), so the order waits for the scanner without asking.
+    /// `Err(Stale)` only for one the chain has no trace of: a stale answer for one that
+    /// landed (sent before a restart, see [`Saga::unseen`]) counts as sent.
     async fn broadcast(&self, order: OrderId, tx: &SignedTransaction) -> Result<bool, ChainError> {
         let ahead = self.watch_ahead(order, &tx.tx_id);
-        let sent = self.0.chain.broadcast(tx).await;
-        match sent {
-            Ok(()) => self.note_sent(&tx.tx_id),
-            // Asked about directly at the next look, as before any watch.
-            Err(_) if ahead => self.unwatch(&tx.tx_id),
-            Err(_) => {}
+        let sent = match self.0.chain.broadcast(tx).await {
+            Err(ChainError::Stale(why)) => match self.unseen(&tx.tx_id).await {
+                Ok(true) => Err(ChainError::Stale(why)),
+                // In an earlier block than the scanner will read: asked about at once.
+                Ok(false) => Ok(false),
+                Err(e) => Err(e),
+            },
+            sent => sent.map(|()| ahead),
+        };
+        if sent.is_ok() {
+            self.note_sent(&tx.tx_id);
         }
-        sent.map(|()| ahead)
+        if ahead && !matches!(sent, Ok(true)) {
+            // Asked about directly at the next look, as before any watch.
+            self.unwatch(&tx.tx_id);
+        }
+        sent
     }
 
     /// Watches a transaction about to go out for the first time, as if just asked about,
@@ -925,13 +927,14 @@ impl Saga {
         loop {
             let idle = {
                 let mut watched = self.0.watched.lock().expect("saga lock");
-                if watched.by_tx.is_empty() {
+                let idle = watched.by_tx.is_empty();
+                if idle {
                     // Nothing waits on the chain: no requests to the node. The next scan
                     // starts at the head again; until then, a transaction watched is asked
                     // about first.
                     watched.scan_next = None;
                 }
-                watched.by_tx.is_empty()
+                idle
             };
             if idle {
                 *self.0.scanned_at.lock().expect("saga lock") = Some(Instant::now());
