@@ -133,13 +133,7 @@ impl TestApp {
             data_dir: dir.to_path_buf(),
             child,
             _temp: None,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                // Below actix's 5 s keep-alive, so an idle pooled connection is never one
-                // the server is closing (a test that waits a while would see IncompleteMessage).
-                .pool_idle_timeout(Duration::from_millis(1500))
-                .build()
-                .unwrap(),
+            http: http_client(),
         }
     }
 
@@ -359,7 +353,7 @@ impl DevnetProc {
             base,
             child,
             _dir: dir,
-            http: reqwest::Client::new(),
+            http: http_client(),
         }
     }
 
@@ -402,6 +396,17 @@ impl DevnetProc {
     pub async fn wallet(&self, path: &str, body: Value) -> Value {
         json_of(self.http.post(format!("{}{path}", self.base)).json(&body)).await
     }
+}
+
+/// The tests' HTTP client, for the server and the devnet (both actix-web).
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        // Below actix's 5 s keep-alive, so an idle pooled connection is never one the server
+        // is closing (a test that waits a while would see IncompleteMessage).
+        .pool_idle_timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap()
 }
 
 /// Sends `req` and parses its answer as JSON.
