@@ -2,10 +2,10 @@
 # Load benchmark of `flashrent serve` (simulated chain, embedded log), driven by wrk.
 #
 #   bench/run.sh                               # default run, a few minutes
-#   BENCH_INTAKE_SECONDS=0 bench/run.sh        # without the intake-alone runs (section 7)
-#   BENCH_ORDERS_SECONDS=180 bench/run.sh      # long POST run, for the memory target
-#                                              # (RSS < 300 MiB through a million orders;
-#                                              # at ~2k orders/s that needs ~500 s)
+#   BENCH_INTAKE_SECONDS=0 bench/run.sh        # without the intake-alone runs (section 8)
+#   BENCH_ORDERS_SECONDS=150 bench/run.sh      # long POST run, for the memory target
+#                                              # (RSS < 300 MiB through a million orders,
+#                                              # BENCH_MEMORY_ORDERS; ~10k orders/s here)
 #
 # Everything talks to 127.0.0.1 only. The server gets a fresh temp data dir, which
 # the EXIT trap removes together with the server process.
@@ -21,6 +21,8 @@ PACED_SECONDS=${BENCH_PACED_SECONDS:-20}
 GET_IDS=${BENCH_GET_IDS:-1000}              # orders created with curl for the GET run
 GET_SECONDS=${BENCH_GET_SECONDS:-20}
 INTAKE_SECONDS=${BENCH_INTAKE_SECONDS:-20}  # POST runs of a second server whose saga starts 1 order/s (0: skipped)
+MEMORY_ORDERS=${BENCH_MEMORY_ORDERS:-1000000}  # the memory target's run length, in orders
+FRESH_PACED=${BENCH_FRESH_PACED:-1}         # the first paced rate again on a fresh server, saga at full speed (0: skipped)
 PRICE_SUN=5850000                           # 65000 energy x 1h at 90 sun/energy
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -107,11 +109,13 @@ post_orders() {
 
 start_server "$WORK"
 
-# Resident memory every 2 s, to see growth over the run, not only the peak.
+# Resident memory and orders taken every 2 s, to see growth over the run, not only the peak.
 # Bounded: stops with the server, or after 2 h.
 ( for _ in $(seq 3600); do
     kill -0 "$SERVER_PID" 2>/dev/null || break
-    echo "$(date +%s) $(awk '/^VmRSS/{print $2}' /proc/"$SERVER_PID"/status 2>/dev/null)" >>"$WORK/rss.log"
+    echo "$(date +%s) $(awk '/^VmRSS/{print $2}' /proc/"$SERVER_PID"/status 2>/dev/null)" \
+      "$(curl -s --max-time 2 "$URL/metrics" | awk '/^flashrent_orders\{status=/{n+=$2} END{print n+0}')" \
+      >>"$WORK/rss.log"
     sleep 2
   done ) &
 SAMPLER_PID=$!
@@ -197,13 +201,39 @@ rps() { awk '/Requests\/sec/{print $2}' "$1"; }
 
 cpu_s=$(awk '{printf "%d", ($14 + $15) / '"$(getconf CLK_TCK)"'}' /proc/"$SERVER_PID"/stat)
 rss_max_kb=$(awk '$2>m{m=$2} END{print m+0}' "$WORK/rss.log")
+# The memory target is for a run of MEMORY_ORDERS orders: the highest sample up to the first
+# one that counts that many (sled's page table grows with what is stored, so RSS grows on).
+rss_at_target=$(awk -v n="$MEMORY_ORDERS" '!done && $2>m{m=$2} !done && $3>=n{done=1; o=$3}
+  END{if (done) printf "%d MiB (sampled, to the first sample at %d orders)", m/1024, o; else print "not reached"}' "$WORK/rss.log")
 data_du="$(du -sh "$WORK/data" | cut -f1) ($(cd "$WORK/data" && du -sh -- * | awk '{printf "%s %s  ", $2, $1}'))"
 
-# --- 7. intake alone -------------------------------------------------------------------
+# --- 7. the first paced rate on a fresh server --------------------------------------------
+# Section 4's paced runs follow the saturating run, so they share the cores with the saga
+# working through its backlog of every order taken at full speed. Here the same rate meets a
+# fresh server whose saga fulfils at full speed from the first order: a steady load, not the
+# aftermath of an overload.
+first_rate=${PACED_RATES%% *}
+if [[ $FRESH_PACED -gt 0 ]]; then
+  stop_server
+  kill "$SAMPLER_PID" 2>/dev/null || true
+  SAMPLER_PID=""
+  mkdir -p "$WORK/fresh"
+  # The first server's gigabytes are still being written back: its files go, so their dirty
+  # pages are dropped instead of delaying this server's log syncs.
+  rm -rf "$WORK/data"; sync
+  log "a fresh server, saga at full speed"
+  start_server "$WORK/fresh"
+  credit_users "$WORK/fresh"
+  log "POST /api/orders, paced at $first_rate/s on it: ${PACED_SECONDS}s, $CONNS connections"
+  post_orders "$PACED_SECONDS" "$WORK/fresh-paced.txt" "$first_rate"
+  fresh_done=$(curl -s "$URL/metrics" | awk '/^(flashrent_)?orders\{status="completed"\}/{print $2}')
+  stop_server
+fi
+
+# --- 8. intake alone -------------------------------------------------------------------
 # The same POST runs on a fresh server whose fulfilment is held to one order a second
 # (--saga-rate 1): what taking orders costs by itself, against what it does beside the
-# saga and the in-process devnet working at full speed on the same cores (sections 4-5).
-first_rate=${PACED_RATES%% *}
+# saga and the in-process devnet working at full speed on the same cores (sections 4, 5, 7).
 if [[ $INTAKE_SECONDS -gt 0 ]]; then
   stop_server
   kill "$SAMPLER_PID" 2>/dev/null || true
@@ -229,6 +259,9 @@ GET /api/orders/{id}, quiet (${CONNS}c, ${GET_SECONDS}s):     $(rps "$WORK/get-q
 GET /healthz, quiet (${CONNS}c, ${GET_SECONDS}s):              $(rps "$WORK/healthz.txt") req/s  (GET order / healthz = $(awk -v a="$(rps "$WORK/get-quiet.txt")" -v b="$(rps "$WORK/healthz.txt")" 'BEGIN{printf "%.2f", a / b}'))
 plain actix-web hello-world (${CONNS}c, ${GET_SECONDS}s):      $(rps "$WORK/hello.txt") req/s  (GET order / hello-world = $(awk -v a="$(rps "$WORK/get-quiet.txt")" -v b="$(rps "$WORK/hello.txt")" 'BEGIN{printf "%.2f", a / b}'); the target, 95k against 158k, is 0.60)
 GET /api/orders/{id}, saga busy (${CONNS}c, ${GET_SECONDS}s): $(rps "$WORK/get.txt") req/s  p50 $(field "$WORK/get.txt" 50%)  p99 $(field "$WORK/get.txt" 99%)  non-2xx $(non2xx "$WORK/get.txt")  socket errors: $(sockerr "$WORK/get.txt")
+$(if [[ $FRESH_PACED -gt 0 ]]; then f=$WORK/fresh-paced.txt
+echo "POST /api/orders (paced $first_rate/s, fresh server, saga at full speed, ${PACED_SECONDS}s): $(rps "$f") req/s achieved  p50 $(field "$f" 50%)  p99 $(field "$f" 99%)  non-2xx $(non2xx "$f")  (completed by its end: ${fresh_done:-?})"
+fi)
 $(if [[ $INTAKE_SECONDS -gt 0 ]]; then f=$WORK/intake-post.txt; g=$WORK/intake-paced.txt
 echo "POST, intake alone (fresh server, --saga-rate 1, saturating ${INTAKE_SECONDS}s): $(rps "$f") req/s  p50 $(field "$f" 50%)  p99 $(field "$f" 99%)  non-2xx $(non2xx "$f")"
 echo "POST, intake alone (paced $first_rate/s after it, ${PACED_SECONDS}s):        $(rps "$g") req/s achieved  p50 $(field "$g" 50%)  p99 $(field "$g" 99%)  non-2xx $(non2xx "$g")"
@@ -237,12 +270,13 @@ orders created (server, from balances): $orders_total
 orders created (wrk 2xx + curl ids):    $(( $(ok "$WORK/post.txt") + $(cat "$WORK"/paced-*.txt | ok /dev/stdin) + $(wc -l <"$WORK/ids.txt") ))  (wrk does not count requests still in flight when it stops)
 saga backlog as the saturating run ended: $backlog
 server peak RSS (VmHWM):                $((hwm_kb / 1024)) MiB   (VmRSS now $((rss_kb / 1024)) MiB, max sampled $((rss_max_kb / 1024)) MiB)
+server RSS through $MEMORY_ORDERS orders: $rss_at_target  (target < 300 MiB)
 server RSS now by kind:                 $rss_split
 data dir on disk:                       $data_du
 server CPU time (user+sys):             ${cpu_s} s
 EOF
-echo "RSS samples (MiB, every ~20 s):"
-awk 'NR==1{t0=$1} NR%10==1{printf "  t=%4ds %d\n", $1-t0, $2/1024}' "$WORK/rss.log" | paste -sd' ' 
+echo "RSS samples (MiB and orders taken, every ~20 s):"
+awk 'NR==1{t0=$1} NR%10==1{printf "  t=%4ds %d %dk\n", $1-t0, $2/1024, $3/1000}' "$WORK/rss.log" | paste -sd' ' 
 if [[ -s $WORK/server.err ]]; then
   echo "server stderr (last 20 lines):"; tail -n 20 "$WORK/server.err"
 fi
