@@ -27,13 +27,17 @@ use std::time::{Duration, Instant};
 pub type Pending = Option<IVec>;
 type Table = BTreeMap<IVec, Pending>;
 
-/// Keys in the table before a flush is started.
-const FLUSH_AT_KEYS: usize = 16_384;
+/// Keys in the table before a flush is started. With [`FLUSH_EVERY`], how many rewrites of
+/// one key (an order's steps, a balance) a flush coalesces into one sled insert, each a copy
+/// of a tree leaf: 32k keys and 500 ms took ~5% more saturating orders than 16k and 200 ms
+/// (three alternate 60 s runs each) for ~18 MiB more memory (`bench/RESULTS.md`, run AB).
+const FLUSH_AT_KEYS: usize = 32_768;
 /// Keys after which the step that adds more writes the table itself (backpressure when
-/// flushes fall behind), bounding the table's memory.
-const HARD_LIMIT_KEYS: usize = 8 * FLUSH_AT_KEYS;
+/// flushes fall behind), bounding the table's memory (131,072 keys, as when flushes started
+/// at half as many).
+const HARD_LIMIT_KEYS: usize = 4 * FLUSH_AT_KEYS;
 /// The longest a change waits in memory before it is flushed.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Tables {
