@@ -1,7 +1,7 @@
-//! What sled keeps in memory for what it stores: opens a sled directory with the server's
-//! settings (16 MiB cache, high-throughput mode) and prints the process's anonymous memory
-//! after the open, then every tree's keys by family (their first letters) with the mean
-//! value size.
+//! What sled keeps in memory for what it stores: opens a sled directory with the read models'
+//! settings (`flashrent_projections::sled_config`, the default cache) and prints the
+//! process's anonymous memory after the open, then every tree's keys by family (their first
+//! letters) with the mean value size.
 //!
 //!   cargo build --release --example sled_probe
 //!   target/release/examples/sled_probe DATA_DIR/read-models     # a server's read models
@@ -22,11 +22,8 @@ fn anon_mib() -> f64 {
 }
 
 fn open(dir: &str) -> sled::Result<sled::Db> {
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(16 << 20)
-        .mode(sled::Mode::HighThroughput)
-        .open()
+    let cache_bytes = flashrent::config::DEFAULT_SLED_CACHE_MB << 20;
+    flashrent_projections::sled_config(std::path::Path::new(dir), cache_bytes).open()
 }
 
 /// A key's family: its leading letters (`o/…` is `o`, `uo/…` is `uo`).

@@ -5,6 +5,9 @@ use clap::Args;
 use std::fmt;
 use std::path::PathBuf;
 
+/// The read models' sled page cache, in MiB, unless `--sled-cache-mb` says otherwise.
+pub const DEFAULT_SLED_CACHE_MB: u64 = 16;
+
 /// A secret (token, API key). Its `Debug` and `Display` print nothing of it.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -44,7 +47,7 @@ pub struct StoreArgs {
     /// from the write-behind table and this cache; the operating system's file cache holds
     /// the rest of sled's files outside the process (64 MiB here held 48 MiB more at 1M
     /// orders for the same POST and GET rates: `bench/RESULTS.md`, run Q).
-    #[arg(long, env = "FLASHRENT_SLED_CACHE_MB", default_value_t = 16)]
+    #[arg(long, env = "FLASHRENT_SLED_CACHE_MB", default_value_t = DEFAULT_SLED_CACHE_MB)]
     pub sled_cache_mb: u64,
     #[command(flatten)]
     pub kafka: KafkaArgs,

@@ -22,5 +22,5 @@ pub mod views;
 
 pub use live::LiveApplier;
 pub use projector::{spawn_projectors, ProjectedRecord, Projector, READ_MODELS};
-pub use store::{stored_u64, ReadModels, StoreError, StoredOrder};
+pub use store::{sled_config, stored_u64, ReadModels, StoreError, StoredOrder};
 pub use views::{BalanceView, LedgerEntry, OrderView, PoolWalletView, WalletView};

@@ -94,16 +94,20 @@ const FORMER_TREES: [&str; 4] = [
 /// live in this store to share its page cache, and are dropped with the read models.
 const DERIVED: &str = "derived/";
 
+/// How the read models' sled database is opened; `cache_bytes` bounds sled's page cache (its
+/// default, 1 GiB, is far above our budget).
+pub fn sled_config(dir: &Path, cache_bytes: u64) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        // Read models are rebuilt from the log, never the only copy: trade space for speed.
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(Some(1000))
+}
+
 impl ReadModels {
-    /// `cache_bytes` bounds sled's page cache (its default, 1 GiB, is far above our budget).
     pub fn open(dir: &Path, partitions: u32, cache_bytes: u64) -> Result<ReadModels, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            // Read models are rebuilt from the log, never the only copy: trade space for speed.
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(1000))
-            .open()?;
+        let db = sled_config(dir, cache_bytes).open()?;
         for former in FORMER_TREES {
             if db.drop_tree(former)? {
                 tracing::warn!(
