@@ -3,13 +3,13 @@
 use crate::domain::pricing::PriceTable;
 use clap::Args;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The read models' sled page cache, in MiB, unless `--sled-cache-mb` says otherwise.
 pub const DEFAULT_SLED_CACHE_MB: u64 = 16;
 
-/// A secret (token, API key). Its `Debug` and `Display` print nothing of it.
-#[derive(Clone)]
+/// A secret (token, API key, password). Its `Debug` and `Display` print nothing of it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
@@ -21,18 +21,186 @@ impl Secret {
     }
 }
 
-/// Lets clap read a secret straight from a flag or the environment.
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where a secret's text came from, for errors that must say where and never what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The environment variable of that name.
+    Env(&'static str),
+    /// A file named by a `--…-file` flag.
+    File(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Env(name) => f.write_str(name),
+            Origin::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl Origin {
+    /// How an item of a list is named: its position in a variable, its line in a file.
+    fn item(&self, position: usize) -> String {
+        match self {
+            Origin::Env(name) => format!("{name}: item {position}"),
+            Origin::File(path) => format!("{}: line {position}", path.display()),
+        }
+    }
+}
+
+/// Why a secret could not be read. Never holds any of the secret's text.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("both {env} and {flag} are set: give this secret one way")]
+    Both {
+        env: &'static str,
+        flag: &'static str,
+    },
+    #[error("cannot read {flag} {}: {source}", path.display())]
+    Unreadable {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin} is not valid UTF-8")]
+    NotUnicode { origin: Origin },
+    /// An item of a list (API keys, librdkafka settings) is malformed; `item` says which
+    /// by position, the text says what it must be.
+    #[error("{item} {why} (the value is not shown)")]
+    BadItem { item: String, why: &'static str },
+}
+
+/// A secret's text, from the environment variable `env` or the file at `file` (the value of
+/// the `flag` option), never both. An empty variable counts as unset. Secrets are never
+/// command-line values: those are visible to every user of the machine (`ps`).
+pub fn read_secret(
+    env: &'static str,
+    flag: &'static str,
+    file: Option<&Path>,
+) -> Result<Option<(Secret, Origin)>, SecretError> {
+    let from_env = std::env::var_os(env).filter(|v| !v.is_empty());
+    match (from_env, file) {
+        (Some(_), Some(_)) => Err(SecretError::Both { env, flag }),
+        (Some(v), None) => {
+            let text = v.into_string().map_err(|_| SecretError::NotUnicode {
+                origin: Origin::Env(env),
+            })?;
+            Ok(Some((Secret(text), Origin::Env(env))))
+        }
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|source| SecretError::Unreadable {
+                flag,
+                path: path.to_owned(),
+                source,
+            })?;
+            let origin = Origin::File(path.to_owned());
+            let text = String::from_utf8(bytes).map_err(|_| SecretError::NotUnicode {
+                origin: origin.clone(),
+            })?;
+            Ok(Some((Secret(text), origin)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A single-valued secret (a token, a password): the variable's value, or the file's content
+/// without surrounding whitespace (the trailing newline of `echo … > file`). Empty: none.
+pub fn read_single_secret(
+    env: &'static str,
+    flag: &'static str,
+    file: Option<&Path>,
+) -> Result<Option<Secret>, SecretError> {
+    Ok(read_secret(env, flag, file)?
+        .map(|(s, _)| Secret(s.expose().trim().to_owned()))
+        .filter(|s| !s.expose().is_empty()))
+}
+
+/// The items of a list secret with their positions (1-based). In a variable, items are
+/// separated by commas or any whitespace, and empty items (a trailing comma, blank lines)
+/// are skipped; in a file, the position is the line, and blank lines and `#` comment lines
+/// are skipped too.
+pub fn list_items<'a>(text: &'a str, origin: &Origin) -> Vec<(usize, &'a str)> {
+    let split = |s: &'a str| {
+        s.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|i| !i.is_empty())
+    };
+    match origin {
+        Origin::Env(_) => split(text).enumerate().map(|(i, k)| (i + 1, k)).collect(),
+        Origin::File(_) => text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim_start().starts_with('#'))
+            .flat_map(|(n, l)| split(l).map(move |k| (n + 1, k)))
+            .collect(),
+    }
+}
+
+/// Names an item of a list secret for an error, by position only.
+pub fn item_name(origin: &Origin, position: usize) -> String {
+    origin.item(position)
+}
+
+/// API keys of client routes: `FLASHRENT_API_KEYS` or `--api-keys-file`.
+pub fn api_keys(file: Option<&Path>) -> Result<Vec<Secret>, SecretError> {
+    let Some((text, origin)) = read_secret("FLASHRENT_API_KEYS", "--api-keys-file", file)? else {
+        return Ok(vec![]);
+    };
+    Ok(list_items(text.expose(), &origin)
+        .into_iter()
+        .map(|(_, k)| Secret(k.to_owned()))
+        .collect())
+}
+
+/// librdkafka settings: in `FLASHRENT_KAFKA_CONFIG`, comma-separated `key=value`; in
+/// `--kafka-config-file`, one `key=value` per line (so a value may hold a comma), blank lines
+/// and `#` comments skipped. Values are secrets (`sasl.password`).
+pub fn kafka_config(file: Option<&Path>) -> Result<Vec<(String, Secret)>, SecretError> {
+    let Some((text, origin)) = read_secret("FLASHRENT_KAFKA_CONFIG", "--kafka-config-file", file)?
+    else {
+        return Ok(vec![]);
+    };
+    let items: Vec<(usize, &str)> = match origin {
+        Origin::Env(_) => text
+            .expose()
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .enumerate()
+            .map(|(i, k)| (i + 1, k))
+            .collect(),
+        Origin::File(_) => text
+            .expose()
+            .lines()
+            .enumerate()
+            .map(|(n, l)| (n + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+            .collect(),
+    };
+    items
+        .into_iter()
+        .map(|(position, item)| match item.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_owned(), Secret(v.trim().to_owned())))
+            }
+            _ => Err(SecretError::BadItem {
+                item: origin.item(position),
+                why: "is not key=value",
+            }),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Args)]
@@ -69,31 +237,28 @@ pub struct KafkaArgs {
     /// Replication factor of the topic when flashrent creates it (3 on a real cluster).
     #[arg(long, env = "FLASHRENT_KAFKA_REPLICATION", default_value_t = 1)]
     pub kafka_replication: i32,
-    /// librdkafka settings passed as they are, comma-separated `key=value` (SASL, TLS, …),
-    /// e.g. `security.protocol=SASL_SSL,sasl.mechanisms=SCRAM-SHA-512,sasl.username=u`.
-    #[arg(long, env = "FLASHRENT_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_kv, hide_env_values = true)]
-    pub kafka_config: Vec<(String, String)>,
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
-        _ => Err(format!("{s:?} is not key=value")),
-    }
+    /// A file of librdkafka settings passed as they are (SASL, TLS, …), one `key=value` per
+    /// line, e.g. `sasl.password=…`. Or `FLASHRENT_KAFKA_CONFIG`, comma-separated (not both).
+    #[arg(long, env = "FLASHRENT_KAFKA_CONFIG_FILE")]
+    pub kafka_config_file: Option<PathBuf>,
 }
 
 impl KafkaArgs {
     /// The settings for a log of `partitions` partitions, when brokers are configured.
-    pub fn settings(&self, partitions: u32) -> Option<crate::log::KafkaSettings> {
-        self.brokers
-            .as_ref()
-            .map(|brokers| crate::log::KafkaSettings {
-                brokers: brokers.clone(),
-                topic_prefix: self.kafka_topic_prefix.clone(),
-                partitions,
-                replication: self.kafka_replication,
-                extra: self.kafka_config.clone(),
-            })
+    pub fn settings(
+        &self,
+        partitions: u32,
+    ) -> Result<Option<crate::log::KafkaSettings>, SecretError> {
+        let Some(brokers) = &self.brokers else {
+            return Ok(None);
+        };
+        Ok(Some(crate::log::KafkaSettings {
+            brokers: brokers.clone(),
+            topic_prefix: self.kafka_topic_prefix.clone(),
+            partitions,
+            replication: self.kafka_replication,
+            extra: kafka_config(self.kafka_config_file.as_deref())?,
+        }))
     }
 }
 
@@ -104,17 +269,14 @@ pub struct ServeArgs {
     pub listen: String,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Admin bearer token. Without one, a token is generated once and kept in the data dir.
-    #[arg(long, env = "FLASHRENT_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Comma-separated API keys; when set, client routes require one (X-API-Key header).
-    #[arg(
-        long,
-        env = "FLASHRENT_API_KEYS",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    pub api_keys: Vec<String>,
+    /// A file holding the admin bearer token (or `FLASHRENT_ADMIN_TOKEN`; not both). Without
+    /// either, a token is generated once and kept in the data dir.
+    #[arg(long, env = "FLASHRENT_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// A file of API keys, one per line (or `FLASHRENT_API_KEYS`, comma-separated; not
+    /// both); when there are any, client routes require one (X-API-Key header).
+    #[arg(long, env = "FLASHRENT_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
     /// Price table: DURATION=SUN_PER_ENERGY entries.
     #[arg(
         long,
@@ -130,12 +292,14 @@ pub struct ServeArgs {
     /// in-process devnet is started and used.
     #[arg(long, env = "FLASHRENT_TRON_NODES", value_delimiter = ',')]
     pub tron_nodes: Vec<String>,
-    /// Sent as the `TRON-PRO-API-KEY` header (TronGrid).
-    #[arg(long, env = "FLASHRENT_TRON_API_KEY", hide_env_values = true)]
-    pub tron_api_key: Option<Secret>,
-    /// Supplier private keys: comma-separated hex, or the path of a file with one per line.
-    #[arg(long, env = "FLASHRENT_SUPPLIER_KEYS", hide_env_values = true)]
-    pub supplier_keys: Option<Secret>,
+    /// A file holding the key sent as the `TRON-PRO-API-KEY` header (TronGrid), or
+    /// `FLASHRENT_TRON_API_KEY` (not both).
+    #[arg(long, env = "FLASHRENT_TRON_API_KEY_FILE")]
+    pub tron_api_key_file: Option<PathBuf>,
+    /// A file of supplier private keys, 64 hex characters each, one per line (`#`
+    /// comments), or `FLASHRENT_SUPPLIER_KEYS`, separated by commas or whitespace (not both).
+    #[arg(long, env = "FLASHRENT_SUPPLIER_KEYS_FILE")]
+    pub supplier_keys_file: Option<PathBuf>,
     /// Delegate with TRON's lock for the rental's duration.
     #[arg(long, env = "FLASHRENT_TRON_LOCK")]
     pub tron_lock: bool,
@@ -194,17 +358,169 @@ pub struct ServeArgs {
     /// memory only what it touched since the last one.
     #[arg(long, env = "FLASHRENT_WRITER_SNAPSHOT_EVERY", default_value_t = crate::engine::SNAPSHOT_EVERY)]
     pub writer_snapshot_every: u64,
+    /// Accept `callback_url`s that name loopback, private or link-local addresses (and
+    /// `localhost`): for tests and a notifier on the same private network only.
+    #[arg(long, env = "FLASHRENT_WEBHOOK_ALLOW_PRIVATE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
     /// Log as JSON lines.
     #[arg(long, env = "FLASHRENT_LOG_JSON")]
     pub log_json: bool,
 }
 
 impl ServeArgs {
+    /// The admin token from `FLASHRENT_ADMIN_TOKEN` or `--admin-token-file`, if given.
+    pub fn admin_token(&self) -> Result<Option<Secret>, SecretError> {
+        read_single_secret(
+            "FLASHRENT_ADMIN_TOKEN",
+            "--admin-token-file",
+            self.admin_token_file.as_deref(),
+        )
+    }
+
+    pub fn api_keys(&self) -> Result<Vec<Secret>, SecretError> {
+        api_keys(self.api_keys_file.as_deref())
+    }
+
+    pub fn tron_api_key(&self) -> Result<Option<Secret>, SecretError> {
+        read_single_secret(
+            "FLASHRENT_TRON_API_KEY",
+            "--tron-api-key-file",
+            self.tron_api_key_file.as_deref(),
+        )
+    }
+
+    /// The supplier keys' text and where it came from, if given.
+    pub fn supplier_keys(&self) -> Result<Option<(Secret, Origin)>, SecretError> {
+        read_secret(
+            "FLASHRENT_SUPPLIER_KEYS",
+            "--supplier-keys-file",
+            self.supplier_keys_file.as_deref(),
+        )
+    }
+
     pub fn price_table(&self) -> anyhow::Result<PriceTable> {
         Ok(PriceTable::parse(
             &self.prices,
             self.min_energy,
             self.max_energy,
         )?)
+    }
+}
+
+/// Whether client routes are open to the network: listening beyond loopback with no API keys
+/// configured. `serve` warns at startup when they are.
+pub fn client_routes_open(listen: &std::net::SocketAddr, keys_configured: bool) -> bool {
+    !listen.ip().is_loopback() && !keys_configured
+}
+
+/// Creates `dir` (and its missing parents) with mode 0700 when it does not exist: it holds
+/// the admin token, the event log and the read models. An existing one that its group or
+/// others can enter gets a warning, and is left as the operator made it.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format!("{mode:03o}"),
+                    "the data dir is open to its group or others; it holds the admin token and every event: chmod 700 it"
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_private_dir(dir),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (a directory inside the data dir,
+/// or one of its own: the devnet's chain, the notifier's queues); an existing one is left
+/// as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Origin {
+        Origin::Env("FLASHRENT_X")
+    }
+
+    #[test]
+    fn list_items_in_a_variable_skip_empty_items_and_take_any_separator() {
+        let items = list_items(" a,b,\n c\td ,, ", &env());
+        assert_eq!(items, vec![(1, "a"), (2, "b"), (3, "c"), (4, "d")]);
+    }
+
+    #[test]
+    fn list_items_in_a_file_are_numbered_by_line_and_skip_comments() {
+        let file = Origin::File("/k".into());
+        let items = list_items("# suppliers\na\n\n  b  \n# c\nd,e\n", &file);
+        assert_eq!(items, vec![(2, "a"), (4, "b"), (6, "d"), (6, "e")]);
+    }
+
+    #[test]
+    fn a_secret_file_that_cannot_be_read_is_named_and_its_content_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = read_single_secret("FLASHRENT_TEST_UNSET_1", "--x-file", Some(&missing))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--x-file") && err.contains("nope"), "{err}");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  s3cret-token\n").unwrap();
+        let s = read_single_secret("FLASHRENT_TEST_UNSET_1", "--x-file", Some(&path))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.expose(), "s3cret-token");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+    }
+
+    #[test]
+    fn a_secret_given_both_by_variable_and_file_is_an_error() {
+        // A variable no other test reads.
+        std::env::set_var("FLASHRENT_TEST_BOTH_2", "v");
+        let err = read_secret("FLASHRENT_TEST_BOTH_2", "--y-file", Some(Path::new("/f")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FLASHRENT_TEST_BOTH_2") && err.contains("--y-file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_kafka_setting_is_named_by_position_without_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kafka");
+        std::fs::write(
+            &path,
+            "# sasl\nsasl.username=u\nsasl.password=p,w\nhunter2\n",
+        )
+        .unwrap();
+        let err = kafka_config(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("line 4") && !err.contains("hunter2"), "{err}");
+        std::fs::write(&path, "sasl.username=u\nsasl.password=p,w=x\n").unwrap();
+        let kv = kafka_config(Some(&path)).unwrap();
+        assert_eq!(kv[1].0, "sasl.password");
+        assert_eq!(kv[1].1.expose(), "p,w=x");
+    }
+
+    #[test]
+    fn client_routes_are_open_only_beyond_loopback_without_keys() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert!(client_routes_open(&at("0.0.0.0:8000"), false));
+        assert!(client_routes_open(&at("10.1.2.3:8000"), false));
+        assert!(!client_routes_open(&at("0.0.0.0:8000"), true));
+        assert!(!client_routes_open(&at("127.0.0.1:8000"), false));
+        assert!(!client_routes_open(&at("[::1]:8000"), false));
     }
 }

@@ -1,11 +1,11 @@
 //! Building and running the service: open the log and the read models, catch up, start
 //! the writers, the projectors and the saga, then serve HTTP.
 
-use crate::chain::tron::{load_keys, EnergyTotals, SecretKey, TronClient, TronConfig};
+use crate::chain::tron::{parse_keys, EnergyTotals, SecretKey, TronClient, TronConfig};
 use crate::chain::Chain;
 use crate::cluster::membership::Membership;
 use crate::cluster::remote_pool::HttpRemotePool;
-use crate::config::{Secret, ServeArgs, StoreArgs};
+use crate::config::{client_routes_open, private_dir, Secret, ServeArgs, StoreArgs};
 use crate::devnet::{AccountSeed, Devnet, DevnetConfig};
 use crate::domain::pool::Command as PoolCmd;
 use crate::domain::DomainError;
@@ -52,7 +52,7 @@ pub async fn open_follower_log(
     data_dir: &Path,
     kafka: &crate::config::KafkaArgs,
 ) -> anyhow::Result<Arc<dyn EventLog>> {
-    Ok(match kafka.settings(0) {
+    Ok(match kafka.settings(0)? {
         Some(k) => Arc::new(
             KafkaLog::open_existing(k)
                 .await
@@ -60,6 +60,8 @@ pub async fn open_follower_log(
         ),
         None => {
             let dir = data_dir.join("log");
+            private_dir(data_dir)
+                .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
             Arc::new(EmbeddedLog::open_read_only(&dir).with_context(|| {
                 format!(
                     "opening the event log in {} (has `serve` run?)",
@@ -72,7 +74,7 @@ pub async fn open_follower_log(
 
 /// The event log: Kafka when brokers are configured, else the embedded log in the data dir.
 pub async fn open_log(store: &StoreArgs) -> anyhow::Result<Arc<dyn EventLog>> {
-    Ok(match store.kafka.settings(store.partitions) {
+    Ok(match store.kafka.settings(store.partitions)? {
         Some(k) => {
             let brokers = k.brokers.clone();
             let topic = k.topic();
@@ -90,6 +92,8 @@ pub async fn open_log(store: &StoreArgs) -> anyhow::Result<Arc<dyn EventLog>> {
 }
 
 pub async fn open_store(store: &StoreArgs) -> anyhow::Result<(Arc<dyn EventLog>, ReadModels)> {
+    private_dir(&store.data_dir)
+        .with_context(|| format!("creating the data dir {}", store.data_dir.display()))?;
     let log = open_log(store).await?;
     let models = ReadModels::open(
         &store.data_dir.join("read-models"),
@@ -114,6 +118,15 @@ pub async fn catch_up(log: &dyn EventLog, models: &ReadModels) -> anyhow::Result
 impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
         let prices = args.price_table()?;
+        // Every secret first: a bad one stops the start before anything is opened.
+        let configured_token = args.admin_token()?;
+        let api_keys = args.api_keys()?;
+        let tron_api_key = args.tron_api_key()?;
+        let supplier_keys = match args.supplier_keys()? {
+            Some((text, origin)) => parse_keys(text.expose(), &origin)?,
+            None => vec![],
+        };
+        args.store.kafka.settings(args.store.partitions)?;
         let (log, models) = open_store(&args.store).await?;
         let dyn_log = log.clone();
         let started = std::time::Instant::now();
@@ -123,6 +136,9 @@ impl Application {
         let listener = std::net::TcpListener::bind(&args.listen)
             .with_context(|| format!("binding {}", args.listen))?;
         let port = listener.local_addr()?.port();
+        if client_routes_open(&listener.local_addr()?, !api_keys.is_empty()) {
+            tracing::warn!(listen = %args.listen, "listening beyond loopback with no API keys: client routes (orders, balances, deductions) are open to anyone who can reach this address; set FLASHRENT_API_KEYS or --api-keys-file");
+        }
         // On a shared log every writer claims its partition (fencing out any earlier one);
         // the claim names where this instance takes requests.
         let instance_url = match &args.advertised_url {
@@ -156,7 +172,7 @@ impl Application {
             .await
             .context("loading aggregate state from the event log")?;
 
-        let (tron, demo) = tron_client(&args)?;
+        let (tron, demo) = tron_client(&args, supplier_keys, tron_api_key)?;
         let chain: Arc<dyn Chain> = tron.clone();
         match tron.head_block().await {
             Ok(head) => {
@@ -181,7 +197,7 @@ impl Application {
             },
             shutdown_rx.clone(),
         );
-        let admin_token = admin_token(&args)?;
+        let admin_token = admin_token(&args, configured_token)?;
         let forwarder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -205,7 +221,7 @@ impl Application {
             let _on_it = fulfilment.enter();
             saga.spawn(observed_rx)?
         });
-        let membership = match args.store.kafka.settings(args.store.partitions) {
+        let membership = match args.store.kafka.settings(args.store.partitions)? {
             Some(kafka) => Some(
                 join_writers(
                     &engine,
@@ -264,13 +280,8 @@ impl Application {
             models: models.clone(),
             prices,
             admin_token,
-            api_keys: args
-                .api_keys
-                .iter()
-                .filter(|k| !k.is_empty())
-                .cloned()
-                .map(Secret::new)
-                .collect(),
+            api_keys,
+            allow_private_callbacks: args.webhook_allow_private,
             chain,
             ready: ready.clone(),
             saga,
@@ -434,12 +445,11 @@ async fn refresh_inventory(
 
 /// The TRON client: against the configured nodes, or against an in-process devnet with a
 /// funded demo supplier when none is configured (`true` in the second place).
-fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
-    let spec = args.supplier_keys.as_ref().map(Secret::expose);
-    let mut keys = match spec.filter(|k| !k.trim().is_empty()) {
-        Some(spec) => load_keys(spec).context("loading supplier keys")?,
-        None => vec![],
-    };
+fn tron_client(
+    args: &ServeArgs,
+    mut keys: Vec<SecretKey>,
+    api_key: Option<Secret>,
+) -> anyhow::Result<(Arc<TronClient>, bool)> {
     let demo = args.tron_nodes.iter().all(|n| n.trim().is_empty());
     let nodes = if demo {
         let key = SecretKey::from_hex(DEMO_SUPPLIER_KEY).expect("demo key is valid");
@@ -493,16 +503,16 @@ fn tron_client(args: &ServeArgs) -> anyhow::Result<(Arc<TronClient>, bool)> {
     if demo {
         config.block_interval = Duration::from_millis(args.devnet_block_ms);
     }
-    config.api_key = args.tron_api_key.clone().filter(|k| !k.expose().is_empty());
+    config.api_key = api_key;
     config.use_lock = args.tron_lock;
     config.request_timeout = Duration::from_millis(args.tron_timeout_ms.max(1));
     Ok((Arc::new(TronClient::new(config, keys)?), demo))
 }
 
 /// The configured admin token, or the one kept in the data dir (created, mode 0600, on first start).
-fn admin_token(args: &ServeArgs) -> anyhow::Result<Secret> {
-    if let Some(t) = args.admin_token.as_ref().filter(|t| !t.is_empty()) {
-        return Ok(Secret::new(t.clone()));
+fn admin_token(args: &ServeArgs, configured: Option<Secret>) -> anyhow::Result<Secret> {
+    if let Some(t) = configured {
+        return Ok(t);
     }
     let path = args.store.data_dir.join("admin-token");
     if let Ok(t) = std::fs::read_to_string(&path) {

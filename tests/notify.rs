@@ -33,6 +33,8 @@ struct Receiver {
     url: String,
     hits: Arc<Mutex<Vec<Hit>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    /// Sent as `Location` with every answer (for redirects).
+    location: Arc<Mutex<Option<String>>>,
 }
 
 impl Receiver {
@@ -45,6 +47,7 @@ impl Receiver {
             behaviour: Arc::new(Mutex::new(Arc::new(|_: &str, _: usize| {
                 (200, Duration::ZERO)
             }))),
+            location: Arc::new(Mutex::new(None)),
         };
         let me = r.clone();
         tokio::spawn(async move {
@@ -101,8 +104,12 @@ impl Receiver {
                     let behaviour = me.behaviour.lock().unwrap().clone();
                     let (status, delay) = behaviour(&path, nth);
                     tokio::time::sleep(delay).await;
+                    let location = match me.location.lock().unwrap().as_ref() {
+                        Some(l) => format!("location: {l}\r\n"),
+                        None => String::new(),
+                    };
                     let resp = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        "HTTP/1.1 {status} X\r\n{location}content-length: 0\r\nconnection: close\r\n\r\n"
                     );
                     let _ = sock.write_all(resp.as_bytes()).await;
                 });
@@ -113,6 +120,15 @@ impl Receiver {
 
     fn behave(&self, f: impl Fn(&str, usize) -> (u16, Duration) + Send + Sync + 'static) {
         *self.behaviour.lock().unwrap() = Arc::new(f);
+    }
+
+    fn redirect_to(&self, url: &str) {
+        *self.location.lock().unwrap() = Some(url.to_owned());
+    }
+
+    /// Every request it got, whatever its path.
+    fn all_hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
     }
 
     fn hits(&self, path: &str) -> Vec<Hit> {
@@ -149,8 +165,20 @@ impl Receiver {
 
 struct Notifier(Child);
 
+/// The tests' receivers listen on 127.0.0.1, which clients' callbacks may not reach unless
+/// the operator allows private targets: `serve` and `notify` both get this.
+const ALLOW_PRIVATE: (&str, &str) = ("FLASHRENT_WEBHOOK_ALLOW_PRIVATE", "1");
+
+async fn serve() -> TestApp {
+    TestApp::spawn_with(&[ALLOW_PRIVATE]).await
+}
+
 impl Notifier {
     fn start(data_dir: &Path, args: &[&str]) -> Notifier {
+        Self::start_with(data_dir, args, &[ALLOW_PRIVATE])
+    }
+
+    fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Notifier {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -161,15 +189,10 @@ impl Notifier {
                 .arg("notify")
                 .arg("--data-dir")
                 .arg(data_dir)
-                .args([
-                    "--secret",
-                    SECRET,
-                    "--backoff-ms",
-                    "50",
-                    "--backoff-max-ms",
-                    "200",
-                ])
+                .args(["--backoff-ms", "50", "--backoff-max-ms", "200"])
                 .args(args)
+                .env("FLASHRENT_WEBHOOK_SECRET", SECRET)
+                .envs(env.iter().copied())
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log))
@@ -240,7 +263,7 @@ fn events_of(bodies: &[Value], order: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn every_order_event_is_delivered_in_order_signed_to_its_callback_and_the_global_url() {
-    let app = TestApp::spawn().await;
+    let app = serve().await;
     let rx = Receiver::start().await;
     let global = format!("{}/global", rx.url);
     let _n = Notifier::start(&app.data_dir, &["--webhook-url", &global]);
@@ -278,7 +301,7 @@ async fn every_order_event_is_delivered_in_order_signed_to_its_callback_and_the_
 
 #[tokio::test]
 async fn a_receiver_answering_500s_or_timing_out_gets_retries_and_does_not_hold_up_another() {
-    let app = TestApp::spawn().await;
+    let app = serve().await;
     let rx = Receiver::start().await;
     // /flaky fails twice with 500, then times out once, then accepts.
     rx.behave(|path, nth| match (path, nth) {
@@ -328,7 +351,7 @@ async fn a_receiver_answering_500s_or_timing_out_gets_retries_and_does_not_hold_
 
 #[tokio::test]
 async fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_replayed() {
-    let app = TestApp::spawn().await;
+    let app = serve().await;
     let rx = Receiver::start().await;
     rx.behave(|path, _| {
         if path == "/down" {
@@ -373,7 +396,7 @@ async fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_replayed() {
 
 #[tokio::test]
 async fn a_restarted_notifier_delivers_nothing_it_already_delivered() {
-    let app = TestApp::spawn().await;
+    let app = serve().await;
     let rx = Receiver::start().await;
     let global = format!("{}/all", rx.url);
     let metrics = app.data_dir.join("notify.prom");
@@ -419,7 +442,7 @@ async fn a_restarted_notifier_delivers_nothing_it_already_delivered() {
 
 #[tokio::test]
 async fn a_bad_callback_url_or_out_trade_no_is_refused_with_400_and_nothing_recorded() {
-    let app = TestApp::spawn().await;
+    let app = serve().await;
     app.credit("11", "100", "d-11").await;
     for (field, value) in [
         ("callback_url", json!("ftp://example.com/x")),
@@ -436,4 +459,120 @@ async fn a_bad_callback_url_or_out_trade_no_is_refused_with_400_and_nothing_reco
         assert_eq!(r.body["field"], field);
     }
     assert_eq!(app.balance_sun("11").await, 100_000_000);
+}
+
+/// Waits until `notify dead-letters list` shows `n` dead letters, and returns the listing.
+async fn wait_dead_letters(data_dir: &Path, n: usize, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let out = cli(data_dir, &["dead-letters", "list"]);
+        if out.contains(&format!("\n{n} dead letters")) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{out}\n--- notify.log:\n{}",
+            std::fs::read_to_string(data_dir.join("notify.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_callback_that_resolves_to_a_private_address_is_dead_lettered_at_once_and_never_contacted(
+) {
+    // The order is taken by a server that allows private callbacks, as one that did before
+    // this rule may have; the notifier does not allow them.
+    let app = serve().await;
+    let rx = Receiver::start().await;
+    let port = rx.url.rsplit(':').next().unwrap().to_owned();
+    let _n = Notifier::start_with(&app.data_dir, &[], &[]);
+    app.credit("12", "100", "d-12").await;
+    // `localhost` is a name: the resolver finds 127.0.0.1 (and ::1) and refuses them.
+    let by_name =
+        order_with_callback(&app, "12", &format!("http://localhost:{port}/named"), "n").await;
+    let by_literal =
+        order_with_callback(&app, "12", &format!("http://127.0.0.1:{port}/literal"), "l").await;
+    app.wait_final(&by_name).await;
+    app.wait_final(&by_literal).await;
+    let listing = wait_dead_letters(&app.data_dir, 6, 20).await;
+    assert!(
+        listing.contains("the target resolves to a private address"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("the target is a private address"),
+        "{listing}"
+    );
+    // Each given up on its first attempt: retrying leads to the same address.
+    let attempts: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains("order."))
+        .map(|l| l.split_whitespace().nth(3).unwrap())
+        .collect();
+    assert_eq!(attempts, vec!["1"; 6], "{listing}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.all_hits().is_empty(), "{:?}", rx.all_hits());
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_counts_as_a_failed_attempt() {
+    let app = serve().await;
+    let first = Receiver::start().await;
+    let second = Receiver::start().await;
+    first.behave(|_, _| (302, Duration::ZERO));
+    first.redirect_to(&format!("{}/stolen", second.url));
+    let _n = Notifier::start(&app.data_dir, &["--max-attempts", "2"]);
+    app.credit("13", "100", "d-13").await;
+    let a = order_with_callback(&app, "13", &format!("{}/moved", first.url), "r").await;
+    app.wait_final(&a).await;
+    let listing = wait_dead_letters(&app.data_dir, 3, 20).await;
+    assert!(listing.contains("302"), "{listing}");
+    assert_eq!(first.hits("/moved").len(), 6);
+    assert!(second.all_hits().is_empty(), "{:?}", second.all_hits());
+}
+
+#[tokio::test]
+async fn a_callback_url_with_credentials_is_never_logged_or_listed_whole() {
+    let app = serve().await;
+    let rx = Receiver::start().await;
+    rx.behave(|_, _| (500, Duration::ZERO));
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let _n = Notifier::start(&app.data_dir, &["--max-attempts", "2"]);
+    app.credit("14", "100", "d-14").await;
+    let answering = rx.url.replace("http://", "http://hook-user:pa55w0rd-x@");
+    let a = order_with_callback(
+        &app,
+        "14",
+        &format!("{answering}/cred?token=T0KEN-SECRET-1"),
+        "c1",
+    )
+    .await;
+    let b = order_with_callback(
+        &app,
+        "14",
+        &format!("http://hook-user:pa55w0rd-x@127.0.0.1:{closed}/gone?token=T0KEN-SECRET-1"),
+        "c2",
+    )
+    .await;
+    app.wait_final(&a).await;
+    app.wait_final(&b).await;
+    let listing = wait_dead_letters(&app.data_dir, 6, 30).await;
+    // The receiver got the URL whole: only what is shown is cut.
+    let hit = rx.all_hits().into_iter().next().expect("a request");
+    assert_eq!(hit.path, "/cred?token=T0KEN-SECRET-1");
+    let log = std::fs::read_to_string(app.data_dir.join("notify.log")).unwrap();
+    assert!(log.contains("delivery dead-lettered"), "{log}");
+    assert!(
+        listing.contains(&format!("http://127.0.0.1:{closed}/gone")),
+        "{listing}"
+    );
+    for text in [&listing, &log] {
+        for secret in ["pa55w0rd-x", "T0KEN-SECRET-1", "hook-user"] {
+            assert!(!text.contains(secret), "{secret} shown in:\n{text}");
+        }
+    }
 }

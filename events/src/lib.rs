@@ -4,6 +4,7 @@
 //! and the [`EventLog`] trait that both log backends implement.
 
 pub mod address;
+pub mod callback;
 pub mod codec;
 pub mod envelope;
 pub mod event;
@@ -14,6 +15,7 @@ pub mod rental;
 pub mod sun;
 
 pub use address::TronAddress;
+pub use callback::{forbidden_address, redact_url, CallbackUrl, CallbackUrlError};
 pub use codec::{decode_record, encode_record, DecodeError};
 pub use envelope::{AggregateKind, CommandRecord, Envelope};
 pub use event::{Event, FailureReason, OrderKind, WALLET_POOL_KEY};

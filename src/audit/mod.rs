@@ -54,9 +54,10 @@ pub struct AuditArgs {
     /// Compare with the read models through this running service when sled is locked by it.
     #[arg(long)]
     pub api: Option<String>,
-    /// API key for `--api`, when the service requires one.
-    #[arg(long, env = "FLASHRENT_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    /// A file holding the API key for `--api`, when the service requires one (or
+    /// `FLASHRENT_API_KEY`; not both).
+    #[arg(long, env = "FLASHRENT_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
     /// Skip the comparison with the read models.
     #[arg(long)]
     pub no_compare: bool,
@@ -197,6 +198,11 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<AuditRun> {
         (None, Some(t)) => Window::Since(t),
         _ => Window::All,
     };
+    let api_key = crate::config::read_single_secret(
+        "FLASHRENT_API_KEY",
+        "--api-key-file",
+        args.api_key_file.as_deref(),
+    )?;
     let log = crate::startup::open_follower_log(&args.data_dir, &args.kafka).await?;
     let started = Instant::now();
     let report = replay(log.as_ref(), opts).await?;
@@ -209,7 +215,7 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<AuditRun> {
             &report.log_ends,
             &report,
             args.api.as_deref(),
-            args.api_key.as_deref(),
+            api_key.as_ref().map(crate::config::Secret::expose),
         )
         .await
     };

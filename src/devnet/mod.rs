@@ -284,6 +284,8 @@ impl StateStore {
         tx_expiration_ms: i64,
         fresh: impl FnOnce() -> anyhow::Result<ChainState>,
     ) -> anyhow::Result<ChainState> {
+        crate::config::create_private_dir(&self.dir)
+            .with_context(|| format!("creating the devnet store {}", self.dir.display()))?;
         let db = sled::Config::new()
             .path(&self.dir)
             // The transactions are read back rarely (confirmations, lookups by id), and the

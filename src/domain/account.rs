@@ -40,7 +40,7 @@ pub struct PlaceOrder {
 /// Optional per-order notification settings given at order creation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderCallback {
-    pub callback_url: Option<String>,
+    pub callback_url: Option<flashrent_events::CallbackUrl>,
     pub out_trade_no: Option<String>,
 }
 
@@ -152,7 +152,11 @@ pub fn decide(account: &UserAccount, command: Command) -> Result<Vec<Event>, Dom
                 idempotency_key,
                 request_fingerprint,
                 estimated_completion: p.estimated_completion,
-                callback_url: p.callback.callback_url.clone(),
+                callback_url: p
+                    .callback
+                    .callback_url
+                    .as_ref()
+                    .map(|u| u.as_str().to_owned()),
                 out_trade_no: p.callback.out_trade_no.clone(),
             };
             if p.kind == OrderKind::Manual {

@@ -3,7 +3,9 @@
 use super::error::ApiError;
 use super::AppState;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use flashrent_events::{EnergyAmount, OrderId, RentalDuration, Sun, TronAddress, UserId};
+use flashrent_events::{
+    CallbackUrl, EnergyAmount, OrderId, RentalDuration, Sun, TronAddress, UserId,
+};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use std::future::{ready, Ready};
@@ -68,34 +70,39 @@ pub fn duration(text: &str) -> Result<RentalDuration, ApiError> {
     })
 }
 
-/// An order's optional `callback_url` (absolute http(s) URL, at most 2048 bytes) and
-/// `out_trade_no` (1 to 64 visible ASCII characters).
+/// An order's optional `callback_url` (absolute http(s) URL with a host, at most 2048 bytes,
+/// not naming a loopback, private or link-local target unless `allow_private`) and
+/// `out_trade_no` (1 to 64 visible ASCII characters). Names are not resolved here: the
+/// notifier checks where a name leads when it delivers.
 pub fn order_callback(
     callback_url: Option<&str>,
     out_trade_no: Option<&str>,
+    allow_private: bool,
 ) -> Result<crate::domain::account::OrderCallback, ApiError> {
     let bad = |field: &str, zh: &str, en: &str| {
         ApiError::bad_request("invalid_field", zh.to_owned(), en.to_owned())
             .with("field", field.into())
     };
-    let callback_url = match callback_url.map(str::trim) {
+    let callback_url = match callback_url {
         None => None,
-        Some(u) => match reqwest::Url::parse(u) {
-            Ok(url)
-                if u.len() <= 2048
-                    && matches!(url.scheme(), "http" | "https")
-                    && url.host().is_some() =>
-            {
-                Some(url.to_string())
-            }
-            _ => {
-                return Err(bad(
+        Some(u) => {
+            let url = CallbackUrl::parse(u).map_err(|_| {
+                bad(
                     "callback_url",
                     "callback_url 必须是 http(s) 绝对地址",
                     "callback_url must be an absolute http(s) URL of at most 2048 bytes",
-                ))
+                )
+            })?;
+            if let Some(range) = url.private_target().filter(|_| !allow_private) {
+                return Err(ApiError::bad_request(
+                    "invalid_callback_url",
+                    format!("callback_url 不能指向内网或本机地址（{range}）"),
+                    format!("callback_url must not name a {range} address: notifications go only to public hosts"),
+                )
+                .with("field", "callback_url".into()));
             }
-        },
+            Some(url)
+        }
     };
     let out_trade_no = match out_trade_no {
         None => None,

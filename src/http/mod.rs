@@ -27,6 +27,8 @@ pub struct AppState {
     pub prices: PriceTable,
     pub admin_token: Secret,
     pub api_keys: Vec<Secret>,
+    /// `callback_url`s may name loopback, private or link-local targets (tests only).
+    pub allow_private_callbacks: bool,
     pub chain: Arc<dyn Chain>,
     pub ready: Arc<AtomicBool>,
     pub saga: crate::saga::Saga,

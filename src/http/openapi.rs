@@ -28,6 +28,7 @@ pub enum ErrorCode {
     EnergyOutOfRange,
     InvalidJson,
     InvalidField,
+    InvalidCallbackUrl,
     InvalidAmount,
     InvalidUserId,
     InvalidOrderId,

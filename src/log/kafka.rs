@@ -49,8 +49,9 @@ pub struct KafkaSettings {
     pub topic_prefix: String,
     pub partitions: u32,
     pub replication: i32,
-    /// Passed to librdkafka as they are (SASL, TLS, client id, …).
-    pub extra: Vec<(String, String)>,
+    /// Passed to librdkafka as they are (SASL, TLS, client id, …); values are secrets
+    /// (`sasl.password`), so `Debug` shows none of them.
+    pub extra: Vec<(String, crate::config::Secret)>,
 }
 
 impl KafkaSettings {
@@ -70,7 +71,7 @@ impl KafkaSettings {
             c.set(*k, *v);
         }
         for (k, v) in &self.extra {
-            c.set(k, v);
+            c.set(k, v.expose());
         }
         c
     }

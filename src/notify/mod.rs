@@ -14,11 +14,12 @@
 
 pub mod message;
 pub mod store;
+pub mod target;
 
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use flashrent_events::{decode_record, Admission, EventLog, OrderId, PartitionId};
+use flashrent_events::{decode_record, redact_url, Admission, EventLog, OrderId, PartitionId};
 use message::OrderInfo;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -43,11 +44,17 @@ pub struct NotifyArgs {
     #[command(flatten)]
     pub kafka: crate::config::KafkaArgs,
     /// A URL that gets every order's notifications (besides each order's `callback_url`).
+    /// The operator's own configuration: it may name a private address.
     #[arg(long, env = "FLASHRENT_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
-    /// The shared secret of the `X-Flashrent-Signature` HMAC.
-    #[arg(long, env = "FLASHRENT_WEBHOOK_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    /// A file holding the shared secret of the `X-Flashrent-Signature` HMAC (or
+    /// `FLASHRENT_WEBHOOK_SECRET`; not both).
+    #[arg(long, env = "FLASHRENT_WEBHOOK_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Deliver to `callback_url`s that resolve to loopback, private or link-local addresses
+    /// (tests, or receivers on the operator's own network).
+    #[arg(long, env = "FLASHRENT_WEBHOOK_ALLOW_PRIVATE", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_private: bool,
     /// Failed attempts after which a delivery becomes a dead letter.
     #[arg(long, env = "FLASHRENT_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
     pub max_attempts: u32,
@@ -94,7 +101,7 @@ pub enum DeadLetterAction {
 
 #[derive(Clone)]
 struct Settings {
-    secret: Arc<Vec<u8>>,
+    secret: Arc<crate::config::Secret>,
     global_url: Option<String>,
     max_attempts: u32,
     timeout: Duration,
@@ -125,7 +132,7 @@ pub fn dead_letters(data_dir: &Path, action: &DeadLetterAction) -> anyhow::Resul
                     d.order_id,
                     d.attempts,
                     l.dead_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                    d.url,
+                    redact_url(&d.url),
                     d.last_error.as_deref().unwrap_or("")
                 );
             }
@@ -145,16 +152,19 @@ pub fn dead_letters(data_dir: &Path, action: &DeadLetterAction) -> anyhow::Resul
 
 /// Runs the notifier until `shutdown` turns true.
 pub async fn run(args: &NotifyArgs, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let secret = args
-        .secret
-        .clone()
-        .filter(|s| !s.is_empty())
-        .context("--secret (FLASHRENT_WEBHOOK_SECRET) is required")?;
+    let secret = crate::config::read_single_secret(
+        "FLASHRENT_WEBHOOK_SECRET",
+        "--secret-file",
+        args.secret_file.as_deref(),
+    )?
+    .context("FLASHRENT_WEBHOOK_SECRET or --secret-file is required")?;
     if let Some(u) = &args.webhook_url {
-        reqwest::Url::parse(u).context("--webhook-url is not a URL")?;
+        // Not echoed: the operator's URL may carry credentials.
+        reqwest::Url::parse(u)
+            .map_err(|_| anyhow::anyhow!("--webhook-url (FLASHRENT_WEBHOOK_URL) is not a URL"))?;
     }
     let settings = Settings {
-        secret: Arc::new(secret.into_bytes()),
+        secret: Arc::new(secret),
         global_url: args.webhook_url.clone(),
         max_attempts: args.max_attempts.max(1),
         timeout: Duration::from_millis(args.timeout_ms.max(1)),
@@ -164,13 +174,14 @@ pub async fn run(args: &NotifyArgs, mut shutdown: watch::Receiver<bool>) -> anyh
     let log = crate::startup::open_follower_log(&args.data_dir, &args.kafka).await?;
     let store = Store::open(&state_dir(&args.data_dir))
         .context("opening the notifier's state (is another notifier running?)")?;
-    let http = reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .user_agent(concat!("flashrent-notify/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+    let clients = Clients {
+        callbacks: target::client(settings.timeout, !args.allow_private)?,
+        operator: target::client(settings.timeout, false)?,
+        allow_private: args.allow_private,
+    };
     let receivers = Receivers {
         store: store.clone(),
-        http,
+        http: clients,
         settings: settings.clone(),
         running: Arc::new(Mutex::new(HashMap::new())),
         shutdown: shutdown.clone(),
@@ -178,7 +189,8 @@ pub async fn run(args: &NotifyArgs, mut shutdown: watch::Receiver<bool>) -> anyh
     for rid in store.receivers()? {
         receivers.wake(&rid);
     }
-    tracing::info!(partitions = log.partition_count(), global_url = ?settings.global_url, "notifier started");
+    let global_url = settings.global_url.as_deref().map(redact_url);
+    tracing::info!(partitions = log.partition_count(), global_url = ?global_url, allow_private = args.allow_private, "notifier started");
 
     let mut tasks = Vec::new();
     for partition in 0..log.partition_count() {
@@ -361,7 +373,7 @@ type Running = HashMap<String, (Arc<Notify>, tokio::task::JoinHandle<()>)>;
 #[derive(Clone)]
 struct Receivers {
     store: Store,
-    http: reqwest::Client,
+    http: Clients,
     settings: Settings,
     running: Arc<Mutex<Running>>,
     shutdown: watch::Receiver<bool>,
@@ -390,7 +402,7 @@ impl Receivers {
 async fn deliver_loop(
     rid: String,
     store: Store,
-    http: reqwest::Client,
+    http: Clients,
     settings: Settings,
     notify: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -426,11 +438,16 @@ async fn deliver_loop(
         let result = post(&http, &settings, &d).await;
         let outcome = match result {
             Ok(()) => store.ack(&key),
-            Err(why) => {
+            Err(failure) => {
+                let (why, final_) = match failure {
+                    Failure::Retry(why) => (why, false),
+                    // Trying again leads to the same address: no use waiting.
+                    Failure::Refused(why) => (why, true),
+                };
                 d.attempts += 1;
                 d.last_error = Some(why.clone());
-                if d.attempts >= settings.max_attempts {
-                    tracing::warn!(receiver = %d.url, event_id = %d.event_id, order_id = %d.order_id, attempts = d.attempts, error = %why, "delivery dead-lettered");
+                if final_ || d.attempts >= settings.max_attempts {
+                    tracing::warn!(receiver = %redact_url(&d.url), event_id = %d.event_id, order_id = %d.order_id, attempts = d.attempts, error = %why, "delivery dead-lettered");
                     store.dead_letter(&key, &d)
                 } else {
                     let wait = message::backoff(
@@ -441,7 +458,7 @@ async fn deliver_loop(
                     );
                     d.due_ms = message::due_at(Utc::now(), wait);
                     if warned.insert(d.event_id) {
-                        tracing::warn!(receiver = %d.url, event_id = %d.event_id, order_id = %d.order_id, error = %why, "delivery failed; retrying with backoff");
+                        tracing::warn!(receiver = %redact_url(&d.url), event_id = %d.event_id, order_id = %d.order_id, error = %why, "delivery failed; retrying with backoff");
                     }
                     store.retry_later(&key, &d)
                 }
@@ -454,33 +471,79 @@ async fn deliver_loop(
     }
 }
 
-async fn post(
-    http: &reqwest::Client,
-    settings: &Settings,
-    d: &store::Delivery,
-) -> Result<(), String> {
-    let res = http
+/// The notifier's HTTP clients. Neither follows redirects (a redirect could lead anywhere,
+/// past every check) nor uses a proxy from the environment (the check is on the address
+/// connected to). Clients' `callback_url`s go through a resolver that drops forbidden
+/// addresses, unless private targets are allowed; the operator's `--webhook-url` is trusted
+/// configuration and resolves as it is.
+#[derive(Clone)]
+struct Clients {
+    callbacks: reqwest::Client,
+    operator: reqwest::Client,
+    allow_private: bool,
+}
+
+/// Why an attempt failed: worth retrying, or refused for where it leads (final).
+enum Failure {
+    Retry(String),
+    Refused(String),
+}
+
+async fn post(http: &Clients, settings: &Settings, d: &store::Delivery) -> Result<(), Failure> {
+    let operator = settings.global_url.as_deref() == Some(d.url.as_str());
+    let client = if operator {
+        &http.operator
+    } else {
+        if !http.allow_private {
+            // Only names reach the resolver; an address literal is checked here.
+            if let Some(why) = target::literal_refusal(&d.url) {
+                return Err(Failure::Refused(why));
+            }
+        }
+        &http.callbacks
+    };
+    let res = client
         .post(&d.url)
         .header("Content-Type", "application/json")
         .header("Idempotency-Key", d.event_id.to_string())
         .header("X-Flashrent-Event", &d.event)
         .header(
             "X-Flashrent-Signature",
-            message::signature(&settings.secret, d.body.as_bytes()),
+            message::signature(settings.secret.expose().as_bytes(), d.body.as_bytes()),
         )
         .body(d.body.clone())
         .send()
         .await
         .map_err(|e| {
-            if e.is_timeout() {
-                format!("timed out after {:?}", settings.timeout)
+            if let Some(refused) = target::refusal_in(&e) {
+                Failure::Refused(refused)
+            } else if e.is_timeout() {
+                Failure::Retry(format!("timed out after {:?}", settings.timeout))
             } else {
-                format!("request failed: {e}")
+                // reqwest's message names the whole URL; the delivery's URL is known anyway.
+                Failure::Retry(format!("request failed: {}", error_chain(&e.without_url())))
             }
         })?;
-    if res.status().is_success() {
+    let status = res.status();
+    if status.is_success() {
         Ok(())
+    } else if status.is_redirection() {
+        Err(Failure::Retry(format!(
+            "receiver answered {status} (redirects are not followed)"
+        )))
     } else {
-        Err(format!("receiver answered {}", res.status()))
+        Err(Failure::Retry(format!("receiver answered {status}")))
     }
+}
+
+/// An error and its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

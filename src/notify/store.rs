@@ -78,6 +78,8 @@ pub struct Store {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        // Its queue holds every callback URL whole, credentials included.
+        crate::config::create_private_dir(dir)?;
         std::fs::create_dir_all(dir.join("dead-letters"))?;
         std::fs::create_dir_all(dir.join("replay"))?;
         let db = sled::Config::new()

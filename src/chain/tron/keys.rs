@@ -2,6 +2,7 @@
 //! (Keccak-256 of the public key, tron-protocol.md §1) and recoverable signatures over a
 //! transaction id (§4).
 
+use crate::config::{item_name, list_items, Origin};
 use flashrent_events::TronAddress;
 use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
 use sha3::{Digest, Keccak256};
@@ -12,11 +13,9 @@ pub enum KeyError {
     /// Deliberately says nothing of the text it was given.
     #[error("a private key is 64 hex characters of a valid secp256k1 scalar")]
     Malformed,
-    #[error("cannot read the key file {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    /// Names the item by its position only: a typo next to a key must not print the key.
+    #[error("{item} is not a private key: 64 hex characters (optionally 0x) of a valid secp256k1 scalar (the value is not shown)")]
+    BadItem { item: String },
     #[error("signature does not recover to a public key")]
     BadSignature,
 }
@@ -90,30 +89,17 @@ pub fn recover_signer(tx_id: &[u8; 32], signature: &[u8]) -> Result<TronAddress,
     Ok(address_of(&key))
 }
 
-/// Keys from `FLASHRENT_SUPPLIER_KEYS`: comma-separated hex keys, or the path of a file
-/// holding one hex key per line (blank lines and `#` comments ignored).
-pub fn load_keys(spec: &str) -> Result<Vec<SecretKey>, KeyError> {
-    let spec = spec.trim();
-    let looks_like_keys = spec
-        .split(',')
-        .all(|k| k.trim().trim_start_matches("0x").len() == 64);
-    let text;
-    let items: Vec<&str> = if looks_like_keys {
-        spec.split(',').collect()
-    } else {
-        text = std::fs::read_to_string(spec).map_err(|source| KeyError::File {
-            path: spec.to_owned(),
-            source,
-        })?;
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .collect()
-    };
-    items
+/// Supplier keys from `FLASHRENT_SUPPLIER_KEYS` (separated by commas or whitespace) or the
+/// file of `--supplier-keys-file` (one per line, blank lines and `#` comments skipped). The
+/// text is always keys, never a path. A bad item is named by its position, never shown.
+pub fn parse_keys(text: &str, origin: &Origin) -> Result<Vec<SecretKey>, KeyError> {
+    list_items(text, origin)
         .into_iter()
-        .filter(|k| !k.trim().is_empty())
-        .map(SecretKey::from_hex)
+        .map(|(position, item)| {
+            SecretKey::from_hex(item).map_err(|_| KeyError::BadItem {
+                item: item_name(origin, position),
+            })
+        })
         .collect()
 }
 
@@ -188,13 +174,42 @@ mod tests {
     }
 
     #[test]
-    fn keys_load_from_a_comma_list_or_a_file() {
+    fn keys_load_from_a_variable_with_any_separators_or_a_file() {
         let one = format!("{:064x}", 1);
-        let two = format!("{:064x}", 2);
-        assert_eq!(load_keys(&format!("{one},{two}")).unwrap().len(), 2);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys");
-        std::fs::write(&path, format!("# suppliers\n{one}\n\n{two}\n")).unwrap();
-        assert_eq!(load_keys(path.to_str().unwrap()).unwrap().len(), 2);
+        let two = format!("0x{:064x}", 2);
+        let env = Origin::Env("FLASHRENT_SUPPLIER_KEYS");
+        for text in [
+            format!("{one},{two}"),
+            format!("{one},{two},"),
+            format!("{one}\n{two}\n"),
+            format!(" {one} , \n\n{two}"),
+        ] {
+            assert_eq!(parse_keys(&text, &env).unwrap().len(), 2, "{text:?}");
+        }
+        let file = Origin::File("/keys".into());
+        let text = format!("# suppliers\n{one}\n\n{two}\n");
+        assert_eq!(parse_keys(&text, &file).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_bad_key_item_is_named_by_position_and_no_key_is_shown() {
+        let one = format!("{:064x}", 1);
+        let env = Origin::Env("FLASHRENT_SUPPLIER_KEYS");
+        for (text, item) in [
+            (format!("{one},\"{one}\""), "item 2"),
+            (format!("\"{one}\""), "item 1"),
+            (format!("{one};{one}"), "item 1"),
+            (format!("{one},{}", &one[..63]), "item 2"),
+            (format!("{one},{}", "f".repeat(64)), "item 2"),
+        ] {
+            let err = parse_keys(&text, &env).unwrap_err().to_string();
+            assert!(err.contains(item), "{err}");
+            assert!(!err.contains(&one[50..]), "{err}");
+        }
+        let file = Origin::File("/keys".into());
+        let err = parse_keys(&format!("# a\n{one}\n\nzz\n"), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/keys: line 4"), "{err}");
     }
 }

@@ -6,4 +6,4 @@ pub mod keys;
 pub mod proto;
 
 pub use client::{EnergyTotals, TronClient, TronConfig};
-pub use keys::{load_keys, recover_signer, SecretKey};
+pub use keys::{parse_keys, recover_signer, SecretKey};

@@ -75,7 +75,11 @@ pub async fn create(
     let energy = energy_field(&b.energy_amount)?;
     let duration = extract::duration(&b.duration)?;
     let receive_address = extract::address("receive_address", &b.receive_address)?;
-    let callback = extract::order_callback(b.callback_url.as_deref(), b.out_trade_no.as_deref())?;
+    let callback = extract::order_callback(
+        b.callback_url.as_deref(),
+        b.out_trade_no.as_deref(),
+        state.allow_private_callbacks,
+    )?;
     let price = state
         .prices
         .quote(energy, duration)
