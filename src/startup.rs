@@ -136,6 +136,9 @@ impl Application {
         let listener = std::net::TcpListener::bind(&args.listen)
             .with_context(|| format!("binding {}", args.listen))?;
         let port = listener.local_addr()?.port();
+        if args.webhook_allow_private {
+            tracing::warn!("FLASHRENT_WEBHOOK_ALLOW_PRIVATE is set: orders may name loopback, private and link-local callback_urls");
+        }
         if client_routes_open(&listener.local_addr()?, !api_keys.is_empty()) {
             tracing::warn!(listen = %args.listen, "listening beyond loopback with no API keys: client routes (orders, balances, deductions) are open to anyone who can reach this address; set FLASHRENT_API_KEYS or --api-keys-file");
         }

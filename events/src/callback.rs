@@ -56,15 +56,6 @@ impl CallbackUrl {
         redact(&self.0)
     }
 
-    /// The host when it is an IP address literal (`http://10.0.0.1/`, `http://[::1]/`).
-    pub fn ip_literal(&self) -> Option<IpAddr> {
-        match self.0.host()? {
-            Host::Ipv4(a) => Some(IpAddr::V4(a)),
-            Host::Ipv6(a) => Some(IpAddr::V6(a)),
-            Host::Domain(_) => None,
-        }
-    }
-
     /// Why the URL names a private target on its face (an IP literal in a forbidden range,
     /// or `localhost`), without resolving anything; `None` when it does not.
     pub fn private_target(&self) -> Option<&'static str> {
@@ -82,6 +73,16 @@ impl CallbackUrl {
 impl fmt::Debug for CallbackUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CallbackUrl({})", self.redacted())
+    }
+}
+
+/// The host of the URL `text` when it is an IP address literal, however loosely the URL was
+/// checked when it was accepted.
+pub fn ip_literal_host(text: &str) -> Option<IpAddr> {
+    match Url::parse(text).ok()?.host()? {
+        Host::Ipv4(a) => Some(IpAddr::V4(a)),
+        Host::Ipv6(a) => Some(IpAddr::V6(a)),
+        Host::Domain(_) => None,
     }
 }
 

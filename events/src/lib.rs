@@ -15,7 +15,7 @@ pub mod rental;
 pub mod sun;
 
 pub use address::TronAddress;
-pub use callback::{forbidden_address, redact_url, CallbackUrl, CallbackUrlError};
+pub use callback::{forbidden_address, ip_literal_host, redact_url, CallbackUrl, CallbackUrlError};
 pub use codec::{decode_record, encode_record, DecodeError};
 pub use envelope::{AggregateKind, CommandRecord, Envelope};
 pub use event::{Event, FailureReason, OrderKind, WALLET_POOL_KEY};

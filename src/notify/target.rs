@@ -8,7 +8,7 @@
 //! a second time (DNS rebinding) cannot slip through. Address literals never reach a
 //! resolver; [`literal_refusal`] checks them before the request.
 
-use flashrent_events::{forbidden_address, CallbackUrl};
+use flashrent_events::{forbidden_address, ip_literal_host};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,14 +66,11 @@ pub fn client(timeout: Duration, public_only: bool) -> reqwest::Result<reqwest::
     }
 }
 
-/// Why a delivery to `url` is refused before any lookup: an address literal in a forbidden
-/// range, or a URL that no longer parses as a callback URL.
+/// Why a delivery to `url` is refused before any lookup: its host is an address literal in a
+/// forbidden range. (A URL of an older record is read as it was accepted then; one that does
+/// not parse fails in the client, like any bad request.)
 pub fn literal_refusal(url: &str) -> Option<String> {
-    let Ok(url) = CallbackUrl::parse(url) else {
-        return Some("not an http(s) URL with a host: not contacted".to_owned());
-    };
-    let ip = url.ip_literal()?;
-    forbidden_address(ip)
+    forbidden_address(ip_literal_host(url)?)
         .map(|range| format!("the target is a private address ({range}): not contacted"))
 }
 
@@ -106,7 +103,6 @@ mod tests {
     fn address_literals_are_checked_before_any_request() {
         assert!(literal_refusal("http://169.254.169.254/latest/meta-data").is_some());
         assert!(literal_refusal("http://[::ffff:10.0.0.1]:8080/").is_some());
-        assert!(literal_refusal("ftp://example.com/").is_some());
         assert_eq!(literal_refusal("http://8.8.8.8/"), None);
         assert_eq!(literal_refusal("https://example.com/hook"), None);
     }
