@@ -60,8 +60,6 @@ pub async fn open_follower_log(
         ),
         None => {
             let dir = data_dir.join("log");
-            private_dir(data_dir)
-                .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
             Arc::new(EmbeddedLog::open_read_only(&dir).with_context(|| {
                 format!(
                     "opening the event log in {} (has `serve` run?)",
