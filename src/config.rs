@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// (default: http:// and the address it listens on).
     #[arg(long, env = "FLASHRENT_ADVERTISED_URL")]
     pub advertised_url: Option<String>,
+    /// How long a client may take to send a request's head, and then its body, in
+    /// milliseconds; a slower one gets 408 and its connection is closed.
+    #[arg(long, env = "FLASHRENT_CLIENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub client_timeout_ms: u64,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "FLASHRENT_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,

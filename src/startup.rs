@@ -259,6 +259,7 @@ impl Application {
         }
 
         let ready = Arc::new(AtomicBool::new(true));
+        let client_timeout = Duration::from_millis(args.client_timeout_ms.max(1));
         let state = web::Data::new(AppState {
             engine,
             models: models.clone(),
@@ -277,6 +278,7 @@ impl Application {
             instance_url,
             forwarder,
             shared_log,
+            client_timeout,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -289,6 +291,7 @@ impl Application {
         } else {
             args.http_workers
         })
+        .client_request_timeout(client_timeout)
         .listen(listener)?
         .backlog(4096)
         .shutdown_timeout(5)

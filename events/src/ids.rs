@@ -119,4 +119,25 @@ mod tests {
         assert_eq!(from_json, from_text);
         assert!(serde_json::from_str::<UserId>("1.5").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_user_id_or_refused_without_panicking(text in "\\PC{0,24}") {
+            if let Ok(u) = UserId::parse(&text) {
+                proptest::prop_assert_eq!(UserId::parse(&u.to_string()), Ok(u));
+            }
+        }
+
+        #[test]
+        fn any_positive_number_of_at_most_19_digits_is_a_user_id(n in 1u64..=9_999_999_999_999_999_999) {
+            proptest::prop_assert_eq!(UserId::parse(&n.to_string()).map(UserId::get), Ok(n));
+        }
+
+        #[test]
+        fn any_text_is_an_order_id_or_refused_without_panicking(text in "\\PC{0,40}") {
+            if let Ok(o) = OrderId::parse(&text) {
+                proptest::prop_assert_eq!(OrderId::parse(&o.to_string()).ok(), Some(o));
+            }
+        }
+    }
 }

@@ -55,6 +55,12 @@ impl ApiError {
 
     pub fn internal(what: impl fmt::Display) -> ApiError {
         tracing::error!(error = %what, "request failed");
+        ApiError::server_fault()
+    }
+
+    /// A 500 that tells the client nothing of its cause, which is logged where it is known
+    /// (for a handler that panicked, by the panic hook).
+    pub fn server_fault() -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -103,6 +109,11 @@ impl ApiError {
                 "method_not_allowed",
                 "不支持该请求方法",
                 "method not allowed",
+            ),
+            408 => (
+                "request_timeout",
+                "请求发送超时",
+                "the request was not sent in time",
             ),
             413 => ("payload_too_large", "请求体过大", "request body too large"),
             415 => (

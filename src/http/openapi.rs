@@ -54,6 +54,7 @@ pub enum ErrorCode {
     DelegationFailed,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     IdempotencyKeyReused,
     BadRequest,
