@@ -103,6 +103,27 @@ impl fmt::Display for OrderId {
     }
 }
 
+/// An API key's public id (the key itself is shown once and only its hash is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKeyId(Uuid);
+
+impl ApiKeyId {
+    pub fn new_v7() -> ApiKeyId {
+        ApiKeyId(Uuid::now_v7())
+    }
+
+    pub fn parse(text: &str) -> Result<ApiKeyId, uuid::Error> {
+        Uuid::parse_str(text.trim()).map(ApiKeyId)
+    }
+}
+
+impl fmt::Display for ApiKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

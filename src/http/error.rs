@@ -53,6 +53,12 @@ impl ApiError {
         self
     }
 
+    /// Sent with `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub fn internal(what: impl fmt::Display) -> ApiError {
         tracing::error!(error = %what, "request failed");
         ApiError::server_fault()
@@ -237,6 +243,18 @@ impl From<DomainError> for ApiError {
                 "the order's state does not allow this",
             ),
             Overflow => ApiError::bad_request("amount_too_large", "金额过大", "amount too large"),
+            ApiKeyNotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "api_key_not_found",
+                format!("API 密钥 {id} 不存在"),
+                format!("API key {id} does not exist"),
+            ),
+            ApiKeyExists => ApiError::new(
+                conflict,
+                "api_key_exists",
+                "该 API 密钥已存在",
+                "this API key exists already",
+            ),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `routes/`. Requests are parsed into domain values at the edge (`extract`), commands go
 //! to the engine, and reads come from the sled read models.
 
+pub mod access;
 pub mod error;
 pub mod extract;
 pub mod forward;
@@ -40,13 +41,18 @@ pub struct AppState {
     pub shared_log: bool,
     /// How long a client may take to send a request body.
     pub client_timeout: std::time::Duration,
+    /// Whether any API key was ever issued (then client routes need a key).
+    pub keys_issued: access::KeysIssued,
+    /// Issued keys let in since their use was last recorded.
+    pub key_usage: access::KeyUsage,
+    pub order_limits: access::OrderLimits,
 }
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use routes::*;
-    use web::{get, post, scope};
+    use web::{delete, get, post, scope};
     // One resource per path, the hot order routes first: actix tries dynamic paths in order,
     // each a regex match.
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
@@ -79,6 +85,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(post().to(admin::register_supplier))
                         .route(get().to(admin::list_suppliers)),
                 )
+                .service(
+                    resource("/api-keys")
+                        .route(post().to(keys::issue))
+                        .route(get().to(keys::list)),
+                )
+                .service(resource("/api-keys/{key_id}").route(delete().to(keys::revoke)))
                 .service(resource("/partitions").route(get().to(cluster::partitions)))
                 .service(resource("/pool-commands").route(post().to(cluster::pool_command))),
         )
