@@ -334,6 +334,21 @@ pub struct ServeArgs {
     /// (default: http:// and the address it listens on).
     #[arg(long, env = "FLASHRENT_ADVERTISED_URL")]
     pub advertised_url: Option<String>,
+    /// How long a client may take to send a request's head, and then its body, in
+    /// milliseconds; a slower one gets 408 and its connection is closed.
+    #[arg(long, env = "FLASHRENT_CLIENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub client_timeout_ms: u64,
+    /// Orders a user may place per minute (a token bucket holding a minute's worth; 0: no
+    /// limit). Unset: no limit when listening on a loopback address, else 60.
+    #[arg(long, env = "FLASHRENT_ORDER_RATE_PER_USER")]
+    pub order_rate_per_user: Option<u32>,
+    /// Orders one API key may place per minute, for all the users it acts for (0: no limit).
+    /// Unset: no limit when listening on a loopback address, else 6000.
+    #[arg(long, env = "FLASHRENT_ORDER_RATE_PER_KEY")]
+    pub order_rate_per_key: Option<u32>,
+    /// How often the last use of the issued API keys is recorded in the log, in seconds.
+    #[arg(long, env = "FLASHRENT_KEY_USAGE_RECORD_SECS", default_value_t = 60)]
+    pub key_usage_record_secs: u64,
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "FLASHRENT_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
@@ -396,6 +411,18 @@ impl ServeArgs {
             "--supplier-keys-file",
             self.supplier_keys_file.as_deref(),
         )
+    }
+
+    /// The order rate limits in force: as configured, else none on a loopback-only server
+    /// (its clients are the operator's own) and a default per user and per key otherwise.
+    pub fn order_rates(&self, loopback: bool) -> crate::http::access::OrderRates {
+        let rate = |set: Option<u32>, default: u32| {
+            std::num::NonZeroU32::new(set.unwrap_or(if loopback { 0 } else { default }))
+        };
+        crate::http::access::OrderRates {
+            per_user: rate(self.order_rate_per_user, 60),
+            per_key: rate(self.order_rate_per_key, 6000),
+        }
     }
 
     pub fn price_table(&self) -> anyhow::Result<PriceTable> {

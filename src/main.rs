@@ -161,6 +161,7 @@ async fn run() -> anyhow::Result<()> {
 }
 
 fn init_tracing(json: bool) {
+    flashrent::http::guard::log_panics();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()

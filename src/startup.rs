@@ -137,8 +137,9 @@ impl Application {
         if args.webhook_allow_private {
             tracing::warn!("FLASHRENT_WEBHOOK_ALLOW_PRIVATE is set: orders may name loopback, private and link-local callback_urls");
         }
-        if client_routes_open(&listener.local_addr()?, !api_keys.is_empty()) {
-            tracing::warn!(listen = %args.listen, "listening beyond loopback with no API keys: client routes (orders, balances, deductions) are open to anyone who can reach this address; set FLASHRENT_API_KEYS or --api-keys-file");
+        let any_key = !api_keys.is_empty() || models.any_api_key()?;
+        if client_routes_open(&listener.local_addr()?, any_key) {
+            tracing::warn!(listen = %args.listen, "listening beyond loopback with no API keys: client routes (orders, balances, deductions) are open to anyone who can reach this address; issue keys (POST /api/admin/api-keys) or set FLASHRENT_API_KEYS or --api-keys-file");
         }
         // On a shared log every writer claims its partition (fencing out any earlier one);
         // the claim names where this instance takes requests.
@@ -276,6 +277,9 @@ impl Application {
         }
 
         let ready = Arc::new(AtomicBool::new(true));
+        let client_timeout = Duration::from_millis(args.client_timeout_ms.max(1));
+        let order_rates = args.order_rates(listener.local_addr()?.ip().is_loopback());
+        tracing::info!(per_user = ?order_rates.per_user, per_key = ?order_rates.per_key, "order rate limits (orders per minute)");
         let state = web::Data::new(AppState {
             engine,
             models: models.clone(),
@@ -289,7 +293,16 @@ impl Application {
             instance_url,
             forwarder,
             shared_log,
+            client_timeout,
+            keys_issued: Default::default(),
+            key_usage: Default::default(),
+            order_limits: http::access::OrderLimits::new(order_rates),
         });
+        tasks.push(tokio::spawn(record_key_uses(
+            state.clone().into_inner(),
+            Duration::from_secs(args.key_usage_record_secs.max(1)),
+            shutdown.subscribe(),
+        )));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -301,6 +314,7 @@ impl Application {
         } else {
             args.http_workers
         })
+        .client_request_timeout(client_timeout)
         .listen(listener)?
         .backlog(4096)
         .shutdown_timeout(5)
@@ -440,6 +454,48 @@ async fn refresh_inventory(
                     tracing::warn!(%address, error = %e, "cannot read a supplier's inventory")
                 }
             }
+        }
+    }
+}
+
+/// Records in the log, every `every`, when the issued API keys this instance let in were
+/// last used (one event for all of them), and forgets the order rate limits' idle buckets.
+/// A key's use is recorded by the instance that writes the keys' partition: on a shared log
+/// another instance's uses wait until it writes that partition itself.
+async fn record_key_uses(
+    state: Arc<AppState>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = shutdown.changed() => true,
+        };
+        state.order_limits.prune();
+        let uses = state.key_usage.take();
+        if !uses.is_empty() {
+            let command = crate::domain::keys::Command::RecordUses { uses: uses.clone() };
+            match state
+                .engine
+                .api_key_command(CommandMeta::new(Uuid::now_v7()), command)
+                .await
+            {
+                Ok(_) => {}
+                Err(EngineError::Log(flashrent_events::LogError::Fenced(_))) => {
+                    tracing::debug!(
+                        "the API keys' partition is written elsewhere; their uses seen here wait"
+                    );
+                    state.key_usage.put_back(uses);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record the API keys' last use");
+                    state.key_usage.put_back(uses);
+                }
+            }
+        }
+        if stopping {
+            return;
         }
     }
 }

@@ -148,6 +148,18 @@ mod tests {
             proptest::prop_assert_eq!(a.as_str(), bs58::encode(bytes).with_check().into_string());
             proptest::prop_assert_eq!(TronAddress::parse(a.as_str()), Ok(a));
         }
+
+        #[test]
+        fn any_text_is_an_address_or_refused_without_panicking(text in "\\PC{0,40}") {
+            if let Ok(a) = TronAddress::parse(&text) {
+                proptest::prop_assert_eq!(TronAddress::parse(a.as_str()), Ok(a));
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_an_address_or_refused_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..30)) {
+            let _ = TronAddress::from_bytes(&bytes);
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum DecodeError {
         version: u16,
         known: u16,
     },
+    #[error("an event envelope is not a JSON object")]
+    NotAnEnvelope,
     #[error("cannot upcast {event_type} v{version}: {why}")]
     Upcast {
         event_type: String,
@@ -78,7 +80,11 @@ pub fn decode_record(bytes: &[u8]) -> Result<CommandRecord, DecodeError> {
             });
         } else {
             let mut value: Value = serde_json::from_str(raw.get())?;
-            let obj = value.as_object_mut().expect("an envelope is an object");
+            // The head also reads from a JSON array (serde takes a struct from a sequence),
+            // so an envelope that is not an object gets this far.
+            let Some(obj) = value.as_object_mut() else {
+                return Err(DecodeError::NotAnEnvelope);
+            };
             let event_type = head.event_type.to_owned();
             let mut version = head.schema_version;
             let mut payload = match obj.remove("payload") {
@@ -157,6 +163,51 @@ mod tests {
         // Re-encoding writes the current version, which decodes without upcasting.
         let again = decode_record(&encode_record(&record)).unwrap();
         assert_eq!(again, record);
+    }
+
+    #[test]
+    fn an_envelope_written_as_an_array_is_an_error_not_a_panic() {
+        let rec = r#"{"command_id":"0190a1b2-0000-7000-8000-000000000001","key":"k",
+            "events":[["OrderPlaced", 1]]}"#;
+        assert!(matches!(
+            decode_record(rec.as_bytes()),
+            Err(DecodeError::NotAnEnvelope)
+        ));
+    }
+
+    /// Records as the log holds them, with any of their bytes changed, or cut short.
+    fn damaged(record: &'static str) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let len = record.len();
+        (
+            proptest::collection::vec((0..len, any::<u8>()), 0..4),
+            0..=len,
+        )
+            .prop_map(move |(changes, cut)| {
+                let mut bytes = record.as_bytes().to_vec();
+                for (at, b) in changes {
+                    bytes[at] = b;
+                }
+                bytes.truncate(cut);
+                bytes
+            })
+    }
+
+    const V1_RECORD: &str = r#"{"command_id":"0190a1b2-0000-7000-8000-000000000001","key":"123","events":[{"event_id":"0190a1b2-0000-7000-8000-000000000002","aggregate":"order","aggregate_id":"550e8400-e29b-41d4-a716-446655440000","sequence":1,"occurred_at":"2023-08-23T14:00:00Z","schema_version":1,"correlation_id":"0190a1b2-0000-7000-8000-000000000003","causation_id":"0190a1b2-0000-7000-8000-000000000001","type":"OrderPlaced","payload":{"order_id":"550e8400-e29b-41d4-a716-446655440000","user_id":"123","energy":65000,"duration":"1h","receive_address":"TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2","cost_trx":"5.85","estimated_completion":"2023-08-23T14:05:00Z"}}]}"#;
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_are_refused_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode_record(&bytes);
+        }
+
+        #[test]
+        fn a_damaged_record_decodes_or_is_refused_without_panicking(bytes in damaged(V1_RECORD)) {
+            if let Ok(record) = decode_record(&bytes) {
+                // Whatever decodes re-encodes into a record that decodes to the same thing.
+                proptest::prop_assert_eq!(decode_record(&encode_record(&record)).ok(), Some(record));
+            }
+        }
     }
 
     #[test]

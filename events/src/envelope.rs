@@ -11,6 +11,8 @@ pub enum AggregateKind {
     UserAccount,
     Order,
     WalletPool,
+    /// The API keys that may use client routes.
+    ApiKeys,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

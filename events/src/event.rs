@@ -2,12 +2,33 @@
 //! a user's account, an order (kept in its user's partition, so paying for an order and
 //! creating it are one atomic append), or the wallet pool.
 
-use crate::{AggregateKind, EnergyAmount, OrderId, RentalDuration, Sun, TronAddress, UserId};
+use crate::{
+    AggregateKind, ApiKeyId, EnergyAmount, OrderId, RentalDuration, Sun, TronAddress, UserId,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The partition key (and aggregate id) of the one wallet pool.
 pub const WALLET_POOL_KEY: &str = "wallet-pool";
+/// The partition key (and aggregate id) of the API keys.
+pub const API_KEYS_KEY: &str = "api-keys";
+
+/// Whom an API key may act for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", rename_all = "snake_case")]
+pub enum KeyScope {
+    /// One user's own account only (a platform's API customer).
+    User { user_id: UserId },
+    /// A trusted front end (the operator's bot) that acts for any user.
+    Frontend,
+}
+
+/// When a key was last let in, as one instance saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUse {
+    pub key_id: ApiKeyId,
+    pub at: DateTime<Utc>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -152,6 +173,25 @@ pub enum Event {
         ended_at: DateTime<Utc>,
     },
 
+    // ---- API keys -----------------------------------------------------------------
+    /// A key was issued. Only the SHA-256 of the key (hex) is recorded; the key itself was
+    /// shown once, to the operator who asked for it.
+    ApiKeyCreated {
+        key_id: ApiKeyId,
+        #[serde(flatten)]
+        scope: KeyScope,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        key_hash: String,
+    },
+    ApiKeyRevoked {
+        key_id: ApiKeyId,
+    },
+    /// Keys let in since the last such event: who used the API, and when last.
+    ApiKeysUsed {
+        uses: Vec<KeyUse>,
+    },
+
     // ---- wallet pool --------------------------------------------------------------
     SupplierWalletRegistered {
         address: TronAddress,
@@ -215,6 +255,9 @@ impl Event {
             Event::ReservedEnergyDelegated { .. } => "ReservedEnergyDelegated",
             Event::ReservationReleased { .. } => "ReservationReleased",
             Event::DelegatedEnergyReturned { .. } => "DelegatedEnergyReturned",
+            Event::ApiKeyCreated { .. } => "ApiKeyCreated",
+            Event::ApiKeyRevoked { .. } => "ApiKeyRevoked",
+            Event::ApiKeysUsed { .. } => "ApiKeysUsed",
         }
     }
 
@@ -224,7 +267,10 @@ impl Event {
             Event::BalanceCredited { .. }
             | Event::WalletAdded { .. }
             | Event::SupplierWalletRegistered { .. }
-            | Event::SupplierCapacityObserved { .. } => None,
+            | Event::SupplierCapacityObserved { .. }
+            | Event::ApiKeyCreated { .. }
+            | Event::ApiKeyRevoked { .. }
+            | Event::ApiKeysUsed { .. } => None,
             Event::BalanceDebited { order_id, .. }
             | Event::BalanceRefunded { order_id, .. }
             | Event::OrderPlaced { order_id, .. }
@@ -265,6 +311,9 @@ impl Event {
             | Event::DelegatedEnergyReturned { .. } => {
                 (AggregateKind::WalletPool, WALLET_POOL_KEY.to_owned())
             }
+            Event::ApiKeyCreated { .. }
+            | Event::ApiKeyRevoked { .. }
+            | Event::ApiKeysUsed { .. } => (AggregateKind::ApiKeys, API_KEYS_KEY.to_owned()),
             other => (
                 AggregateKind::Order,
                 other

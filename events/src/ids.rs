@@ -103,6 +103,27 @@ impl fmt::Display for OrderId {
     }
 }
 
+/// An API key's public id (the key itself is shown once and only its hash is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKeyId(Uuid);
+
+impl ApiKeyId {
+    pub fn new_v7() -> ApiKeyId {
+        ApiKeyId(Uuid::now_v7())
+    }
+
+    pub fn parse(text: &str) -> Result<ApiKeyId, uuid::Error> {
+        Uuid::parse_str(text.trim()).map(ApiKeyId)
+    }
+}
+
+impl fmt::Display for ApiKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +139,26 @@ mod tests {
         let from_text: UserId = serde_json::from_str("\"123\"").unwrap();
         assert_eq!(from_json, from_text);
         assert!(serde_json::from_str::<UserId>("1.5").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_user_id_or_refused_without_panicking(text in "\\PC{0,24}") {
+            if let Ok(u) = UserId::parse(&text) {
+                proptest::prop_assert_eq!(UserId::parse(&u.to_string()), Ok(u));
+            }
+        }
+
+        #[test]
+        fn any_positive_number_of_at_most_19_digits_is_a_user_id(n in 1u64..=9_999_999_999_999_999_999) {
+            proptest::prop_assert_eq!(UserId::parse(&n.to_string()).map(UserId::get), Ok(n));
+        }
+
+        #[test]
+        fn any_text_is_an_order_id_or_refused_without_panicking(text in "\\PC{0,40}") {
+            if let Ok(o) = OrderId::parse(&text) {
+                proptest::prop_assert_eq!(OrderId::parse(&o.to_string()).ok(), Some(o));
+            }
+        }
     }
 }

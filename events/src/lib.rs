@@ -18,9 +18,9 @@ pub use address::TronAddress;
 pub use callback::{forbidden_address, ip_literal_host, redact_url, CallbackUrl, CallbackUrlError};
 pub use codec::{decode_record, encode_record, DecodeError};
 pub use envelope::{AggregateKind, CommandRecord, Envelope};
-pub use event::{Event, FailureReason, OrderKind, WALLET_POOL_KEY};
+pub use event::{Event, FailureReason, KeyScope, KeyUse, OrderKind, API_KEYS_KEY, WALLET_POOL_KEY};
 pub use fence::{Admission, EpochFence};
-pub use ids::{OrderId, UserId};
+pub use ids::{ApiKeyId, OrderId, UserId};
 pub use log::{
     partition_for_key, AppendFuture, EventLog, LogError, Offset, PartitionId, RecordMeta,
     StoredRecord,

@@ -45,11 +45,16 @@ pub struct DurationError;
 impl RentalDuration {
     pub fn parse(text: &str) -> Result<RentalDuration, DurationError> {
         let t = text.trim();
-        let (num, unit) = t.split_at(t.len().saturating_sub(1));
+        // The unit is the last character, which need not be one byte long: split at the
+        // last character's boundary, never inside it.
+        let Some((at, unit)) = t.char_indices().next_back() else {
+            return Err(DurationError);
+        };
+        let num = &t[..at];
         let unit = match unit {
-            "m" => DurationUnit::Minutes,
-            "h" => DurationUnit::Hours,
-            "d" => DurationUnit::Days,
+            'm' => DurationUnit::Minutes,
+            'h' => DurationUnit::Hours,
+            'd' => DurationUnit::Days,
             _ => return Err(DurationError),
         };
         if num.is_empty() || num.len() > 4 || !num.bytes().all(|b| b.is_ascii_digit()) {
@@ -114,8 +119,38 @@ mod tests {
             assert_eq!(RentalDuration::parse(t).unwrap().to_string(), t);
         }
         assert_eq!(RentalDuration::parse("1d").unwrap().seconds(), 86_400);
-        for bad in ["", "h", "0h", "1w", "-1h", "1.5h", "99999h"] {
+        let bad = [
+            "",
+            "h",
+            "0h",
+            "1w",
+            "-1h",
+            "1.5h",
+            "99999h",
+            "é",
+            "1é",
+            "é1h",
+            "1\u{2007}h",
+            "١h",
+        ];
+        for bad in bad {
             assert!(RentalDuration::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text in "\\PC{0,12}") {
+            if let Ok(d) = RentalDuration::parse(&text) {
+                proptest::prop_assert_eq!(RentalDuration::parse(&d.to_string()), Ok(d));
+            }
+        }
+
+        #[test]
+        fn any_duration_reads_back_from_its_text(count in 1u32..10_000, unit in 0usize..3) {
+            let text = format!("{count}{}", ["m", "h", "d"][unit]);
+            let d = RentalDuration::parse(&text).unwrap();
+            proptest::prop_assert_eq!(d.to_string(), text);
         }
     }
 }

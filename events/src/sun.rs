@@ -150,5 +150,19 @@ mod tests {
             let s = Sun::from_sun(sun);
             proptest::prop_assert_eq!(Sun::parse_trx(&s.trx_text(0)).unwrap(), s);
         }
+
+        #[test]
+        fn any_text_is_an_amount_or_refused_without_panicking(text in "\\PC{0,30}") {
+            if let Ok(sun) = Sun::parse_trx(&text) {
+                proptest::prop_assert_eq!(Sun::parse_trx(&sun.trx_text(0)), Ok(sun));
+            }
+        }
+
+        #[test]
+        fn digit_strings_with_a_point_parse_exactly(whole in 0u64..1_000_000_000, frac in "[0-9]{1,6}") {
+            let sun = Sun::parse_trx(&format!("{whole}.{frac}")).unwrap();
+            let scale = 10u64.pow(6 - frac.len() as u32);
+            proptest::prop_assert_eq!(sun.as_sun(), whole * SUN_PER_TRX + frac.parse::<u64>().unwrap() * scale);
+        }
     }
 }

@@ -420,6 +420,41 @@ impl<'a> Staged<'a> {
                     w.delegated = w.delegated.saturating_sub(energy.get())
                 })?
             }
+            Event::ApiKeyCreated {
+                key_id,
+                scope,
+                name,
+                key_hash,
+            } => {
+                let view = ApiKeyView {
+                    id: *key_id,
+                    scope: *scope,
+                    name: name.clone(),
+                    created_at: at,
+                    last_used_at: None,
+                    revoked_at: None,
+                };
+                self.put(keys::api_key(key_id), &view);
+                self.put(keys::api_key_hash(key_hash), key_id);
+            }
+            Event::ApiKeyRevoked { key_id } => {
+                let key = keys::api_key(key_id);
+                if let Some(mut view) = self.get::<ApiKeyView>(&key)? {
+                    view.revoked_at.get_or_insert(at);
+                    self.put(key, &view);
+                }
+            }
+            Event::ApiKeysUsed { uses } => {
+                for used in uses {
+                    let key = keys::api_key(&used.key_id);
+                    if let Some(mut view) = self.get::<ApiKeyView>(&key)? {
+                        if view.last_used_at.is_none_or(|last| last < used.at) {
+                            view.last_used_at = Some(used.at);
+                            self.put(key, &view);
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Key layout of the read-model tree. Numbers are zero-padded so keys sort numerically.
 
-use flashrent_events::{OrderId, PartitionId, TronAddress, UserId};
+use flashrent_events::{ApiKeyId, OrderId, PartitionId, TronAddress, UserId};
 
 pub fn checkpoint(projector: &str, partition: PartitionId) -> Vec<u8> {
     format!("c/{projector}/{partition:08}").into_bytes()
@@ -57,3 +57,12 @@ pub fn rental_end(ends_at: chrono::DateTime<chrono::Utc>, id: &OrderId) -> Vec<u
     format!("e/{:020}/{id}", ends_at.timestamp_millis().max(0)).into_bytes()
 }
 pub const RENTAL_END_PREFIX: &[u8] = b"e/";
+/// An API key by its id.
+pub fn api_key(id: &ApiKeyId) -> Vec<u8> {
+    format!("k/{id}").into_bytes()
+}
+pub const API_KEY_PREFIX: &[u8] = b"k/";
+/// An API key's id by the hex SHA-256 of the key: how a request's key is looked up.
+pub fn api_key_hash(hash: &str) -> Vec<u8> {
+    format!("kh/{hash}").into_bytes()
+}

@@ -23,4 +23,4 @@ pub mod views;
 pub use live::LiveApplier;
 pub use projector::{spawn_projectors, ProjectedRecord, Projector, READ_MODELS};
 pub use store::{sled_config, stored_u64, ReadModels, StoreError, StoredOrder};
-pub use views::{BalanceView, LedgerEntry, OrderView, PoolWalletView, WalletView};
+pub use views::{ApiKeyView, BalanceView, LedgerEntry, OrderView, PoolWalletView, WalletView};

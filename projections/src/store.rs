@@ -345,6 +345,28 @@ impl ReadModels {
         self.scan(keys::POOL_PREFIX)
     }
 
+    /// Every API key ever issued, revoked ones too, by id (so oldest first).
+    pub fn api_keys(&self) -> Result<Vec<ApiKeyView>, StoreError> {
+        self.scan(keys::API_KEY_PREFIX)
+    }
+
+    /// The key whose SHA-256 is `hash` (hex), revoked or not.
+    pub fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyView>, StoreError> {
+        match self.get::<flashrent_events::ApiKeyId>(&keys::api_key_hash(hash))? {
+            Some(id) => self.get(&keys::api_key(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether any API key was ever issued: from then on, client routes need a key.
+    pub fn any_api_key(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .scan_prefix(keys::API_KEY_PREFIX)
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
     /// Orders with unfinished work, for the saga to resume after a restart.
     pub fn active_orders(&self) -> Result<Vec<OrderId>, StoreError> {
         self.active_orders_after(None, usize::MAX)

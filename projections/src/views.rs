@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use flashrent_events::{
-    EnergyAmount, FailureReason, OrderId, OrderKind, RentalDuration, Sun, TronAddress, UserId,
+    ApiKeyId, EnergyAmount, FailureReason, KeyScope, OrderId, OrderKind, RentalDuration, Sun,
+    TronAddress, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -87,4 +88,16 @@ impl PoolWalletView {
         self.energy_capacity
             .saturating_sub(self.reserved + self.delegated)
     }
+}
+
+/// An API key as operators see it: never the key, nor its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    pub id: ApiKeyId,
+    #[serde(flatten)]
+    pub scope: KeyScope,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }

@@ -564,7 +564,11 @@ impl Books {
             | Event::ReclaimExpired { .. }
             | Event::SupplierWalletRegistered { .. }
             | Event::SupplierCapacityObserved { .. }
-            | Event::EnergyReservationRejected { .. } => {}
+            | Event::EnergyReservationRejected { .. }
+            // Who may call the API moves no money.
+            | Event::ApiKeyCreated { .. }
+            | Event::ApiKeyRevoked { .. }
+            | Event::ApiKeysUsed { .. } => {}
         }
     }
 

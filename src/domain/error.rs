@@ -1,6 +1,6 @@
 //! The ways a command can be refused. Each has a stable code the HTTP layer shows.
 
-use flashrent_events::{OrderId, Sun, TronAddress};
+use flashrent_events::{ApiKeyId, OrderId, Sun, TronAddress};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
@@ -30,4 +30,8 @@ pub enum DomainError {
     },
     #[error("the amount overflows")]
     Overflow,
+    #[error("API key {0} does not exist")]
+    ApiKeyNotFound(ApiKeyId),
+    #[error("an API key with this id or hash exists already")]
+    ApiKeyExists,
 }

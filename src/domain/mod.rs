@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod error;
+pub mod keys;
 pub mod order;
 pub mod partition;
 pub mod pool;

@@ -1,7 +1,7 @@
 //! Everything one partition's writer decides against: the accounts and orders whose key
 //! hashes to it, and the wallet pool if the pool's key does.
 
-use super::{account, order, pool};
+use super::{account, keys, order, pool};
 use flashrent_events::{Event, OrderId, UserId};
 use std::collections::HashMap;
 
@@ -10,6 +10,7 @@ pub struct PartitionState {
     pub accounts: HashMap<UserId, account::UserAccount>,
     pub orders: HashMap<OrderId, order::Order>,
     pub pool: pool::WalletPool,
+    pub api_keys: keys::ApiKeys,
 }
 
 impl PartitionState {
@@ -32,6 +33,7 @@ impl PartitionState {
                 .and_then(|o| self.orders.get(&o))
                 .map_or(0, |o| o.version),
             WalletPool => self.pool.version,
+            ApiKeys => self.api_keys.version,
         }
     }
 
@@ -50,8 +52,14 @@ impl PartitionState {
                 self.orders.insert(order_id, order::evolve(o, event));
             }
         }
-        if event.aggregate().0 == flashrent_events::AggregateKind::WalletPool {
-            self.pool = pool::evolve(std::mem::take(&mut self.pool), event);
+        match event.aggregate().0 {
+            flashrent_events::AggregateKind::WalletPool => {
+                self.pool = pool::evolve(std::mem::take(&mut self.pool), event);
+            }
+            flashrent_events::AggregateKind::ApiKeys => {
+                self.api_keys = keys::evolve(std::mem::take(&mut self.api_keys), event);
+            }
+            _ => {}
         }
     }
 }

@@ -384,3 +384,115 @@ fn the_chain_inventory_sets_capacity_to_what_it_can_delegate_plus_what_we_delega
     };
     assert_eq!(pool::decide(&s.pool, stranger), Ok(vec![]));
 }
+
+mod api_keys {
+    use super::super::keys::{self, Command};
+    use super::*;
+    use flashrent_events::{ApiKeyId, KeyScope, KeyUse};
+
+    fn created(id: ApiKeyId, hash: &str) -> Event {
+        Event::ApiKeyCreated {
+            key_id: id,
+            scope: KeyScope::User { user_id: user() },
+            name: None,
+            key_hash: hash.into(),
+        }
+    }
+
+    fn create(id: ApiKeyId, hash: &str) -> Command {
+        Command::Create {
+            key_id: id,
+            scope: KeyScope::Frontend,
+            name: Some("bot".into()),
+            key_hash: hash.into(),
+        }
+    }
+
+    #[test]
+    fn a_key_is_issued_once_and_never_with_a_hash_already_issued() {
+        let id = ApiKeyId::new_v7();
+        let s = given(&[created(id, "aa")]);
+        assert_eq!(
+            keys::decide(&s.api_keys, create(id, "bb")),
+            Err(DomainError::ApiKeyExists)
+        );
+        assert_eq!(
+            keys::decide(&s.api_keys, create(ApiKeyId::new_v7(), "aa")),
+            Err(DomainError::ApiKeyExists)
+        );
+        let fresh = ApiKeyId::new_v7();
+        assert_eq!(
+            keys::decide(&s.api_keys, create(fresh, "cc"))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn revoking_an_unknown_key_is_refused_and_a_revoked_key_stays_revoked() {
+        let id = ApiKeyId::new_v7();
+        let s = given(&[created(id, "aa")]);
+        let unknown = ApiKeyId::new_v7();
+        assert_eq!(
+            keys::decide(&s.api_keys, Command::Revoke { key_id: unknown }),
+            Err(DomainError::ApiKeyNotFound(unknown))
+        );
+        assert_eq!(
+            keys::decide(&s.api_keys, Command::Revoke { key_id: id }),
+            Ok(vec![Event::ApiKeyRevoked { key_id: id }])
+        );
+        let s = given(&[created(id, "aa"), Event::ApiKeyRevoked { key_id: id }]);
+        assert_eq!(
+            keys::decide(&s.api_keys, Command::Revoke { key_id: id }),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn only_newer_uses_of_live_keys_are_recorded() {
+        let (live, revoked, unknown) = (ApiKeyId::new_v7(), ApiKeyId::new_v7(), ApiKeyId::new_v7());
+        let t = |secs| Utc.timestamp_opt(secs, 0).unwrap();
+        let s = given(&[
+            created(live, "aa"),
+            created(revoked, "bb"),
+            Event::ApiKeyRevoked { key_id: revoked },
+            Event::ApiKeysUsed {
+                uses: vec![KeyUse {
+                    key_id: live,
+                    at: t(100),
+                }],
+            },
+        ]);
+        let record = |uses| keys::decide(&s.api_keys, Command::RecordUses { uses });
+        assert_eq!(
+            record(vec![
+                KeyUse {
+                    key_id: live,
+                    at: t(50)
+                },
+                KeyUse {
+                    key_id: revoked,
+                    at: t(200)
+                },
+                KeyUse {
+                    key_id: unknown,
+                    at: t(200)
+                },
+            ]),
+            Ok(vec![])
+        );
+        assert_eq!(
+            record(vec![KeyUse {
+                key_id: live,
+                at: t(150)
+            }]),
+            Ok(vec![Event::ApiKeysUsed {
+                uses: vec![KeyUse {
+                    key_id: live,
+                    at: t(150)
+                }]
+            }])
+        );
+    }
+}

@@ -3,9 +3,9 @@
 
 use super::{CommandMeta, Engine, EngineError, Executed, Touches};
 use crate::domain::account::{self, Placed};
-use crate::domain::{order, pool, DomainError, PartitionState};
+use crate::domain::{keys, order, pool, DomainError, PartitionState};
 use flashrent_events::{
-    EnergyAmount, Event, LogError, OrderId, Sun, TronAddress, UserId, WALLET_POOL_KEY,
+    EnergyAmount, Event, LogError, OrderId, Sun, TronAddress, UserId, API_KEYS_KEY, WALLET_POOL_KEY,
 };
 
 /// Where the pool put an order's energy.
@@ -184,6 +184,19 @@ impl Engine {
                 .get(&order_id)
                 .ok_or(DomainError::OrderNotFound(order_id))?;
             decide(s, order)
+        })
+        .await
+    }
+
+    /// Issues, revokes or records the use of API keys. Like an admin request, it is decided
+    /// by the instance that writes the keys' partition (forwarded there when that is another).
+    pub async fn api_key_command(
+        &self,
+        meta: CommandMeta,
+        command: keys::Command,
+    ) -> Result<Executed<()>, EngineError> {
+        self.execute(API_KEYS_KEY, Touches::default(), meta, move |s| {
+            Ok((keys::decide(&s.api_keys, command)?, ()))
         })
         .await
     }

@@ -38,6 +38,8 @@ const FORMAT: &[u8] = b"writer-snapshot-1";
 const FORMAT_KEY: &[u8] = b"format";
 const AT: &[u8] = b"at";
 const POOL: &[u8] = b"pool";
+/// The API keys, whole: a few thousand at most, written when they changed.
+const API_KEYS: &[u8] = b"api-keys";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -96,6 +98,7 @@ struct Store {
 enum Aggregate {
     Account(UserId),
     Order(OrderId),
+    ApiKeys,
 }
 
 fn account_key(user: UserId) -> Vec<u8> {
@@ -201,6 +204,9 @@ impl Pager {
             state.pool.wallets = core.wallets;
             state.pool.version = core.version;
         }
+        if let Some(keys) = self.get(API_KEYS)? {
+            state.api_keys = keys;
+        }
         Ok(Some(Restored {
             state,
             fence: EpochFence { epoch: at.epoch },
@@ -280,6 +286,9 @@ impl Pager {
         if self.store.is_some() {
             self.dirty.extend(user.map(Aggregate::Account));
             self.dirty.extend(order.map(Aggregate::Order));
+            if event.aggregate().0 == flashrent_events::AggregateKind::ApiKeys {
+                self.dirty.insert(Aggregate::ApiKeys);
+            }
         }
         self.evolved += 1;
         Ok(sequence)
@@ -323,6 +332,7 @@ impl Pager {
                         put(account_key(user), Some(encode(acc)));
                     }
                 }
+                Aggregate::ApiKeys => put(API_KEYS.to_vec(), Some(encode(&state.api_keys))),
                 Aggregate::Order(id) => {
                     if let Some(o) = state.orders.get(&id) {
                         put(order_key(&id), Some(encode(o)));
@@ -371,6 +381,8 @@ impl Pager {
             let keep = *touched + 1 >= period;
             if !keep {
                 match agg {
+                    // Never held per period: the keys are kept whole, like the pool's wallets.
+                    Aggregate::ApiKeys => {}
                     Aggregate::Account(user) => {
                         state.accounts.remove(user);
                     }

@@ -53,8 +53,20 @@ impl ApiError {
         self
     }
 
+    /// Sent with `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub fn internal(what: impl fmt::Display) -> ApiError {
         tracing::error!(error = %what, "request failed");
+        ApiError::server_fault()
+    }
+
+    /// A 500 that tells the client nothing of its cause, which is logged where it is known
+    /// (for a handler that panicked, by the panic hook).
+    pub fn server_fault() -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -103,6 +115,11 @@ impl ApiError {
                 "method_not_allowed",
                 "不支持该请求方法",
                 "method not allowed",
+            ),
+            408 => (
+                "request_timeout",
+                "请求发送超时",
+                "the request was not sent in time",
             ),
             413 => ("payload_too_large", "请求体过大", "request body too large"),
             415 => (
@@ -226,6 +243,18 @@ impl From<DomainError> for ApiError {
                 "the order's state does not allow this",
             ),
             Overflow => ApiError::bad_request("amount_too_large", "金额过大", "amount too large"),
+            ApiKeyNotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "api_key_not_found",
+                format!("API 密钥 {id} 不存在"),
+                format!("API key {id} does not exist"),
+            ),
+            ApiKeyExists => ApiError::new(
+                conflict,
+                "api_key_exists",
+                "该 API 密钥已存在",
+                "this API key exists already",
+            ),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Turning request parts into domain values, once, at the edge.
 
+use super::access::{self, Grant, KeyRef};
 use super::error::ApiError;
 use super::AppState;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use flashrent_events::{
-    CallbackUrl, EnergyAmount, OrderId, RentalDuration, Sun, TronAddress, UserId,
+    CallbackUrl, EnergyAmount, KeyScope, OrderId, RentalDuration, Sun, TronAddress, UserId,
 };
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -210,9 +211,29 @@ impl FromRequest for Admin {
     }
 }
 
-/// Proof that the request may use client routes: always, unless API keys are configured,
-/// then one of them in `X-API-Key` or as a bearer token.
-pub struct Client;
+/// Proof that the request may use client routes, and for whom. Open while no key is
+/// configured or was ever issued; from then on one of them is needed, in `X-API-Key` or as a
+/// bearer token: a configured key (`FLASHRENT_API_KEYS`) or an issued front-end key acts for
+/// any user, an issued user key for its user only ([`Client::acts_for`]).
+pub struct Client {
+    pub grant: Grant,
+    pub key: Option<KeyRef>,
+}
+
+impl Client {
+    /// Refuses a user key used for another user: 403 `forbidden_user`.
+    pub fn acts_for(&self, user: UserId) -> Result<(), ApiError> {
+        match self.grant {
+            Grant::User(own) if own != user => Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "forbidden_user",
+                format!("该 API 密钥无权代表用户 {user} 操作"),
+                format!("this API key may not act for user {user}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
 
 impl FromRequest for Client {
     type Error = ApiError;
@@ -221,15 +242,55 @@ impl FromRequest for Client {
         let state = req
             .app_data::<web::Data<AppState>>()
             .expect("app state is registered");
-        if state.api_keys.is_empty() {
-            return ready(Ok(Client));
-        }
-        let given = req
-            .headers()
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| bearer(req));
-        let ok = given.is_some_and(|g| state.api_keys.iter().any(|k| same_secret(g, k.expose())));
-        ready(if ok { Ok(Client) } else { Err(unauthorized()) })
+        ready(client(req, state))
     }
+}
+
+fn client(req: &HttpRequest, state: &AppState) -> Result<Client, ApiError> {
+    let given = req
+        .headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| bearer(req));
+    let issued = || {
+        state.keys_issued.get(|| {
+            state.models.any_api_key().unwrap_or_else(|e| {
+                // Fails closed: a read model that cannot answer does not open the routes.
+                tracing::error!(error = %e, "cannot read the API keys");
+                true
+            })
+        })
+    };
+    if state.api_keys.is_empty() && !issued() {
+        return Ok(Client {
+            grant: Grant::Open,
+            key: None,
+        });
+    }
+    let Some(given) = given else {
+        return Err(unauthorized());
+    };
+    if let Some(n) = state
+        .api_keys
+        .iter()
+        .position(|k| same_secret(given, k.expose()))
+    {
+        return Ok(Client {
+            grant: Grant::Frontend,
+            key: Some(KeyRef::Configured(n)),
+        });
+    }
+    let key = state
+        .models
+        .api_key_by_hash(&access::key_hash(given))?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(unauthorized)?;
+    state.key_usage.note(key.id, chrono::Utc::now());
+    Ok(Client {
+        grant: match key.scope {
+            KeyScope::Frontend => Grant::Frontend,
+            KeyScope::User { user_id } => Grant::User(user_id),
+        },
+        key: Some(KeyRef::Issued(key.id)),
+    })
 }

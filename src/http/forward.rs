@@ -46,9 +46,11 @@ where
     let shared_log = req
         .app_data::<web::Data<AppState>>()
         .is_some_and(|s| s.shared_log);
-    if req.method() != Method::POST || !shared_log {
+    // Commands come as POST (and DELETE, to revoke a key); reads are answered here.
+    if !matches!(*req.method(), Method::POST | Method::DELETE) || !shared_log {
         return next(req).await.map(ServiceResponse::map_into_boxed_body);
     }
+    let method = req.method().clone();
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
@@ -111,7 +113,7 @@ where
         let Some(owner) = owner_of(&state, partition).await else {
             return Ok(res);
         };
-        let answer = match send_on(&state, &owner, &path, &passed_on, body.clone()).await {
+        let answer = match send_on(&state, &owner, &method, &path, &passed_on, body.clone()).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(%owner, error = %e, "cannot forward to the partition's owner");
@@ -163,13 +165,16 @@ async fn owner_of(state: &AppState, partition: u32) -> Option<String> {
 async fn send_on(
     state: &AppState,
     owner: &str,
+    method: &Method,
     path: &str,
     headers: &[(String, Vec<u8>)],
     body: Bytes,
 ) -> Result<HttpResponse, reqwest::Error> {
+    let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
+        .expect("an HTTP method is a method");
     let mut r = state
         .forwarder
-        .post(format!("{owner}{path}"))
+        .request(method, format!("{owner}{path}"))
         .header(FORWARDED, "1")
         .body(body.to_vec());
     for (k, v) in headers {

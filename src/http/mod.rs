@@ -2,9 +2,11 @@
 //! `routes/`. Requests are parsed into domain values at the edge (`extract`), commands go
 //! to the engine, and reads come from the sled read models.
 
+pub mod access;
 pub mod error;
 pub mod extract;
 pub mod forward;
+pub mod guard;
 pub mod openapi;
 pub mod routes;
 
@@ -39,13 +41,20 @@ pub struct AppState {
     /// Whether other instances write partitions of this log (Kafka): only then can a command
     /// land on an instance that does not write its partition.
     pub shared_log: bool,
+    /// How long a client may take to send a request body.
+    pub client_timeout: std::time::Duration,
+    /// Whether any API key was ever issued (then client routes need a key).
+    pub keys_issued: access::KeysIssued,
+    /// Issued keys let in since their use was last recorded.
+    pub key_usage: access::KeyUsage,
+    pub order_limits: access::OrderLimits,
 }
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use routes::*;
-    use web::{get, post, resource, scope};
+    use web::{delete, get, post, scope};
     // One resource per path, the hot order routes first: actix tries dynamic paths in order,
     // each a regex match.
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
@@ -78,6 +87,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(post().to(admin::register_supplier))
                         .route(get().to(admin::list_suppliers)),
                 )
+                .service(
+                    resource("/api-keys")
+                        .route(post().to(keys::issue))
+                        .route(get().to(keys::list)),
+                )
+                .service(resource("/api-keys/{key_id}").route(delete().to(keys::revoke)))
                 .service(resource("/partitions").route(get().to(cluster::partitions)))
                 .service(resource("/pool-commands").route(post().to(cluster::pool_command))),
         )
@@ -93,15 +108,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The one middleware every request passes: latency metrics around localized errors around
-/// forwarding, composed as plain async functions in this order (one layer for actix to call).
+/// the body guard around forwarding, composed as plain async functions in this order (one
+/// layer for actix to call). Each resource of the route table catches its handlers' panics
+/// (see [`resource`]).
 pub async fn edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     crate::metrics::track(req, |req| {
-        localize(req, |req| forward::forward(req, |req| next.call(req)))
+        localize(req, |req| {
+            guard::body(req, |req| forward::forward(req, |req| next.call(req)))
+        })
     })
     .await
+}
+
+/// A resource of the route table whose handlers' panics are answered with a 500 in our shape
+/// ([`guard::catch_panics`]). The catch sits on each resource, after routing, rather than
+/// around the whole app: answering needs the request, and actix routes a request only while
+/// nothing else holds it.
+fn resource(
+    path: &str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path).wrap(actix_web::middleware::from_fn(guard::answer_panics))
 }
 
 /// Renders every error in our shape and the client's language. Errors raised by actix

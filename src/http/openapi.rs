@@ -42,6 +42,11 @@ pub enum ErrorCode {
     AmountMismatch,
     AmountTooLarge,
     Unauthorized,
+    ForbiddenUser,
+    RateLimited,
+    InvalidKeyId,
+    ApiKeyNotFound,
+    ApiKeyExists,
     OrderNotOwned,
     OrderNotFound,
     SupplierWalletNotFound,
@@ -55,6 +60,7 @@ pub enum ErrorCode {
     DelegationFailed,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     IdempotencyKeyReused,
     BadRequest,
@@ -254,6 +260,41 @@ pub struct Status {
     pub status: String,
 }
 
+/// An API key, as issued: `key` is in this answer only, never again.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct IssuedKey {
+    pub id: String,
+    pub key: String,
+    /// `user` or `frontend`.
+    pub scope: String,
+    /// For a user key: the user it acts for.
+    pub user_id: Option<String>,
+    pub name: Option<String>,
+    pub created_at: String,
+}
+
+/// An API key as listed: never the key, nor its hash.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct KeyView {
+    pub id: String,
+    /// `user` or `frontend`.
+    pub scope: String,
+    pub user_id: Option<String>,
+    pub name: Option<String>,
+    pub created_at: String,
+    /// When an instance last let it in (recorded about once a minute).
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
+}
+
 struct Security;
 
 impl Modify for Security {
@@ -292,6 +333,9 @@ impl Modify for Security {
         crate::http::routes::admin::credit,
         crate::http::routes::admin::register_supplier,
         crate::http::routes::admin::list_suppliers,
+        crate::http::routes::keys::issue,
+        crate::http::routes::keys::list,
+        crate::http::routes::keys::revoke,
         crate::http::routes::cluster::partitions,
         crate::http::routes::cluster::pool_command,
     ),

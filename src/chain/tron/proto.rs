@@ -396,4 +396,42 @@ mod tests {
         bytes.extend_from_slice(&[0x90, 0x01, 0x05]); // fee_limit = 5
         assert!(RawTransaction::decode(&bytes).is_err());
     }
+
+    /// A published transaction with a few of its bytes changed, or cut short.
+    fn damaged() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let len = h(F_RAW).len();
+        (
+            proptest::collection::vec((0..len, any::<u8>()), 0..4),
+            0..=len,
+        )
+            .prop_map(|(changes, cut)| {
+                let mut bytes = h(F_RAW);
+                for (at, b) in changes {
+                    bytes[at] = b;
+                }
+                bytes.truncate(cut);
+                bytes
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_are_refused_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = RawTransaction::decode(&bytes);
+            let _ = decode_signed(&bytes);
+            for ctype in [TRANSFER, DELEGATE_RESOURCE, UNDELEGATE_RESOURCE] {
+                let _ = ResourceContract::decode(ctype, &bytes);
+            }
+        }
+
+        #[test]
+        fn a_damaged_transaction_decodes_or_is_refused_without_panicking(bytes in damaged()) {
+            if let Ok(tx) = RawTransaction::decode(&bytes) {
+                // What decodes encodes into bytes that decode to the same transaction.
+                proptest::prop_assert_eq!(RawTransaction::decode(&tx.encode()).ok(), Some(tx));
+            }
+            let _ = decode_signed(&bytes);
+        }
+    }
 }

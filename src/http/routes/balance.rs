@@ -19,10 +19,12 @@ use serde_json::json;
         (status = 200, body = crate::http::openapi::Balance),
         (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
     ),
 )]
-pub async fn get(_: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+pub async fn get(client: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let user = extract::user_id(&path)?;
+    client.acts_for(user)?;
     let view = state.models.balance(user)?;
     let balance = view.as_ref().map_or(Sun::ZERO, |v| v.balance);
     Ok(HttpResponse::Ok().json(json!({
@@ -49,15 +51,17 @@ pub struct LedgerQuery {
         (status = 200, body = crate::http::openapi::Ledger),
         (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
     ),
 )]
 pub async fn ledger(
-    _: Client,
+    client: Client,
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<LedgerQuery>,
 ) -> Reply {
     let user = extract::user_id(&path)?;
+    client.acts_for(user)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let entries = state
         .models

@@ -2,6 +2,7 @@ pub mod admin;
 pub mod balance;
 pub mod cluster;
 pub mod health;
+pub mod keys;
 pub mod orders;
 pub mod pool;
 pub mod wallets;

@@ -2,6 +2,7 @@
 
 use super::{meta, Reply};
 use crate::domain::account::{PlaceOrder, Placed};
+use crate::http::access::Grant;
 use crate::http::error::{trx_json, ApiError};
 use crate::http::extract::{self, Client};
 use crate::http::AppState;
@@ -57,21 +58,25 @@ struct CreateOrder {
         (status = 200, description = "Replayed (same Idempotency-Key, same request)", body = crate::http::openapi::OrderCreated),
         (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
         (status = 402, description = "insufficient_balance (with required_amount, current_balance)", body = crate::http::openapi::ErrorBody),
         (status = 409, description = "price_mismatch (with quoted_cost_trx)", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
         (status = 422, description = "idempotency_key_reused", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "rate_limited: too many orders for this user or key (Retry-After)", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
     ),
 )]
 pub async fn create(
-    _: Client,
+    client: Client,
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Reply {
     let b: CreateOrder = extract::json_body(&body)?;
     let user = user_field(&b.user_id)?;
+    client.acts_for(user)?;
+    state.order_limits.check(user, client.key)?;
     let energy = energy_field(&b.energy_amount)?;
     let duration = extract::duration(&b.duration)?;
     let receive_address = extract::address("receive_address", &b.receive_address)?;
@@ -215,11 +220,18 @@ pub fn pricing_error(state: &AppState, e: crate::domain::pricing::PricingError) 
         (status = 200, body = crate::http::openapi::Order),
         (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "not_found / order_not_found / supplier_wallet_not_found", body = crate::http::openapi::ErrorBody),
     ),
 )]
-pub async fn get(_: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+pub async fn get(client: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let id = extract::order_id(&path)?;
+    if let Grant::User(_) = client.grant {
+        // Only a user key is bound to an owner; everyone else reads the stored body as is.
+        if let Some(o) = state.models.order(&id)? {
+            client.acts_for(o.user_id)?;
+        }
+    }
     // Served as stored: the read model keeps the order in the API's shape.
     match state.models.order_body(&id)? {
         Some(o) => Ok(HttpResponse::Ok()
@@ -248,15 +260,17 @@ const STATUSES: [&str; 5] = ["pending", "processing", "completed", "failed", "re
         (status = 200, description = "Newest first", body = crate::http::openapi::OrderPage),
         (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
     ),
 )]
 pub async fn list_for_user(
-    _: Client,
+    client: Client,
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Reply {
     let user = extract::user_id(&path)?;
+    client.acts_for(user)?;
     if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
         return Err(ApiError::bad_request(
             "invalid_status",
@@ -318,20 +332,21 @@ struct Deduct {
         (status = 400, description = "invalid_* / amount_mismatch", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
         (status = 402, description = "insufficient_balance", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "order_not_owned", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "order_not_owned / forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "not_found / order_not_found / supplier_wallet_not_found", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
     ),
 )]
 pub async fn deduct(
-    _: Client,
+    client: Client,
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Reply {
     let user = extract::user_id(&path)?;
+    client.acts_for(user)?;
     let b: Deduct = extract::json_body(&body)?;
     let amount = extract::trx_amount("amount", &b.amount, true)?;
     let order_id = extract::order_id(&b.order_id)?;

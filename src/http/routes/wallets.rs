@@ -23,10 +23,12 @@ fn render(w: &WalletView) -> serde_json::Value {
         (status = 200, body = crate::http::openapi::Wallets),
         (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
     ),
 )]
-pub async fn list(_: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
+pub async fn list(client: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
     let user = extract::user_id(&path)?;
+    client.acts_for(user)?;
     let wallets = state.models.wallets(user)?;
     Ok(HttpResponse::Ok().json(json!({"wallets": wallets.iter().map(render).collect::<Vec<_>>()})))
 }
@@ -47,19 +49,21 @@ struct AddWallet {
         (status = 201, body = crate::http::openapi::Wallet),
         (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
         (status = 409, description = "wallet_already_exists / too_many_wallets", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
     ),
 )]
 pub async fn add(
-    _: Client,
+    client: Client,
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Reply {
     let user = extract::user_id(&path)?;
+    client.acts_for(user)?;
     let b: AddWallet = extract::json_body(&body)?;
     let address = extract::address("wallet_address", &b.wallet_address)?;
     let done = state.engine.add_wallet(meta(&req), user, address).await?;
