@@ -243,6 +243,14 @@ pub struct KafkaArgs {
     pub kafka_config_file: Option<PathBuf>,
 }
 
+/// A factor above 1 (and finite).
+fn rate_change(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 1.0 => Ok(f),
+        _ => Err(format!("{s:?} is not a factor above 1 (e.g. 2)")),
+    }
+}
+
 impl KafkaArgs {
     /// The settings for a log of `partitions` partitions, when brokers are configured.
     pub fn settings(
@@ -306,6 +314,26 @@ pub struct ServeArgs {
     /// Timeout of one call to a TRON node, in milliseconds.
     #[arg(long, env = "FLASHRENT_TRON_TIMEOUT_MS", default_value_t = 5000)]
     pub tron_timeout_ms: u64,
+    /// The most the SUN-per-energy rate (TotalEnergyWeight / TotalEnergyLimit) may change
+    /// between two readings of the chain's energy totals, as a factor (above 1): a reading
+    /// beyond it is refused and nothing is signed with it until an operator restarts the
+    /// service, which takes the first reading after the start as it is.
+    #[arg(long, env = "FLASHRENT_TRON_MAX_RATE_CHANGE", default_value_t = 2.0, value_parser = rate_change)]
+    pub tron_max_rate_change: f64,
+    /// The largest answer read from a TRON node, in bytes; a larger one is a failed call on
+    /// that node (the next node is tried). The default holds a full mainnet block's
+    /// `gettransactioninfobyblocknum`.
+    #[arg(long, env = "FLASHRENT_TRON_MAX_ANSWER_BYTES", default_value_t = 16 << 20)]
+    pub tron_max_answer_bytes: usize,
+    /// How long the chain's answer that a receiving address is not activated is believed, in
+    /// seconds (an activated one is believed for good: TRON accounts are never deleted); 0:
+    /// asked again at every order.
+    #[arg(
+        long,
+        env = "FLASHRENT_INACTIVE_RECEIVER_CACHE_SECS",
+        default_value_t = 60
+    )]
+    pub inactive_receiver_cache_secs: u64,
     /// With configured nodes: how often the pool's capacities are refreshed from the chain
     /// (getcandelegatedmaxsize), in seconds; 0 only reads them at startup.
     #[arg(long, env = "FLASHRENT_INVENTORY_REFRESH_SECS", default_value_t = 60)]

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub projector_lag: IntGaugeVec,
     pub saga_in_flight: IntGauge,
     pub reclaims_refused: IntGauge,
+    pub energy_rate_refused: IntCounter,
     pub observed_events: IntCounter,
     pub success_ratio: prometheus::Gauge,
 }
@@ -87,6 +88,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "saga_reclaims_refused",
         "Ended rentals whose reclaim the chain refuses for now (the supplier's energy is still out)",
     )?;
+    let energy_rate_refused = IntCounter::new(
+        "chain_energy_rate_refused_total",
+        "Readings of the chain's energy totals refused for changing the SUN-per-energy rate beyond --tron-max-rate-change (nothing is signed with them)",
+    )?;
     let success_ratio = prometheus::Gauge::new(
         "order_success_ratio",
         "Completed orders over all orders that reached an outcome (completed, failed, refunded), all time",
@@ -103,6 +108,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(projector_lag.clone()))?;
     registry.register(Box::new(saga_in_flight.clone()))?;
     registry.register(Box::new(reclaims_refused.clone()))?;
+    registry.register(Box::new(energy_rate_refused.clone()))?;
     registry.register(Box::new(observed_events.clone()))?;
     registry.register(Box::new(success_ratio.clone()))?;
     for o in ["completed", "failed", "refunded"] {
@@ -121,6 +127,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         projector_lag,
         saga_in_flight,
         reclaims_refused,
+        energy_rate_refused,
         observed_events,
         success_ratio,
     })

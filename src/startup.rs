@@ -195,6 +195,7 @@ impl Application {
                 concurrency: args.saga_concurrency,
                 queue: args.saga_queue,
                 start_rate: args.saga_rate,
+                inactive_receiver_ttl: Duration::from_secs(args.inactive_receiver_cache_secs),
                 ..Default::default()
             },
             shutdown_rx.clone(),
@@ -563,6 +564,8 @@ fn tron_client(
     config.api_key = api_key;
     config.use_lock = args.tron_lock;
     config.request_timeout = Duration::from_millis(args.tron_timeout_ms.max(1));
+    config.max_rate_change = args.tron_max_rate_change;
+    config.max_answer_bytes = args.tron_max_answer_bytes.max(1);
     Ok((Arc::new(TronClient::new(config, keys)?), demo))
 }
 

@@ -450,3 +450,299 @@ async fn transactions_watched_before_they_go_out_are_found_by_the_scan_with_a_bl
         watched_ahead + 2
     );
 }
+
+/// Returns once the devnet has just made a block: the next one is a whole interval away.
+async fn just_after_a_block(devnet: &DevnetProc) {
+    let head = devnet.state().await["head"].clone();
+    while devnet.state().await["head"] == head {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Returns once the devnet's pool holds `n` transactions waiting for a block.
+async fn until_pending(devnet: &DevnetProc, n: u64) {
+    for _ in 0..1500 {
+        if devnet.state().await["pending"] == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the devnet never held {n} pending transactions");
+}
+
+/// An order's first transaction waits in the pool for the next block (20 s away), and the
+/// saga's rebroadcasts meanwhile are answered `code` (a node that lags, sits on a fork, or
+/// judges the state differently): the order must complete with that transaction and no other.
+async fn rebroadcasts_answered_while_it_waits_for_a_block(code: &str, user: &str) {
+    let devnet = DevnetProc::standard(20_000);
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_in(temp.path(), &refs(&chain_env(&devnet))).await;
+    just_after_a_block(&devnet).await;
+    let id = place(&app, user, "1h", "5.85").await;
+    until_pending(&devnet, 1).await;
+    let first = app.get(&format!("/api/orders/{id}")).await.body["pending_transaction"].clone();
+    assert!(first.is_string());
+    devnet
+        .faults(json!({"refuse": {"code": code, "count": 3}}))
+        .await;
+    let o = app
+        .wait_order(&id, 60, |o| o["status"] == "completed")
+        .await;
+    assert!(
+        devnet.requests("/wallet/broadcasthex").await >= 2,
+        "no rebroadcast was answered before the block"
+    );
+    // A second transaction would have been built, and would have gone into the same block.
+    let state = devnet.state().await;
+    assert_eq!(state["delegations_applied"], 1, "{code}: {state}");
+    assert_eq!(
+        state["delegated_resources"][0]["unlocked"],
+        json!(870_829_623),
+        "{code}: {state}"
+    );
+    assert_eq!(o["transaction_hash"], first, "{o}");
+    assert_eq!(devnet.requests("/wallet/delegateresource").await, 1);
+}
+
+#[tokio::test]
+async fn a_delegation_whose_rebroadcasts_are_answered_tapos_error_while_it_waits_for_a_block_lands_once(
+) {
+    // The issue's reproduction: TAPOS_ERROR proves nothing; a second transaction signed on
+    // the strength of it landed beside the first (1,741,659,246 SUN for one order).
+    rebroadcasts_answered_while_it_waits_for_a_block("TAPOS_ERROR", "141").await;
+}
+
+#[tokio::test]
+async fn a_delegation_whose_rebroadcasts_are_refused_while_it_waits_for_a_block_completes_and_is_not_refunded(
+) {
+    // A refusal from one node proves nothing either: failing the order on it refunded a
+    // payment whose energy was delegated all the same.
+    rebroadcasts_answered_while_it_waits_for_a_block("CONTRACT_VALIDATE_ERROR", "144").await;
+}
+
+#[tokio::test]
+async fn a_reclaim_whose_rebroadcasts_are_answered_tapos_error_while_it_waits_for_a_block_takes_back_only_its_own_energy(
+) {
+    // Two rentals to one receiver from one supplier: a second reclaim for the first, signed
+    // on the strength of a TAPOS_ERROR answer, would land beside the first and take back
+    // the other rental's energy.
+    let devnet = DevnetProc::standard(20_000);
+    let temp = tempfile::tempdir().unwrap();
+    let mut env = chain_env(&devnet);
+    env.push(("FLASHRENT_PRICES", "1m=10,1h=90,1d=120".to_owned()));
+    // One minute lasts 1.2 s, a day about 29 minutes.
+    env.push(("FLASHRENT_RENTAL_TIME_SCALE", "0.02".to_owned()));
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let long = place(&app, "142", "1d", "7.8").await;
+    let short = place(&app, "143", "1m", "0.65").await;
+    for id in [&long, &short] {
+        app.wait_order(id, 60, |o| o["status"] == "completed").await;
+    }
+    assert_eq!(devnet.state().await["delegations_applied"], 2);
+    // The short rental's reclaim went out just after the block that held the delegations.
+    until_pending(&devnet, 1).await;
+    devnet
+        .faults(json!({"refuse": {"code": "TAPOS_ERROR", "count": 3}}))
+        .await;
+    let o = app
+        .wait_order(&short, 60, |o| o["rental_ended_at"].is_string())
+        .await;
+    // A second reclaim would have been built, and would have gone into the same block.
+    let state = devnet.state().await;
+    assert_eq!(state["undelegations_applied"], 1, "{state}");
+    assert_eq!(
+        state["delegated_resources"][0]["unlocked"],
+        json!(870_829_623),
+        "the long rental's energy is still delegated: {state}"
+    );
+    assert_eq!(
+        devnet.requests("/wallet/undelegateresource").await,
+        1,
+        "{o}"
+    );
+    let long = app.get(&format!("/api/orders/{long}")).await.body;
+    assert!(long["rental_ended_at"].is_null(), "{long}");
+}
+
+#[tokio::test]
+async fn orders_to_one_unactivated_receiver_cost_the_node_one_question_and_are_all_refunded() {
+    let devnet = DevnetProc::standard(0);
+    let temp = tempfile::tempdir().unwrap();
+    let mut env = chain_env(&devnet);
+    env.push(("FLASHRENT_INACTIVE_RECEIVER_CACHE_SECS", "4".to_owned()));
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    assert_eq!(app.credit("151", "100", "c").await.status, 201);
+    // Vector B's address (private key 1) does not exist on the devnet.
+    let nobody = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC";
+    let body = format!(
+        r#"{{"user_id": "151", "energy_amount": 65000, "duration": "1h", "receive_address": "{nobody}", "cost_trx": 5.85}}"#
+    );
+    let order = || async {
+        let r = app.post_raw("/api/orders", &body, &[]).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["order_id"].as_str().unwrap().to_owned()
+    };
+    // Several at once, then one more after they are refunded.
+    let mut ids = join_all((0..6).map(|_| order())).await;
+    for id in &ids {
+        assert_eq!(app.wait_final(id).await["status"], "refunded");
+    }
+    ids.push(order().await);
+    for id in &ids {
+        let o = app.wait_final(id).await;
+        assert_eq!(o["status"], "refunded", "{o}");
+        assert_eq!(o["failure_reason"], "receiver_not_activated");
+    }
+    assert_eq!(devnet.requests("/wallet/getaccount").await, 1);
+    assert_eq!(app.balance_sun("151").await, 100_000_000);
+
+    // The address is activated; once the negative answer is no longer believed, orders to
+    // it go through.
+    let r = devnet
+        .http
+        .post(format!("{}/admin/accounts", devnet.base))
+        .json(&json!({"address": nobody, "balance_sun": 1_000_000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let id = order().await;
+    assert_eq!(app.wait_final(&id).await["status"], "completed");
+    assert_eq!(devnet.requests("/wallet/getaccount").await, 2);
+}
+
+/// The value of a counter in the server's `/metrics`.
+async fn counter(app: &TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics").await.body;
+    let text = text.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_jump_in_the_nodes_energy_rate_signs_nothing_until_an_operator_restarts_to_adopt_it() {
+    use flashrent::chain::tron::{EnergyTotals, SecretKey};
+    let devnet = DevnetProc::standard(50);
+    let temp = tempfile::tempdir().unwrap();
+    let env = chain_env(&devnet);
+    let mut app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let id = place(&app, "161", "1h", "5.85").await;
+    assert_eq!(app.wait_final(&id).await["status"], "completed");
+    // The node now says a unit of energy takes four times the stake.
+    let jumped = EnergyTotals {
+        limit: 180_000_000_000,
+        weight: 4 * 2_411_528_185,
+    };
+    let r = devnet
+        .http
+        .post(format!("{}/admin/energy-totals", devnet.base))
+        .json(&json!({"total_energy_limit": jumped.limit, "total_energy_weight": jumped.weight}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let supplier = SecretKey::from_hex(SUPPLIER_KEY).unwrap().address();
+    let resource = json!({"address": supplier.to_hex()});
+    while devnet
+        .wallet("/wallet/getaccountresource", resource.clone())
+        .await["TotalEnergyWeight"]
+        != jumped.weight
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The client takes the totals it read at the head it saw last as the node's for up to
+    // a second (a block changes them): the order must come after it can have read the new.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let built = devnet.requests("/wallet/delegateresource").await;
+    let second = place(&app, "162", "1h", "5.85").await;
+    let name = "flashrent_chain_energy_rate_refused_total";
+    for _ in 0..500 {
+        if counter(&app, name).await >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(counter(&app, name).await >= 1.0, "{}", app.log_tail(20));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let o = app.get(&format!("/api/orders/{second}")).await.body;
+    assert_ne!(o["status"], "completed", "{o}");
+    assert_eq!(devnet.requests("/wallet/delegateresource").await, built);
+    assert_eq!(devnet.state().await["delegations_applied"], 1);
+    assert!(app.log_tail(200).contains("beyond the allowed factor"));
+
+    // The operator checks the new rate against the chain and restarts: the first reading
+    // after the start is the new reference.
+    app.stop();
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    assert_eq!(app.wait_final(&second).await["status"], "completed");
+    let state = devnet.state().await;
+    assert_eq!(state["delegations_applied"], 2);
+    assert_eq!(
+        state["delegated_resources"][0]["unlocked"],
+        json!(870_829_623 + jumped.energy_to_sun(65_000).unwrap()),
+        "{state}"
+    );
+}
+
+#[tokio::test]
+async fn restarted_while_its_delegation_waits_for_a_block_and_the_node_answers_tapos_error_it_still_delegates_once(
+) {
+    // After a restart the recorded transaction goes out again at once: a stale answer then
+    // proves no more than during a run.
+    let devnet = DevnetProc::standard(20_000);
+    let temp = tempfile::tempdir().unwrap();
+    let env = chain_env(&devnet);
+    let mut crashing = env.clone();
+    crashing.push(("FLASHRENT_CRASH_AT", "after_broadcast".to_owned()));
+    let mut app = TestApp::spawn_in(temp.path(), &refs(&crashing)).await;
+    just_after_a_block(&devnet).await;
+    let id = place(&app, "171", "1h", "5.85").await;
+    assert!(
+        app.wait_exit(30),
+        "the server did not stop after the broadcast"
+    );
+    assert_eq!(devnet.state().await["pending"], 1);
+    devnet
+        .faults(json!({"refuse": {"code": "TAPOS_ERROR", "count": 3}}))
+        .await;
+    let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
+    let o = app
+        .wait_order(&id, 60, |o| o["status"] == "completed")
+        .await;
+    let state = devnet.state().await;
+    assert_eq!(state["delegations_applied"], 1, "{state}: {o}");
+    assert_eq!(devnet.requests("/wallet/delegateresource").await, 1);
+}
+
+#[tokio::test]
+async fn a_delegation_the_node_keeps_refusing_is_refunded_only_once_the_chain_is_past_its_expiry() {
+    // Transactions live 2 s (plus the client's 6 s of grace): until then a refused one might
+    // still be in another node's pool, so the order waits rather than refunding at once.
+    let devnet = DevnetProc::standard_with(json!({
+        "block_interval_ms": 50,
+        "tx_expiration_ms": 2_000,
+    }));
+    devnet
+        .faults(json!({"refuse": {"code": "BANDWITH_ERROR", "count": 1000}}))
+        .await;
+    let temp = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_in(temp.path(), &refs(&chain_env(&devnet))).await;
+    let id = place(&app, "181", "1h", "5.85").await;
+    let o = app.wait_final(&id).await;
+    assert_eq!(o["status"], "refunded", "{o}");
+    assert_eq!(o["failure_reason"], "delegation_failed");
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(o[k].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    assert!(
+        at("failed_at") - at("created_at") > 8_000,
+        "failed before the transaction expired: {o}"
+    );
+    assert_eq!(app.balance_sun("181").await, 10_000_000);
+    assert_eq!(devnet.state().await["delegations_applied"], 0);
+    assert_eq!(devnet.requests("/wallet/delegateresource").await, 1);
+}

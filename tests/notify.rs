@@ -576,3 +576,47 @@ async fn a_callback_url_with_credentials_is_never_logged_or_listed_whole() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_failed_order_tells_its_client_and_webhook_our_reason_never_the_nodes_text() {
+    // Every delegation fails in its block, with the node's own text as the reason.
+    let app = TestApp::spawn_with(&[
+        ("FLASHRENT_DEVNET_FAILURE_RATE", "1"),
+        ("FLASHRENT_WEBHOOK_ALLOW_PRIVATE", "1"),
+    ])
+    .await;
+    let rx = Receiver::start().await;
+    let _n = Notifier::start(&app.data_dir, &[]);
+    app.credit("9", "10", "d-9").await;
+    let id = order_with_callback(&app, "9", &format!("{}/cb", rx.url), "shop-f").await;
+    let o = app.wait_final(&id).await;
+    assert_eq!(o["status"], "refunded", "{o}");
+    assert_eq!(o["failure_reason"], "delegation_failed");
+    assert_eq!(
+        o["failure_message"],
+        "the chain did not take the energy delegation"
+    );
+    let cb = rx
+        .wait_for("/cb", 20, |b| {
+            events_of(b, &id).contains(&"order.failed".into())
+        })
+        .await;
+    let failed = cb.iter().find(|b| b["event"] == "order.failed").unwrap();
+    assert_eq!(
+        failed["data"],
+        json!({"failure_reason": "delegation_failed", "failure_message": "the chain did not take the energy delegation"})
+    );
+    for body in rx
+        .hits("/cb")
+        .iter()
+        .map(|h| &h.body)
+        .chain([&o.to_string()])
+    {
+        assert!(
+            !body.contains("devnet fault"),
+            "a node's text got out: {body}"
+        );
+    }
+    // The node's text is still the operators': in the log.
+    assert!(app.log_tail(200).contains("devnet fault: failed on chain"));
+}

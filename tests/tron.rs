@@ -129,7 +129,7 @@ async fn each_tron_error_class_maps_to_what_the_saga_expects() {
         c.broadcast(&tx).await,
         Err(ChainError::Retryable(_))
     ));
-    // Stale: the reference block is unknown (sign anew).
+    // Stale: the reference block is unknown to this node (not proof that it can never land).
     devnet
         .faults(json!({"refuse": {"code": "TAPOS_ERROR", "count": 1}}))
         .await;
@@ -385,4 +385,82 @@ async fn the_head_is_read_without_its_transactions_and_from_getnowblock_on_older
     assert_eq!(c.head_block().await.unwrap().number, 0);
     assert_eq!(old.requests("/wallet/getblock").await, 1);
     assert_eq!(old.requests("/wallet/getnowblock").await, 2);
+}
+
+/// A node that answers every request with `bytes` of JSON saying the account exists: with a
+/// `content-length` on even connections, chunked (no length up front) on odd ones.
+fn oversized_node(bytes: usize) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            let body = format!(
+                r#"{{"address": "{}", "pad": "{}"}}"#,
+                TronAddress::parse(RENTER).unwrap().to_hex(),
+                "x".repeat(bytes)
+            );
+            // The client may hang up halfway: that is the point.
+            let _ = if n % 2 == 0 {
+                write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                let mut r = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                );
+                for piece in body.as_bytes().chunks(64 << 10) {
+                    r = r
+                        .and_then(|()| write!(stream, "{:x}\r\n", piece.len()))
+                        .and_then(|()| stream.write_all(piece))
+                        .and_then(|()| stream.write_all(b"\r\n"));
+                }
+                r.and_then(|()| stream.write_all(b"0\r\n\r\n"))
+            };
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn a_node_answer_over_the_size_limit_is_not_read_and_the_next_node_answers() {
+    // The devnet does not know this address; the oversized node says it exists.
+    let devnet = DevnetProc::standard(0);
+    let nobody = TronAddress::parse("TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC").unwrap();
+    let big = oversized_node(3 << 20);
+    let mut config = TronConfig::new(vec![big.clone(), devnet.base.clone()]);
+    config.retry_backoff = Duration::from_millis(10);
+    config.max_answer_bytes = 1 << 20;
+    let c = TronClient::new(config, vec![]).unwrap();
+    // Twice: with the size announced, then streamed without it.
+    for _ in 0..2 {
+        assert!(!c.is_activated(&nobody).await.unwrap());
+    }
+    assert_eq!(devnet.requests("/wallet/getaccount").await, 2);
+    // Alone, the oversized node is a failed call, never an answer.
+    let mut config = TronConfig::new(vec![big]);
+    config.retry_backoff = Duration::from_millis(10);
+    config.max_answer_bytes = 1 << 20;
+    let alone = TronClient::new(config, vec![]).unwrap();
+    match alone.is_activated(&nobody).await {
+        Err(ChainError::Retryable(why)) => assert!(why.contains("larger than"), "{why}"),
+        other => panic!("expected a failed call, got {other:?}"),
+    }
+    // Under the limit, the same node is believed.
+    let small = oversized_node(1 << 10);
+    let mut config = TronConfig::new(vec![small]);
+    config.max_answer_bytes = 1 << 20;
+    let c = TronClient::new(config, vec![]).unwrap();
+    assert!(c.is_activated(&nobody).await.unwrap());
 }

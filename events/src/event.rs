@@ -59,6 +59,21 @@ impl FailureReason {
             FailureReason::DelegationFailed => "delegation_failed",
         }
     }
+
+    /// What clients and webhook receivers are told of the failure: our own words, one text
+    /// per reason. What a node answered stays in the event's `detail` and the log, for
+    /// operators: it is the node's text, not ours to pass on.
+    pub fn message(self) -> &'static str {
+        match self {
+            FailureReason::InsufficientPoolEnergy => {
+                "no supplier wallet had enough energy for this order"
+            }
+            FailureReason::ReceiverNotActivated => {
+                "the receiving address is not activated on chain"
+            }
+            FailureReason::DelegationFailed => "the chain did not take the energy delegation",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

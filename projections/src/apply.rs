@@ -324,11 +324,13 @@ impl<'a> Staged<'a> {
                     self.put_raw(keys::rental_end(*rental_ends_at, &id), vec![]);
                 }
             }
-            Event::OrderFailed { reason, detail, .. } => {
+            Event::OrderFailed { reason, .. } => {
                 let unpaid = self.update_order(env, |o| {
                     o.status = "failed".into();
                     o.failure_reason = Some(*reason);
-                    o.failure_detail = Some(detail.clone());
+                    // Shown to the client: our words for the reason, never the event's detail
+                    // (it may hold a node's text).
+                    o.failure_detail = Some(reason.message().to_owned());
                     o.failed_at = Some(at);
                     o.pending_transaction = None;
                     o.pending_signed_tx = None;

@@ -34,6 +34,7 @@ pub struct OrderView {
     pub completed_at: Option<DateTime<Utc>>,
     pub rental_ends_at: Option<DateTime<Utc>>,
     pub failure_reason: Option<FailureReason>,
+    /// The order's `failure_message`: [`FailureReason::message`], never a node's text.
     pub failure_detail: Option<String>,
     pub failed_at: Option<DateTime<Utc>>,
     pub refunded_at: Option<DateTime<Utc>>,

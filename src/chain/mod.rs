@@ -55,11 +55,14 @@ pub enum ChainError {
     /// Try again later (network trouble, node busy).
     #[error("chain temporarily unavailable: {0}")]
     Retryable(String),
-    /// The chain refuses this for good (validation failure, insufficient stake).
+    /// The node refuses this (validation failure, insufficient stake). For a broadcast, that
+    /// node's view only: another may hold the transaction already.
     #[error("chain refused: {0}")]
     Refused(String),
-    /// This transaction can never land (expired, unknown reference block): sign a new one.
-    #[error("transaction can never land: {0}")]
+    /// The node calls the transaction stale (expired, unknown reference block). Never proof
+    /// that it can never land: the node may lag or sit on a fork, and java-tron answers
+    /// "expired" for one that landed too. Only the chain's head past the expiry is.
+    #[error("the node calls the transaction stale: {0}")]
     Stale(String),
 }
 

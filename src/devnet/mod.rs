@@ -349,6 +349,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/faults", web::post().to(set_faults))
         .route("/admin/state", web::get().to(summary))
         .route("/admin/accounts", web::post().to(create_account))
+        .route("/admin/energy-totals", web::post().to(set_energy_totals))
         .route("/admin/produce-block", web::post().to(produce_block));
 }
 
@@ -587,6 +588,24 @@ async fn create_account(node: web::Data<Node>, body: web::Json<AccountSeed>) -> 
         }
         Err(e) => HttpResponse::BadRequest().json(json!({"Error": e.to_string()})),
     }
+}
+
+#[derive(Deserialize)]
+struct EnergyTotalsSet {
+    total_energy_limit: u64,
+    total_energy_weight: u64,
+}
+
+/// Sets the chain's energy totals from the next block on (`getaccountresource` shows them
+/// once that block is made).
+async fn set_energy_totals(
+    node: web::Data<Node>,
+    body: web::Json<EnergyTotalsSet>,
+) -> HttpResponse {
+    let t = body.into_inner();
+    node.state.lock().expect("devnet lock").next_totals =
+        Some((t.total_energy_limit, t.total_energy_weight));
+    HttpResponse::NoContent().finish()
 }
 
 async fn produce_block(node: web::Data<Node>) -> HttpResponse {

@@ -89,6 +89,9 @@ pub struct ChainState {
     pub faults: Faults,
     pub total_energy_limit: u64,
     pub total_energy_weight: u64,
+    /// Totals set by an operator, taking effect with the next block, as a change of the
+    /// chain's totals does (stake moving, a proposal).
+    pub next_totals: Option<(u64, u64)>,
     pub tx_expiration_ms: i64,
     pub delegations_applied: u64,
     pub undelegations_applied: u64,
@@ -184,6 +187,7 @@ impl ChainState {
             faults: Faults::default(),
             total_energy_limit: limit,
             total_energy_weight: weight,
+            next_totals: None,
             tx_expiration_ms,
             delegations_applied: 0,
             undelegations_applied: 0,
@@ -550,6 +554,11 @@ impl ChainState {
     /// Makes a block of the pending transactions that are still valid.
     pub fn produce_block(&mut self) {
         let ts = now_ms().max(self.head().2 + 1);
+        if let Some((limit, weight)) = self.next_totals.take() {
+            self.total_energy_limit = limit;
+            self.total_energy_weight = weight;
+            self.dirty = true;
+        }
         let pending = std::mem::take(&mut self.pending);
         let mut included = Vec::new();
         let mut outcomes = Vec::new();

@@ -29,10 +29,34 @@ impl OrderStatus {
 }
 
 /// A transaction the engine signed and has not yet seen settle. The signed bytes live in
-/// the events and read models; deciding only needs the id.
+/// the events and read models; deciding only needs the id, and when it stops being valid.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LiveTx {
     pub tx_id: Box<str>,
+    /// Its expiry (grace included). Absent in the state of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What the chain showed of a live transaction that will never land, before another may be
+/// signed in its place: a node's answer to a broadcast is no such thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeverLands {
+    /// The chain's head block, of this time, is past the transaction's expiry, and the
+    /// chain has no trace of it.
+    PastExpiry { head_time: DateTime<Utc> },
+    /// It is in a block, failed.
+    FailedOnChain,
+}
+
+impl NeverLands {
+    /// Whether this proves `tx` dead: a head time at or before its expiry does not.
+    fn proves(self, tx: &LiveTx) -> bool {
+        match self {
+            NeverLands::PastExpiry { head_time } => tx.expires_at.is_none_or(|e| head_time > e),
+            NeverLands::FailedOnChain => true,
+        }
+    }
 }
 
 /// What the order's writer decides with: only what its rules read. Kept small, because a
@@ -69,6 +93,7 @@ pub enum Command {
     },
     ExpireDelegation {
         tx_id: String,
+        proof: NeverLands,
     },
     Complete {
         transaction_hash: String,
@@ -76,12 +101,13 @@ pub enum Command {
         now: DateTime<Utc>,
         rental_ends_at: DateTime<Utc>,
     },
-    /// `failed_tx` names the live delegation the chain refused; with a live delegation and no
-    /// such proof the order cannot fail, as the transaction might still land.
+    /// `failed_tx` names the live delegation given up, with the chain's proof that it will
+    /// never land; with a live delegation and no such proof the order cannot fail, as the
+    /// transaction might still land.
     Fail {
         reason: FailureReason,
         detail: String,
-        failed_tx: Option<String>,
+        failed_tx: Option<(String, NeverLands)>,
     },
     RecordReclaimSigned {
         tx_id: String,
@@ -90,6 +116,7 @@ pub enum Command {
     },
     ExpireReclaim {
         tx_id: String,
+        proof: NeverLands,
     },
     EndRental {
         reclaim_transaction_hash: String,
@@ -180,11 +207,16 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                 expires_at: *expires_at,
             }])
         }
-        (Command::ExpireDelegation { tx_id }, Processing) => match &order.delegation {
-            Some(t) if *t.tx_id == **tx_id => Ok(vec![Event::DelegationExpired {
-                order_id,
-                tx_id: tx_id.clone(),
-            }]),
+        (Command::ExpireDelegation { tx_id, proof }, Processing) => match &order.delegation {
+            Some(t) if *t.tx_id == **tx_id => {
+                if !proof.proves(t) {
+                    return not_proven(order, "expire a delegation");
+                }
+                Ok(vec![Event::DelegationExpired {
+                    order_id,
+                    tx_id: tx_id.clone(),
+                }])
+            }
             _ => Ok(vec![]),
         },
         (
@@ -220,9 +252,19 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                 failed_tx,
             },
             Pending | Processing,
-        ) => match &order.delegation {
-            Some(t) if Some(&*t.tx_id) != failed_tx.as_deref() => refuse(&command),
-            _ => Ok(vec![Event::OrderFailed {
+        ) => match (&order.delegation, failed_tx) {
+            (Some(t), Some((tx_id, proof))) if *t.tx_id == **tx_id => {
+                if !proof.proves(t) {
+                    return not_proven(order, "fail with its delegation");
+                }
+                Ok(vec![Event::OrderFailed {
+                    order_id,
+                    reason: *reason,
+                    detail: detail.clone(),
+                }])
+            }
+            (Some(_), _) => refuse(&command),
+            (None, _) => Ok(vec![Event::OrderFailed {
                 order_id,
                 reason: *reason,
                 detail: detail.clone(),
@@ -251,8 +293,11 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                 expires_at: *expires_at,
             }])
         }
-        (Command::ExpireReclaim { tx_id }, Completed) => match &order.reclaim {
+        (Command::ExpireReclaim { tx_id, proof }, Completed) => match &order.reclaim {
             Some(t) if *t.tx_id == **tx_id && !order.rental_ended => {
+                if !proof.proves(t) {
+                    return not_proven(order, "expire a reclaim");
+                }
                 Ok(vec![Event::ReclaimExpired {
                     order_id,
                     tx_id: tx_id.clone(),
@@ -284,6 +329,16 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
     }
 }
 
+/// A live transaction is not given up before the chain's head is past its expiry: it might
+/// still land, and the one signed after it would land too.
+fn not_proven(order: &Order, what: &'static str) -> Result<Vec<Event>, DomainError> {
+    Err(DomainError::InvalidTransition {
+        order: order.order_id,
+        status: "live on chain until its expiry",
+        action: what,
+    })
+}
+
 /// Builds the order from its first event.
 pub fn start(event: &Event) -> Option<Order> {
     match event {
@@ -313,9 +368,10 @@ pub fn start(event: &Event) -> Option<Order> {
 }
 
 pub fn evolve(mut order: Order, event: &Event) -> Order {
-    let live = |tx_id: &str| {
+    let live = |tx_id: &str, expires_at: &DateTime<Utc>| {
         Some(Box::new(LiveTx {
             tx_id: tx_id.into(),
+            expires_at: Some(*expires_at),
         }))
     };
     match event {
@@ -331,7 +387,9 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
             order.status = OrderStatus::Processing;
             order.supplier_wallet = Some(*supplier_wallet);
         }
-        Event::DelegationSigned { tx_id, .. } => order.delegation = live(tx_id),
+        Event::DelegationSigned {
+            tx_id, expires_at, ..
+        } => order.delegation = live(tx_id, expires_at),
         // Written by earlier versions, which recorded every broadcast; nothing decides on it.
         Event::DelegationBroadcast { .. } | Event::ReclaimBroadcast { .. } => {}
         Event::DelegationExpired { .. } => order.delegation = None,
@@ -347,7 +405,9 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
             order.status = OrderStatus::Refunded;
             order.refunded = true;
         }
-        Event::ReclaimSigned { tx_id, .. } => order.reclaim = live(tx_id),
+        Event::ReclaimSigned {
+            tx_id, expires_at, ..
+        } => order.reclaim = live(tx_id, expires_at),
         Event::ReclaimExpired { .. } => order.reclaim = None,
         Event::RentalEnded { .. } => {
             order.rental_ended = true;

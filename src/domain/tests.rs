@@ -134,11 +134,23 @@ fn a_processing_order_with_a_live_transaction_cannot_fail_without_naming_it() {
     let fail = |tx: Option<&str>| order::Command::Fail {
         reason: FailureReason::DelegationFailed,
         detail: String::new(),
-        failed_tx: tx.map(Into::into),
+        failed_tx: tx.map(|t| (t.into(), order::NeverLands::FailedOnChain)),
     };
     assert!(order::decide(o, fail(None)).is_err());
     assert!(order::decide(o, fail(Some("bb"))).is_err());
     assert_eq!(order::decide(o, fail(Some("aa"))).unwrap().len(), 1);
+    // Named, but with a head that has not passed its expiry: it might still land.
+    let early = order::Command::Fail {
+        reason: FailureReason::DelegationFailed,
+        detail: String::new(),
+        failed_tx: Some((
+            "aa".into(),
+            order::NeverLands::PastExpiry {
+                head_time: Utc::now() - chrono::Duration::minutes(1),
+            },
+        )),
+    };
+    assert!(order::decide(o, early).is_err());
     // A second signature while one is live is refused: one delegation per order.
     let resign = order::Command::RecordDelegationSigned {
         tx_id: "cc".into(),
@@ -214,6 +226,74 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Drives an order to its end the way the saga does: complete, or fail and refund.
+#[test]
+fn a_live_transaction_is_given_up_only_once_the_chains_head_is_past_its_expiry_or_it_failed() {
+    use order::NeverLands::{FailedOnChain, PastExpiry};
+    let id = OrderId::new_v7();
+    let expires_at = Utc.timestamp_millis_opt(1_800_000_066_000).unwrap();
+    let mut s = given(&[credited("10", "d")]);
+    for e in account::decide(&s.account(user()), place(id, trx("5.85"))).unwrap() {
+        s.evolve(&e);
+    }
+    s.evolve(&Event::OrderProcessing {
+        order_id: id,
+        supplier_wallet: supplier(),
+    });
+    s.evolve(&Event::DelegationSigned {
+        order_id: id,
+        tx_id: "aa".into(),
+        signed_tx: "00".into(),
+        expires_at,
+    });
+    let expire = |proof| order::Command::ExpireDelegation {
+        tx_id: "aa".into(),
+        proof,
+    };
+    let at = |ms: i64| PastExpiry {
+        head_time: expires_at + chrono::Duration::milliseconds(ms),
+    };
+    let o = &s.orders[&id];
+    // A head at the expiry, or before it: the transaction may still land.
+    assert!(matches!(
+        order::decide(o, expire(at(0))),
+        Err(DomainError::InvalidTransition { .. })
+    ));
+    assert!(order::decide(o, expire(at(-60_000))).is_err());
+    assert_eq!(order::decide(o, expire(at(1))).unwrap().len(), 1);
+    assert_eq!(order::decide(o, expire(FailedOnChain)).unwrap().len(), 1);
+
+    // The same for a reclaim.
+    s.evolve(&Event::OrderCompleted {
+        order_id: id,
+        transaction_hash: "aa".into(),
+        block_number: 7,
+        completed_at: expires_at,
+        rental_ends_at: expires_at,
+    });
+    s.evolve(&Event::ReclaimSigned {
+        order_id: id,
+        tx_id: "bb".into(),
+        signed_tx: "01".into(),
+        expires_at,
+    });
+    let o = &s.orders[&id];
+    let expire = |proof| order::Command::ExpireReclaim {
+        tx_id: "bb".into(),
+        proof,
+    };
+    assert!(order::decide(o, expire(at(0))).is_err());
+    assert_eq!(order::decide(o, expire(at(1))).unwrap().len(), 1);
+    assert_eq!(order::decide(o, expire(FailedOnChain)).unwrap().len(), 1);
+
+    // A writer's state saved before the expiry was kept decodes, and takes the saga's proof.
+    let mut old = serde_json::to_value(o).unwrap();
+    assert_eq!(old["reclaim"]["expires_at"], serde_json::json!(expires_at));
+    old["reclaim"].as_object_mut().unwrap().remove("expires_at");
+    let old: order::Order = serde_json::from_value(old).unwrap();
+    assert_eq!(old.reclaim.as_ref().unwrap().expires_at, None);
+    assert_eq!(order::decide(&old, expire(at(0))).unwrap().len(), 1);
+}
+
 fn settle(s: &PartitionState, id: OrderId, complete: bool) -> Vec<Event> {
     let o = s.orders[&id].clone();
     let mut s = s.clone();

@@ -93,6 +93,7 @@ pub struct Order {
     pub pending_transaction: Option<String>,
     pub block_number: Option<u64>,
     pub failure_reason: Option<String>,
+    /// Our own text for `failure_reason` (never a node's answer).
     pub failure_message: Option<String>,
     pub failed_at: Option<String>,
     pub refunded_at: Option<String>,

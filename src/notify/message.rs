@@ -85,14 +85,13 @@ pub fn for_event(env: &Envelope, order: &OrderInfo) -> Option<Message> {
             json!({"transaction_hash": transaction_hash, "block_number": block_number,
                    "completed_at": completed_at, "rental_ends_at": rental_ends_at}),
         ),
+        // Our words for the reason, never the event's detail (it may hold a node's text).
         Event::OrderFailed {
-            order_id,
-            reason,
-            detail,
+            order_id, reason, ..
         } => (
             *order_id,
             "order.failed",
-            json!({"failure_reason": reason.code(), "failure_message": detail}),
+            json!({"failure_reason": reason.code(), "failure_message": reason.message()}),
         ),
         Event::OrderRefunded {
             order_id, amount, ..

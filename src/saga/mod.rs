@@ -8,7 +8,10 @@
 //! Exactly one delegation per order: a transaction is signed and its id recorded in an
 //! event *before* it is broadcast. On resume, a recorded transaction is asked about on chain
 //! first; a new one is built only after the old one is recorded as expired, which happens
-//! only once the chain has not seen it and its expiry has passed.
+//! only once the chain proves it can never land: the head block's time is past its expiry
+//! and the node has no trace of it ([`Saga::never_lands`]). What a node answers to a
+//! broadcast (stale, refused) is never that proof: another node may hold the transaction in
+//! its pool, or a block may have it already. The same goes for a reclaim.
 //!
 //! When the pool and the order both change, the pool is told first and the order's event
 //! comes last, so an order whose step is recorded never has pool work left undone; and the
@@ -18,7 +21,8 @@
 pub mod step;
 
 use crate::chain::{Chain, ChainError, Delegation, SignedTransaction, TxStatus};
-use crate::domain::{order::Command as OrderCmd, pool::Command as PoolCmd};
+use crate::domain::order::{Command as OrderCmd, NeverLands};
+use crate::domain::pool::Command as PoolCmd;
 use crate::engine::{CommandMeta, Engine, EngineError, Executed, ReserveOutcome};
 use chrono::Utc;
 use flashrent_events::{FailureReason, OrderId};
@@ -54,7 +58,7 @@ const WATCH_AHEAD_FROM_BLOCKS_OF: Duration = Duration::from_secs(1);
 const SCAN_STALE_AFTER: Duration = Duration::from_secs(10);
 /// Blocks scanned per round at most, so a long way behind is caught up in steps.
 const BLOCKS_PER_SCAN: u64 = 100;
-/// Receivers known to be activated, at most (then the set starts over).
+/// Receivers known to be activated, and known not to be, at most (then the set starts over).
 const MAX_KNOWN_RECEIVERS: usize = 100_000;
 /// How often watches nobody renews (their order went to another instance) are let go.
 const PRUNE_WATCHES_EVERY: Duration = Duration::from_secs(60);
@@ -74,6 +78,9 @@ pub struct SagaConfig {
     pub queue: usize,
     /// Orders the saga starts (reserves energy for) per second at most; 0: no limit.
     pub start_rate: u32,
+    /// How long the chain's answer that a receiver does not exist is believed (it may be
+    /// activated any time); zero: asked again at every order.
+    pub inactive_receiver_ttl: Duration,
 }
 
 impl Default for SagaConfig {
@@ -85,6 +92,7 @@ impl Default for SagaConfig {
             concurrency: 512,
             queue: 8_192,
             start_rate: 0,
+            inactive_receiver_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -124,6 +132,17 @@ struct Inner {
     /// Receivers the chain said exist. A TRON account is never deleted once activated, so
     /// an address is asked about once, not at every order (a public node rate-limits).
     activated: Mutex<HashSet<flashrent_events::TronAddress>>,
+    /// Receivers the chain said do not exist, and when it said so: believed for
+    /// [`SagaConfig::inactive_receiver_ttl`], so a stream of orders to one unactivated
+    /// address (each refunded in full) costs the node one question, not one per order.
+    inactive: Mutex<HashMap<flashrent_events::TronAddress, Instant>>,
+    /// One question at a time per receiver: orders to the same new address that come
+    /// together wait for the first one's answer rather than each asking.
+    asking: Mutex<HashMap<flashrent_events::TronAddress, Arc<tokio::sync::Mutex<()>>>>,
+    /// Transactions a node refused (by id, with its answer), kept until the chain proves
+    /// them dead: then the order fails (a delegation) or waits (a reclaim) instead of
+    /// signing anew. A refusal from one node does not prove another never took it.
+    refused: Mutex<HashMap<String, String>>,
     /// Commands the saga has in the engine at once (see [`ENGINE_COMMANDS_AT_ONCE`]).
     engine_slots: tokio::sync::Semaphore,
     shutdown: watch::Receiver<bool>,
@@ -202,7 +221,22 @@ enum Outcome {
     Confirmed(u64),
     Failed(String),
     /// Never seen and past its expiry: it cannot land any more.
-    Expired,
+    Expired(NeverLands),
+    /// As `Expired`, after a node refused it (with the node's answer).
+    Refused(NeverLands, String),
+}
+
+/// What came of sending a transaction the saga waits on.
+enum Sent {
+    /// Out, or known to the node already, or answered stale or refused while the chain
+    /// cannot yet prove it dead: waited on either way. `watched_ahead`: watched before it
+    /// went out (see [`Saga::watch_ahead`]), so the order waits for the scanner.
+    Out { watched_ahead: bool },
+    /// The chain proves it can never land; with the node's answer when it refused it.
+    Dead {
+        proof: NeverLands,
+        refused: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +280,9 @@ impl Saga {
             watched: Mutex::new(Watches::default()),
             scanned_at: Mutex::new(None),
             activated: Mutex::new(HashSet::new()),
+            inactive: Mutex::new(HashMap::new()),
+            asking: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
             next_start: Mutex::new(Instant::now()),
             engine_slots: tokio::sync::Semaphore::new(ENGINE_COMMANDS_AT_ONCE),
             shutdown,
@@ -650,22 +687,32 @@ impl Saga {
                     Err(err) => return Err(err.into()),
                 }
             }
-            Step::BroadcastDelegation(tx) => match self.broadcast(id, &tx).await {
-                Ok(watched_ahead) => {
+            Step::BroadcastDelegation(tx) => match self.broadcast(id, &tx).await? {
+                Sent::Out { watched_ahead } => {
                     crash_point("after_broadcast");
                     if watched_ahead {
                         return Ok(Flow::Park);
                     }
                 }
-                Err(ChainError::Stale(why)) => {
-                    tracing::info!(order_id = %id, why, "delegation can no longer land; signing anew");
-                    order(OrderCmd::ExpireDelegation { tx_id: tx.tx_id }).await?;
+                Sent::Dead {
+                    proof,
+                    refused: None,
+                } => {
+                    tracing::info!(order_id = %id, tx_id = tx.tx_id, "delegation can never land (the chain is past its expiry and has no trace of it); signing anew");
+                    let cmd = OrderCmd::ExpireDelegation {
+                        tx_id: tx.tx_id,
+                        proof,
+                    };
+                    order(cmd).await?;
                 }
-                Err(ChainError::Refused(why)) => {
-                    self.fail(o, FailureReason::DelegationFailed, &why, Some(tx.tx_id))
+                Sent::Dead {
+                    proof,
+                    refused: Some(why),
+                } => {
+                    let failed = Some((tx.tx_id, proof));
+                    self.fail(o, FailureReason::DelegationFailed, &why, failed)
                         .await?
                 }
-                Err(err) => return Err(err.into()),
             },
             Step::AwaitDelegation(tx) => match self.check(id, &tx).await? {
                 None => return Ok(Flow::Park),
@@ -686,17 +733,29 @@ impl Saga {
                 Some(Outcome::Failed(reason)) => {
                     let failures = self.failed_on_chain(id);
                     if failures >= self.0.config.max_delegation_attempts {
-                        self.fail(o, FailureReason::DelegationFailed, &reason, Some(tx.tx_id))
+                        let failed = Some((tx.tx_id, NeverLands::FailedOnChain));
+                        self.fail(o, FailureReason::DelegationFailed, &reason, failed)
                             .await?;
                     } else {
                         tracing::warn!(order_id = %id, reason, attempt = failures, "delegation failed on chain; trying again");
-                        let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
+                        let cmd = OrderCmd::ExpireDelegation {
+                            tx_id: tx.tx_id,
+                            proof: NeverLands::FailedOnChain,
+                        };
                         order(cmd).await?;
                     }
                 }
-                Some(Outcome::Expired) => {
-                    let cmd = OrderCmd::ExpireDelegation { tx_id: tx.tx_id };
+                Some(Outcome::Expired(proof)) => {
+                    let cmd = OrderCmd::ExpireDelegation {
+                        tx_id: tx.tx_id,
+                        proof,
+                    };
                     order(cmd).await?;
+                }
+                Some(Outcome::Refused(proof, why)) => {
+                    let failed = Some((tx.tx_id, proof));
+                    self.fail(o, FailureReason::DelegationFailed, &why, failed)
+                        .await?
                 }
             },
             Step::Settle { refund } => {
@@ -725,24 +784,36 @@ impl Saga {
                 };
                 order(cmd).await?;
             }
-            Step::BroadcastReclaim(tx) => match self.broadcast(id, &tx).await {
-                Ok(watched_ahead) => {
+            Step::BroadcastReclaim(tx) => match self.broadcast(id, &tx).await? {
+                Sent::Out { watched_ahead } => {
                     crash_point("after_reclaim_broadcast");
                     if watched_ahead {
                         return Ok(Flow::Park);
                     }
                 }
-                Err(ChainError::Stale(why)) => {
-                    tracing::info!(order_id = %id, why, "reclaim can no longer land; signing anew");
-                    order(OrderCmd::ExpireReclaim { tx_id: tx.tx_id }).await?;
+                Sent::Dead {
+                    proof,
+                    refused: None,
+                } => {
+                    tracing::info!(order_id = %id, tx_id = tx.tx_id, "reclaim can never land (the chain is past its expiry and has no trace of it); signing anew");
+                    let cmd = OrderCmd::ExpireReclaim {
+                        tx_id: tx.tx_id,
+                        proof,
+                    };
+                    order(cmd).await?;
                 }
-                Err(ChainError::Refused(why)) => {
-                    // Never sent: a fresh one is signed once the chain would take it.
-                    let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
+                Sent::Dead {
+                    proof,
+                    refused: Some(why),
+                } => {
+                    // Dead: a fresh one is signed once the chain would take it.
+                    let cmd = OrderCmd::ExpireReclaim {
+                        tx_id: tx.tx_id,
+                        proof,
+                    };
                     order(cmd).await?;
                     return Ok(self.reclaim_refused(id, &why));
                 }
-                Err(err) => return Err(err.into()),
             },
             Step::AwaitReclaim(tx) => match self.check(id, &tx).await? {
                 None => return Ok(Flow::Park),
@@ -755,12 +826,28 @@ impl Saga {
                     };
                     order(cmd).await?;
                 }
-                Some(outcome) => {
-                    if let Outcome::Failed(reason) = outcome {
-                        tracing::warn!(order_id = %id, reason, "reclaim failed on chain; signing anew");
-                        tokio::time::sleep(self.0.config.poll_interval).await;
-                    }
-                    let cmd = OrderCmd::ExpireReclaim { tx_id: tx.tx_id };
+                Some(Outcome::Refused(proof, why)) => {
+                    let cmd = OrderCmd::ExpireReclaim {
+                        tx_id: tx.tx_id,
+                        proof,
+                    };
+                    order(cmd).await?;
+                    return Ok(self.reclaim_refused(id, &why));
+                }
+                Some(Outcome::Failed(reason)) => {
+                    tracing::warn!(order_id = %id, reason, "reclaim failed on chain; signing anew");
+                    tokio::time::sleep(self.0.config.poll_interval).await;
+                    let cmd = OrderCmd::ExpireReclaim {
+                        tx_id: tx.tx_id,
+                        proof: NeverLands::FailedOnChain,
+                    };
+                    order(cmd).await?;
+                }
+                Some(Outcome::Expired(proof)) => {
+                    let cmd = OrderCmd::ExpireReclaim {
+                        tx_id: tx.tx_id,
+                        proof,
+                    };
                     order(cmd).await?;
                 }
             },
@@ -784,6 +871,7 @@ impl Saga {
         let outcome = self.outcome(tx, status).await?;
         if outcome.is_some() {
             self.unwatch(&tx.tx_id);
+            self.take_refusal(&tx.tx_id);
         }
         Ok(outcome)
     }
@@ -797,29 +885,75 @@ impl Saga {
             .remove(tx_id);
     }
 
-    /// Sends a transaction the saga waits on; `true` when it was watched before it went out
-    /// (see [`Saga::watch_ahead`]), so the order waits for the scanner without asking.
-    /// `Err(Stale)` only for one the chain has no trace of: a stale answer for one that
-    /// landed (sent before a restart, see [`Saga::unseen`]) counts as sent.
-    async fn broadcast(&self, order: OrderId, tx: &SignedTransaction) -> Result<bool, ChainError> {
+    /// Sends a transaction the saga waits on. A node's answer that it is stale or refused
+    /// counts as sent unless the chain proves it dead ([`Saga::never_lands`]): that node
+    /// may lag or sit on a fork while another holds the transaction, and java-tron checks the
+    /// expiration before duplicates, so one that landed is called expired when sent again
+    /// after its expiry (after a restart, say). Errors only for trouble reaching the chain.
+    async fn broadcast(&self, order: OrderId, tx: &SignedTransaction) -> Result<Sent, ChainError> {
         let ahead = self.watch_ahead(order, &tx.tx_id);
-        let sent = match self.0.chain.broadcast(tx).await {
-            Err(ChainError::Stale(why)) => match self.unseen(&tx.tx_id).await {
-                Ok(true) => Err(ChainError::Stale(why)),
-                // In an earlier block than the scanner will read: asked about at once.
-                Ok(false) => Ok(false),
+        let sent = match self.send(tx).await {
+            Ok(true) => Ok(Sent::Out {
+                watched_ahead: ahead,
+            }),
+            Ok(false) => match self.never_lands(tx).await {
+                Ok(Some(proof)) => Ok(Sent::Dead {
+                    proof,
+                    refused: self.take_refusal(&tx.tx_id),
+                }),
+                // Perhaps in an earlier block than the scanner will read: asked about at once.
+                Ok(None) => Ok(Sent::Out {
+                    watched_ahead: false,
+                }),
                 Err(e) => Err(e),
             },
-            sent => sent.map(|()| ahead),
+            Err(e) => Err(e),
         };
-        if sent.is_ok() {
-            self.note_sent(&tx.tx_id);
-        }
-        if ahead && !matches!(sent, Ok(true)) {
+        if ahead
+            && !matches!(
+                sent,
+                Ok(Sent::Out {
+                    watched_ahead: true
+                })
+            )
+        {
             // Asked about directly at the next look, as before any watch.
             self.unwatch(&tx.tx_id);
         }
         sent
+    }
+
+    /// Sends the same signed bytes (harmless: the same transaction). `true` when the node took
+    /// it or knew it already; `false` when it called it stale or refused it, which is logged
+    /// and a refusal remembered, nothing more (see [`Saga::broadcast`]). An error when no node
+    /// could be asked.
+    async fn send(&self, tx: &SignedTransaction) -> Result<bool, ChainError> {
+        let taken = match self.0.chain.broadcast(tx).await {
+            Ok(()) => true,
+            Err(ChainError::Stale(why)) => {
+                tracing::info!(tx_id = tx.tx_id, why, "the node calls the transaction stale; waiting until the chain proves it can never land");
+                false
+            }
+            Err(ChainError::Refused(why)) => {
+                tracing::warn!(tx_id = tx.tx_id, why, "the node refused the transaction; waiting until the chain proves it can never land");
+                let mut refused = self.0.refused.lock().expect("saga lock");
+                if refused.len() >= 10_000 {
+                    // Forgotten, an order signs anew once its transaction is proven dead, and
+                    // that one is refused (or not) in its turn.
+                    refused.clear();
+                }
+                refused.insert(tx.tx_id.clone(), why);
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        self.note_sent(&tx.tx_id);
+        Ok(taken)
+    }
+
+    /// The node's answer to a transaction it refused, if one did; forgotten from now on.
+    fn take_refusal(&self, tx_id: &str) -> Option<String> {
+        self.0.refused.lock().expect("saga lock").remove(tx_id)
     }
 
     /// Watches a transaction about to go out for the first time, as if just asked about,
@@ -886,8 +1020,34 @@ impl Saga {
         tokio::time::sleep_until(slot.into()).await;
     }
 
-    /// Whether the chain has the receiving account, asked once per address that it has.
+    /// Whether the chain has the receiving account: asked once per address that it has, and
+    /// once per [`SagaConfig::inactive_receiver_ttl`] for one that it has not; orders to one
+    /// address that come together share one question.
     async fn activated(&self, address: &flashrent_events::TronAddress) -> Result<bool, ChainError> {
+        if let Some(known) = self.known_activation(address) {
+            return Ok(known);
+        }
+        let turn = {
+            let mut asking = self.0.asking.lock().expect("saga lock");
+            asking.entry(*address).or_default().clone()
+        };
+        let answer = {
+            let _turn = turn.lock().await;
+            match self.known_activation(address) {
+                Some(known) => Ok(known),
+                None => self.ask_activation(address).await,
+            }
+        };
+        let mut asking = self.0.asking.lock().expect("saga lock");
+        // Only the map's and this one's: nobody else waits on this address.
+        if Arc::strong_count(&turn) == 2 {
+            asking.remove(address);
+        }
+        answer
+    }
+
+    /// What the chain said of the address, while that is still believed.
+    fn known_activation(&self, address: &flashrent_events::TronAddress) -> Option<bool> {
         if self
             .0
             .activated
@@ -895,15 +1055,38 @@ impl Saga {
             .expect("saga lock")
             .contains(address)
         {
-            return Ok(true);
+            return Some(true);
         }
+        let ttl = self.0.config.inactive_receiver_ttl;
+        let inactive = self.0.inactive.lock().expect("saga lock");
+        inactive
+            .get(address)
+            .is_some_and(|at| at.elapsed() < ttl)
+            .then_some(false)
+    }
+
+    async fn ask_activation(
+        &self,
+        address: &flashrent_events::TronAddress,
+    ) -> Result<bool, ChainError> {
         let activated = self.0.chain.is_activated(address).await?;
         if activated {
+            self.0.inactive.lock().expect("saga lock").remove(address);
             let mut known = self.0.activated.lock().expect("saga lock");
             if known.len() >= MAX_KNOWN_RECEIVERS {
                 known.clear();
             }
             known.insert(*address);
+        } else if !self.0.config.inactive_receiver_ttl.is_zero() {
+            let ttl = self.0.config.inactive_receiver_ttl;
+            let mut inactive = self.0.inactive.lock().expect("saga lock");
+            if inactive.len() >= MAX_KNOWN_RECEIVERS {
+                inactive.retain(|_, at| at.elapsed() < ttl);
+                if inactive.len() >= MAX_KNOWN_RECEIVERS {
+                    inactive.clear();
+                }
+            }
+            inactive.insert(*address, Instant::now());
         }
         Ok(activated)
     }
@@ -1005,17 +1188,36 @@ impl Saga {
         Ok(match status {
             TxStatus::Confirmed { block } => Some(Outcome::Confirmed(block)),
             TxStatus::Failed { reason } => Some(Outcome::Failed(reason)),
-            // Expired by the chain's own clock: a block past the expiry proves it can never
-            // be included; a slow or stalled chain just keeps the order waiting.
-            TxStatus::Unknown
-                if Utc::now() > tx.expires_at
-                    && self.0.chain.head_block().await?.time > tx.expires_at =>
-            {
-                Some(Outcome::Expired)
-            }
-            TxStatus::Unknown if self.rebroadcast_is_stale(tx).await => Some(Outcome::Expired),
-            TxStatus::Unknown | TxStatus::Pending => None,
+            TxStatus::Unknown => match self.never_lands(tx).await? {
+                Some(proof) => Some(match self.take_refusal(&tx.tx_id) {
+                    Some(why) => Outcome::Refused(proof, why),
+                    None => Outcome::Expired(proof),
+                }),
+                None => {
+                    self.rebroadcast(tx).await;
+                    None
+                }
+            },
+            TxStatus::Pending => None,
         })
+    }
+
+    /// The chain's proof that the transaction can never land, if it has one: the head
+    /// block's time is past its expiry (which has the grace in it), and the node has no
+    /// trace of it. A block past the expiry can no longer include it, whatever any node
+    /// answered to a broadcast; a slow or stalled chain (or a fast local clock) just keeps
+    /// the order waiting. The head is read first, then the transaction: any block that could
+    /// hold it is then at or below a head the node had already, so the node would know it.
+    /// The order's writer checks the head's time against the expiry it recorded.
+    async fn never_lands(&self, tx: &SignedTransaction) -> Result<Option<NeverLands>, ChainError> {
+        if Utc::now() <= tx.expires_at {
+            return Ok(None);
+        }
+        let head_time = self.0.chain.head_block().await?.time;
+        if head_time <= tx.expires_at || !self.unseen(&tx.tx_id).await? {
+            return Ok(None);
+        }
+        Ok(Some(NeverLands::PastExpiry { head_time }))
     }
 
     /// How long a parked order waits before its next poll: quick at first, then backing off
@@ -1073,22 +1275,19 @@ impl Saga {
         })
     }
 
-    /// Sends an unseen transaction again (harmless: same bytes, same id). `true` when the
-    /// chain says it can never land (expired, unknown reference block) *and* it is still
-    /// unseen afterwards, so it cannot have landed in between.
-    async fn rebroadcast_is_stale(&self, tx: &SignedTransaction) -> bool {
+    /// Sends an unseen transaction again, at most every [`REBROADCAST_EVERY`] (harmless: the
+    /// same bytes, the same id), in case the node lost it. Whatever the answer, the order
+    /// keeps waiting until the chain settles it or proves it dead.
+    async fn rebroadcast(&self, tx: &SignedTransaction) {
         if self.sent_lately(&tx.tx_id) {
-            return false;
+            return;
         }
-        self.note_sent(&tx.tx_id);
-        let stale = matches!(self.0.chain.broadcast(tx).await, Err(ChainError::Stale(_)));
-        stale && self.unseen(&tx.tx_id).await.unwrap_or(false)
+        if let Err(e) = self.send(tx).await {
+            tracing::debug!(tx_id = tx.tx_id, error = %e, "rebroadcast failed");
+        }
     }
 
-    /// Whether the chain has no trace of a transaction the node called stale (expired, or
-    /// its reference block gone), so it can never land. A stale answer alone proves nothing:
-    /// java-tron checks the expiration before duplicates, so a transaction that landed is
-    /// called expired when sent again after its expiry (after a restart, say).
+    /// Whether the chain has no trace of the transaction.
     async fn unseen(&self, tx_id: &str) -> Result<bool, ChainError> {
         Ok(matches!(
             self.0.chain.status(tx_id).await?,
@@ -1124,7 +1323,7 @@ impl Saga {
         o: &OrderView,
         reason: FailureReason,
         detail: &str,
-        failed_tx: Option<String>,
+        failed_tx: Option<(String, NeverLands)>,
     ) -> Result<(), StepError> {
         tracing::warn!(order_id = %o.order_id, user_id = %o.user_id, reason = reason.code(), detail, "order failed");
         let cmd = OrderCmd::Fail {

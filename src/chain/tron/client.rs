@@ -31,6 +31,9 @@ const TOTALS_REUSE_WITHIN: Duration = Duration::from_secs(1);
 enum Attempt {
     /// HTTP 404: the node does not serve the path (an older java-tron, for a newer endpoint).
     NotServed,
+    /// The answer is larger than [`TronConfig::max_answer_bytes`]: not read further, and not
+    /// asked of this node again for this call (it would answer the same).
+    TooLarge(usize),
     Failed(String),
 }
 
@@ -40,6 +43,7 @@ impl std::fmt::Display for Attempt {
             Attempt::NotServed => {
                 f.write_str("HTTP 404 Not Found: the node does not serve this path")
             }
+            Attempt::TooLarge(cap) => write!(f, "answer larger than {cap} bytes; not read"),
             Attempt::Failed(why) => f.write_str(why),
         }
     }
@@ -60,6 +64,12 @@ pub struct TronConfig {
     pub retry_backoff: Duration,
     /// How often the chain makes a block: TRON's 3 s slot, or an in-process devnet's own.
     pub block_interval: Duration,
+    /// The most the SUN-per-energy rate may change between two readings of the energy
+    /// totals (a factor above 1); a reading beyond it is refused (see
+    /// [`TronClient::energy_totals`]).
+    pub max_rate_change: f64,
+    /// The largest answer read from a node, in bytes.
+    pub max_answer_bytes: usize,
 }
 
 impl TronConfig {
@@ -72,6 +82,9 @@ impl TronConfig {
             use_lock: false,
             retry_backoff: Duration::from_millis(100),
             block_interval: Duration::from_secs(3),
+            max_rate_change: 2.0,
+            // A full mainnet block's `gettransactioninfobyblocknum` is a few MiB.
+            max_answer_bytes: 16 << 20,
         }
     }
 }
@@ -89,10 +102,19 @@ pub struct TronClient {
     last_timestamp: Mutex<i64>,
     /// The head block this client read last, and when.
     head_seen: Mutex<Option<(u64, Instant)>>,
-    /// Energy totals, and the head seen last when they were read.
-    totals: Mutex<Option<(u64, EnergyTotals)>>,
+    /// The energy totals accepted last, and those refused since.
+    totals: Mutex<TotalsSeen>,
     /// Set once a node said it has no `/wallet/getblock` (added in java-tron 4.5.2).
     getblock_missing: AtomicBool,
+}
+
+#[derive(Default)]
+struct TotalsSeen {
+    /// The reading accepted last, with the head seen last when it was read (none seen yet:
+    /// it is not used again).
+    accepted: Option<(Option<u64>, EnergyTotals)>,
+    /// The reading refused last: said once in the log, not at every signature.
+    refused: Option<EnergyTotals>,
 }
 
 /// The chain's energy totals (`/wallet/getaccountresource`).
@@ -103,6 +125,15 @@ pub struct EnergyTotals {
 }
 
 impl EnergyTotals {
+    /// Whether the SUN-per-energy rate of `newer` (weight / limit) is more than `factor`
+    /// times this one's, or less than its `1/factor`. A ratio of rates, never an amount:
+    /// floats are fine here, and a NaN (a zero total) counts as beyond.
+    pub fn rate_changed_beyond(&self, newer: &EnergyTotals, factor: f64) -> bool {
+        let rate = |t: &EnergyTotals| t.weight as f64 / t.limit as f64;
+        let ratio = rate(newer) / rate(self);
+        !(ratio <= factor && ratio * factor >= 1.0)
+    }
+
     /// SUN of stake whose energy is at least `energy`: ceil(energy·W·10⁶ / L), at least 1 TRX.
     pub fn energy_to_sun(&self, energy: u64) -> Result<u64, ChainError> {
         if self.limit == 0 {
@@ -135,6 +166,25 @@ pub fn classify_broadcast(code: &str, message: &str) -> Result<(), ChainError> {
         }
         _ => Err(ChainError::Refused(format!("{code}: {message}"))),
     }
+}
+
+/// The answer's body, read only up to `cap` bytes: a node cannot make us hold more.
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, Attempt> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(Attempt::TooLarge(cap));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Attempt::Failed(format!("body: {e}")))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(Attempt::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A `{"Error": …}` answer of a builder endpoint.
@@ -182,7 +232,7 @@ impl TronClient {
             config,
             last_timestamp: Mutex::new(0),
             head_seen: Mutex::new(None),
-            totals: Mutex::new(None),
+            totals: Mutex::new(TotalsSeen::default()),
             getblock_missing: AtomicBool::new(false),
         })
     }
@@ -228,7 +278,7 @@ impl TronClient {
             order = self.nodes.iter().collect();
         }
         let mut last = String::new();
-        for node in order {
+        'nodes: for node in order {
             let mut backoff = self.config.retry_backoff;
             for attempt in 0..=RETRIES_PER_NODE {
                 if attempt > 0 {
@@ -241,6 +291,12 @@ impl TronClient {
                         return Ok(Some(v));
                     }
                     Err(Attempt::NotServed) if may_be_missing => return Ok(None),
+                    Err(e @ Attempt::TooLarge(_)) => {
+                        // Not held against the node's other calls: a block can be large.
+                        tracing::warn!(node = %node.url, path, error = %e, "TRON node answer too large; trying the next node");
+                        last = e.to_string();
+                        continue 'nodes;
+                    }
                     Err(e) => {
                         tracing::debug!(node = %node.url, path, attempt, error = %e, "TRON node call failed");
                         last = e.to_string();
@@ -266,10 +322,7 @@ impl TronClient {
             .await
             .map_err(|e| failed(format!("transport: {e}")))?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| failed(format!("body: {e}")))?;
+        let body = read_capped(resp, self.config.max_answer_bytes).await?;
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(Attempt::NotServed);
         }
@@ -277,7 +330,7 @@ impl TronClient {
             return Err(failed(format!("HTTP {status}")));
         }
         let v: Value =
-            serde_json::from_str(&text).map_err(|_| failed("answer is not JSON".to_owned()))?;
+            serde_json::from_slice(&body).map_err(|_| failed("answer is not JSON".to_owned()))?;
         if let Some(e) = v.get("Error").and_then(Value::as_str) {
             if e.contains("lack of computing resources") {
                 return Err(failed(e.to_owned()));
@@ -289,6 +342,12 @@ impl TronClient {
     /// The totals change only as a block is applied, so while no newer head has been seen
     /// the last answer is the node's answer: at most a scanner poll behind the head, where
     /// any answer is at least a block behind the one its delegation will land in.
+    ///
+    /// A reading whose SUN-per-energy rate is beyond [`TronConfig::max_rate_change`] of the
+    /// one accepted last is refused (a retryable error: nothing is signed with it), logged
+    /// and counted: the chain's rate drifts slowly, so a jump is a node's fault (or a lie),
+    /// and delegating by it would give away stake or short the renter. The first reading of
+    /// the process is taken as it is.
     pub async fn energy_totals(
         &self,
         any_account: &TronAddress,
@@ -297,18 +356,61 @@ impl TronClient {
         let head = head
             .filter(|(_, at)| at.elapsed() < TOTALS_REUSE_WITHIN)
             .map(|(number, _)| number);
-        if let (Some(head), Some((read_at, totals))) =
-            (head, *self.totals.lock().expect("totals lock"))
+        if let (Some(head), Some((Some(read_at), totals))) =
+            (head, self.totals.lock().expect("totals lock").accepted)
         {
             if read_at == head {
                 return Ok(totals);
             }
         }
-        let totals = self.read_energy_totals(any_account).await?;
-        if let Some(head) = head {
-            *self.totals.lock().expect("totals lock") = Some((head, totals));
+        let reading = self.read_energy_totals(any_account).await?;
+        self.accept_totals(reading, head)
+    }
+
+    /// Holds a new reading to the one accepted last (see [`Self::energy_totals`]).
+    fn accept_totals(
+        &self,
+        reading: EnergyTotals,
+        head: Option<u64>,
+    ) -> Result<EnergyTotals, ChainError> {
+        if reading.limit == 0 || reading.weight == 0 {
+            return Err(ChainError::Retryable(format!(
+                "the node's energy totals are not usable: TotalEnergyLimit {}, TotalEnergyWeight {}",
+                reading.limit, reading.weight
+            )));
         }
-        Ok(totals)
+        let mut seen = self.totals.lock().expect("totals lock");
+        match seen.accepted {
+            Some((_, last)) if last.rate_changed_beyond(&reading, self.config.max_rate_change) => {
+                crate::metrics::METRICS.energy_rate_refused.inc();
+                if seen.refused != Some(reading) {
+                    tracing::error!(
+                        accepted_limit = last.limit,
+                        accepted_weight = last.weight,
+                        limit = reading.limit,
+                        weight = reading.weight,
+                        max_change = self.config.max_rate_change,
+                        "the node's energy totals change the SUN-per-energy rate beyond the allowed factor; nothing is signed with them (restart to adopt a new rate)"
+                    );
+                    seen.refused = Some(reading);
+                }
+                return Err(ChainError::Retryable(format!(
+                    "energy totals refused: the rate of TotalEnergyWeight {} / TotalEnergyLimit {} is beyond {}x the accepted {} / {}",
+                    reading.weight, reading.limit, self.config.max_rate_change, last.weight, last.limit
+                )));
+            }
+            Some(_) => {}
+            None => {
+                tracing::info!(
+                    limit = reading.limit,
+                    weight = reading.weight,
+                    "energy totals read; later readings are held to this rate"
+                );
+            }
+        }
+        seen.accepted = Some((head, reading));
+        seen.refused = None;
+        Ok(reading)
     }
 
     async fn read_energy_totals(
@@ -710,6 +812,72 @@ mod tests {
         assert_eq!(nile.sun_to_energy(870_829_623), 65_000);
         assert_eq!(nile.sun_to_energy(870_829_622), 64_999);
         assert_eq!(nile.energy_to_sun(1).unwrap(), 1_000_000);
+    }
+
+    #[test]
+    fn a_rate_change_within_the_factor_is_accepted_and_one_beyond_it_either_way_is_not() {
+        // A weight that halves exactly.
+        let nile = EnergyTotals {
+            limit: 180_000_000_000,
+            weight: 2_411_528_000,
+        };
+        let scaled = |num: u64, den: u64| EnergyTotals {
+            limit: nile.limit,
+            weight: nile.weight * num / den,
+        };
+        assert!(!nile.rate_changed_beyond(&nile, 2.0));
+        // Up to twice or half the rate: accepted; further either way: refused.
+        assert!(!nile.rate_changed_beyond(&scaled(2, 1), 2.0));
+        assert!(!nile.rate_changed_beyond(&scaled(1, 2), 2.0));
+        assert!(nile.rate_changed_beyond(&scaled(201, 100), 2.0));
+        assert!(nile.rate_changed_beyond(&scaled(99, 200), 2.0));
+        // The limit counts as much as the weight.
+        let limit_halved = EnergyTotals {
+            limit: nile.limit / 3,
+            weight: nile.weight,
+        };
+        assert!(nile.rate_changed_beyond(&limit_halved, 2.0));
+        assert!(!nile.rate_changed_beyond(&limit_halved, 3.5));
+        // Nonsense is beyond any factor.
+        let zero = EnergyTotals {
+            limit: 0,
+            weight: 0,
+        };
+        assert!(nile.rate_changed_beyond(&zero, 1e9));
+    }
+
+    #[test]
+    fn readings_are_held_to_the_last_accepted_one_and_a_refused_one_changes_nothing() {
+        let c =
+            TronClient::new(TronConfig::new(vec!["http://127.0.0.1:1".into()]), vec![]).unwrap();
+        let nile = EnergyTotals {
+            limit: 180_000_000_000,
+            weight: 2_411_528_185,
+        };
+        let drift = EnergyTotals {
+            weight: nile.weight + nile.weight / 2,
+            ..nile
+        };
+        let jump = EnergyTotals {
+            weight: nile.weight * 4,
+            ..nile
+        };
+        let refused_before = crate::metrics::METRICS.energy_rate_refused.get();
+        assert_eq!(c.accept_totals(nile, None).unwrap(), nile);
+        assert!(matches!(
+            c.accept_totals(jump, None),
+            Err(ChainError::Retryable(_))
+        ));
+        assert!(crate::metrics::METRICS.energy_rate_refused.get() > refused_before);
+        // A slow drift moves the reference along: 1.5x, then 1.5x of that.
+        assert_eq!(c.accept_totals(drift, None).unwrap(), drift);
+        let further = EnergyTotals {
+            weight: drift.weight + drift.weight / 2,
+            ..nile
+        };
+        assert_eq!(c.accept_totals(further, None).unwrap(), further);
+        let zero = EnergyTotals { weight: 0, ..nile };
+        assert!(c.accept_totals(zero, None).is_err());
     }
 
     fn intent() -> ResourceContract {
