@@ -1,5 +1,5 @@
 //! What sled keeps in memory for what it stores: opens a sled directory with the read models'
-//! settings (`flashrent_projections::sled_config`, the default cache) and prints the
+//! settings (`flashrent_store::sled_config`, the default cache) and prints the
 //! process's anonymous memory after the open, then every tree's keys by family (their first
 //! letters) with the mean value size.
 //!
@@ -23,7 +23,7 @@ fn anon_mib() -> f64 {
 
 fn open(dir: &str) -> sled::Result<sled::Db> {
     let cache_bytes = flashrent::config::DEFAULT_SLED_CACHE_MB << 20;
-    flashrent_projections::sled_config(std::path::Path::new(dir), cache_bytes).open()
+    flashrent_store::sled_config(std::path::Path::new(dir), cache_bytes).open()
 }
 
 /// A key's family: its leading letters (`o/…` is `o`, `uo/…` is `uo`).

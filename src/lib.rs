@@ -18,5 +18,6 @@ pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod priority;
+pub mod read_side;
 pub mod saga;
 pub mod startup;

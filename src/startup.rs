@@ -9,7 +9,7 @@ use crate::config::{client_routes_open, private_dir, Secret, ServeArgs, StoreArg
 use crate::devnet::{AccountSeed, Devnet, DevnetConfig};
 use crate::domain::pool::Command as PoolCmd;
 use crate::domain::DomainError;
-use crate::engine::{Applier, CommandMeta, Engine, EngineError, Ownership, WriterSnapshots};
+use crate::engine::{CommandMeta, DurableRecords, Engine, EngineError, Ownership, WriterSnapshots};
 use crate::http::{self, AppState};
 use crate::log::{EmbeddedLog, KafkaLog};
 use crate::saga::{Saga, SagaConfig};
@@ -17,6 +17,7 @@ use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 use flashrent_events::{EnergyAmount, EventLog, TronAddress};
 use flashrent_projections::{spawn_projectors, LiveApplier, Projector, ReadModels};
+use flashrent_store::SledStore;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -89,17 +90,21 @@ pub async fn open_log(store: &StoreArgs) -> anyhow::Result<Arc<dyn EventLog>> {
     })
 }
 
-pub async fn open_store(store: &StoreArgs) -> anyhow::Result<(Arc<dyn EventLog>, ReadModels)> {
+/// The log, the data dir's sled database (read models and writers' snapshots) and the read
+/// models in it.
+pub async fn open_store(
+    store: &StoreArgs,
+) -> anyhow::Result<(Arc<dyn EventLog>, SledStore, ReadModels)> {
     private_dir(&store.data_dir)
         .with_context(|| format!("creating the data dir {}", store.data_dir.display()))?;
     let log = open_log(store).await?;
-    let models = ReadModels::open(
+    let sled = SledStore::open(
         &store.data_dir.join("read-models"),
-        store.partitions,
         store.sled_cache_mb << 20,
     )
     .context("opening the read models (is another flashrent using this data dir?)")?;
-    Ok((log, models))
+    let models = ReadModels::open_in(&sled, store.partitions).context("opening the read models")?;
+    Ok((log, sled, models))
 }
 
 /// Applies everything in the log to the read models.
@@ -125,7 +130,7 @@ impl Application {
             None => vec![],
         };
         args.store.kafka.settings(args.store.partitions)?;
-        let (log, models) = open_store(&args.store).await?;
+        let (log, sled, models) = open_store(&args.store).await?;
         let dyn_log = log.clone();
         let started = std::time::Instant::now();
         let records = catch_up(dyn_log.as_ref(), &models).await?;
@@ -165,12 +170,12 @@ impl Application {
             Some(reactor_tx.clone()),
             shutdown_rx.clone(),
         );
-        let applier = Some(Applier { live });
+        let live: Arc<dyn DurableRecords> = Arc::new(live);
         let snapshots = WriterSnapshots {
-            store: &models,
+            store: &sled,
             every: args.writer_snapshot_every,
         };
-        let engine = Engine::start(dyn_log.clone(), ownership, applier, Some(snapshots))
+        let engine = Engine::start(dyn_log.clone(), ownership, Some(live), Some(snapshots))
             .await
             .context("loading aggregate state from the event log")?;
 
@@ -210,12 +215,11 @@ impl Application {
             live_task,
         ];
         if shared_log {
-            let writes = engine.clone();
             tasks.extend(spawn_projectors(
                 dyn_log.clone(),
                 models.clone(),
                 Some(reactor_tx),
-                Arc::new(move |partition| writes.owns(partition)),
+                engine.owned_partitions(),
                 shutdown_rx,
             ));
         }
@@ -603,9 +607,10 @@ pub struct RebuildReport {
     pub differences: Option<usize>,
 }
 
-/// `flashrent rebuild`: drops the read models and rebuilds them from offset 0.
+/// `flashrent rebuild`: drops the read models and the writers' snapshots, and rebuilds the
+/// read models from offset 0 (the writers fold the log at the next start).
 pub async fn rebuild(store: &StoreArgs, verify: bool) -> anyhow::Result<RebuildReport> {
-    let (log, mut models) = open_store(store).await?;
+    let (log, sled, mut models) = open_store(store).await?;
     let log_ref = log.as_ref() as &dyn EventLog;
     let before = if verify {
         // Bring the old models up to the end of the log first, so both cover the same records.
@@ -615,6 +620,7 @@ pub async fn rebuild(store: &StoreArgs, verify: bool) -> anyhow::Result<RebuildR
         None
     };
     models.drop_all()?;
+    crate::engine::drop_snapshots(&sled).context("dropping the writers' snapshots")?;
     let records = catch_up(log_ref, &models).await?;
     models.flush()?;
     let differences = match before {

@@ -22,8 +22,8 @@ pub use event::{Event, FailureReason, KeyScope, KeyUse, OrderKind, API_KEYS_KEY,
 pub use fence::{Admission, EpochFence};
 pub use ids::{ApiKeyId, OrderId, UserId};
 pub use log::{
-    partition_for_key, AppendFuture, EventLog, LogError, Offset, PartitionId, RecordMeta,
-    StoredRecord,
+    partition_for_key, AppendFuture, EventLog, LogError, Offset, OwnedPartitions, PartitionId,
+    RecordMeta, StoredRecord,
 };
 pub use rental::{EnergyAmount, RentalDuration};
 pub use sun::{Sun, SunDelta};

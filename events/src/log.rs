@@ -9,6 +9,33 @@ pub type PartitionId = u32;
 /// Position of a record inside its partition; the first record is at offset 0.
 pub type Offset = u64;
 
+/// The partitions one instance writes now (claimed, and not fenced out): what its writers
+/// tell its projectors, which leave those partitions to the records the writers hand over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedPartitions(Vec<bool>);
+
+impl OwnedPartitions {
+    /// `partitions` partitions, none of them written here.
+    pub fn none(partitions: u32) -> OwnedPartitions {
+        OwnedPartitions(vec![false; partitions as usize])
+    }
+
+    pub fn contains(&self, partition: PartitionId) -> bool {
+        self.0.get(partition as usize).copied().unwrap_or(false)
+    }
+
+    /// Marks `partition` as written here or not; whether that changed anything.
+    pub fn set(&mut self, partition: PartitionId, owned: bool) -> bool {
+        match self.0.get_mut(partition as usize) {
+            Some(o) if *o != owned => {
+                *o = owned;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
     pub partition: PartitionId,

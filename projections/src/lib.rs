@@ -4,7 +4,7 @@
 //!
 //! Everything lives in one sled tree under key prefixes. A projector step (the read-model
 //! changes of a run of records plus the projector's new position) goes into an in-memory
-//! table in front of the tree, which readers see at once ([`overlay`]); the table reaches
+//! table in front of the tree, which readers see at once ([`flashrent_store::Overlay`]); the table reaches
 //! sled in atomic writes, each with the positions of the records it holds, so sled always
 //! holds every record up to its checkpoints and none after, and a record applied again is
 //! skipped by the checkpoint. The records this process writes are applied by one task for
@@ -14,13 +14,14 @@ pub mod active;
 pub mod apply;
 pub mod keys;
 pub mod live;
-pub mod overlay;
 pub mod projector;
 pub mod store;
 pub mod stored_order;
 pub mod views;
 
 pub use live::LiveApplier;
-pub use projector::{spawn_projectors, ProjectedRecord, Projector, READ_MODELS};
-pub use store::{sled_config, stored_u64, ReadModels, StoreError, StoredOrder};
+pub use projector::{
+    spawn_projectors, PartitionProjector, ProjectedRecord, Projector, StepOutcome, READ_MODELS,
+};
+pub use store::{stored_u64, ReadModels, StoreError, StoredOrder};
 pub use views::{ApiKeyView, BalanceView, LedgerEntry, OrderView, PoolWalletView, WalletView};

@@ -3,7 +3,7 @@
 //!
 //! One task for every partition: each step takes everything made durable since the last
 //! one, so steps grow with the load, and a record is never read back from the log and
-//! decoded again (a projector per partition did both, and wrote to sled once per record).
+//! decoded again.
 //!
 //! Writers hand over their records in offset order, as soon as they are durable (and, on a
 //! shared log, known to count). A record that does not follow its partition's checkpoint
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 /// Most records one step takes.
 const MAX_RECORDS_PER_BATCH: usize = 4096;
 
-/// Hands durable records to the live applier. Cloned into every writer.
+/// Hands durable records to the live applier. Shared by every writer.
 #[derive(Clone)]
 pub struct LiveApplier {
     tx: mpsc::UnboundedSender<ProjectedRecord>,

@@ -5,7 +5,8 @@ use crate::apply::Staged;
 use crate::keys;
 use crate::store::{ReadModels, StoreError};
 use flashrent_events::{
-    decode_record, Admission, CommandRecord, EventLog, LogError, Offset, PartitionId,
+    decode_record, Admission, CommandRecord, EventLog, LogError, Offset, OwnedPartitions,
+    PartitionId,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,7 +114,7 @@ impl Projector {
         if records.is_empty() {
             // Nothing to apply: writing the unchanged position would only create a `0`
             // checkpoint for an empty partition, which a rebuild (that never steps an empty
-            // partition) does not have — `rebuild --verify` then reported a difference.
+            // partition) does not have, and `rebuild --verify` would count as a difference.
             return Ok(self.models.checkpoint(self.name, partition)?);
         }
         let mut staged = Staged::new(&self.models);
@@ -254,104 +255,177 @@ async fn read_decoded_past(
 /// How long a partition this process's writer holds may keep its checkpoint while the log
 /// holds more before its projector reads the log itself.
 const HELD_CHECK: Duration = Duration::from_secs(1);
-/// How often a held partition's projector asks whether it is still held.
-const HELD_POLL: Duration = Duration::from_millis(50);
+/// How long a read waits for a record past the checkpoint.
+const READ_WAIT: Duration = Duration::from_millis(500);
+/// The pause before a failed step is tried again.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// Runs a projector task per partition until `shutdown` turns true. Each record whose events
-/// it applied is then offered to `reactor` (if any); records the writer applied itself, claims
-/// and fenced records are not. A step that fails is retried from the same position
-/// after a pause: the projector never skips a record.
-///
-/// While `held(partition)` (this process's writer holds it), the live applier is handed every
-/// record of the partition that counts as soon as it is durable, and reads what lies between
-/// from the log itself; the projector then reads nothing, unless the checkpoint stood still
-/// for [`HELD_CHECK`] while the log holds more (a record whose append was not confirmed yet
-/// landed, the claim, a stale writer's records at the end). Fetching every record back cost
-/// the broker and the consumer as much as appending it.
+/// What one step of a partition's projector did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Records were read and applied; the checkpoint is now `next`.
+    Applied { next: Offset },
+    /// The log had nothing past the checkpoint that was not applied meanwhile.
+    CaughtUp,
+    /// This process writes the partition and the live applier is handed its records:
+    /// nothing was read.
+    Held,
+}
+
+/// One partition of the log, followed into the read models by its own task.
+pub struct PartitionProjector {
+    projector: Projector,
+    log: Arc<dyn EventLog>,
+    partition: PartitionId,
+    reactor: Option<mpsc::Sender<ProjectedRecord>>,
+    owned: watch::Receiver<OwnedPartitions>,
+}
+
+impl PartitionProjector {
+    /// Follows `partition` of `log`, leaving it to the live applier while `owned` has it.
+    /// Each record whose events it applied is then offered to `reactor` (if any).
+    pub fn new(
+        projector: Projector,
+        log: Arc<dyn EventLog>,
+        partition: PartitionId,
+        reactor: Option<mpsc::Sender<ProjectedRecord>>,
+        owned: watch::Receiver<OwnedPartitions>,
+    ) -> PartitionProjector {
+        PartitionProjector {
+            projector,
+            log,
+            partition,
+            reactor,
+            owned,
+        }
+    }
+
+    /// Steps until `shutdown` turns true. A step that fails is tried again from the same
+    /// position after a pause: the projector never skips a record.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            let stepped = tokio::select! {
+                stepped = self.step() => stepped,
+                _ = shutdown.changed() => return,
+            };
+            if let Err(e) = stepped {
+                tracing::error!(partition = self.partition, error = %e, "projector step failed; retrying from the same position");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+
+    /// Reads what the log holds past the checkpoint and applies it with the new checkpoint,
+    /// atomically, then offers the reactor each record whose events it applied (not claims,
+    /// fenced records or records the live applier applied meanwhile). A step that fails
+    /// wrote nothing.
+    ///
+    /// While this process writes the partition, the live applier is handed every record of
+    /// it that counts as soon as it is durable, and reads what lies between from the log
+    /// itself; the step then reads nothing, unless the checkpoint stood still for
+    /// [`HELD_CHECK`] while the log holds more (a record whose append was not confirmed yet
+    /// landed, the claim, a stale writer's records at the end). Reading back every record
+    /// this process wrote would cost the broker and the consumer as much as appending it.
+    pub async fn step(&mut self) -> Result<StepOutcome, ProjectError> {
+        let partition = self.partition;
+        let mut from = self.checkpoint()?;
+        if self.held() {
+            if self.still_held_after(HELD_CHECK).await {
+                let still = self.checkpoint().ok() == Some(from);
+                if !still || !self.log_holds_past(from).await {
+                    return Ok(StepOutcome::Held);
+                }
+            } else {
+                from = self.checkpoint()?;
+            }
+        }
+        let projector = &self.projector;
+        let applied_now = || {
+            projector
+                .models
+                .checkpoint(projector.name, partition)
+                .unwrap_or(from)
+        };
+        let batch =
+            read_decoded_past(self.log.as_ref(), partition, from, READ_WAIT, applied_now).await?;
+        if batch.is_empty() {
+            return Ok(StepOutcome::CaughtUp);
+        }
+        let mut applied = Vec::new();
+        let next = {
+            let _one_applier = projector.one_applier(partition);
+            projector.step_locked(partition, &batch, |offset, record| {
+                applied.push(ProjectedRecord {
+                    partition,
+                    offset,
+                    record: record.clone(),
+                })
+            })?
+        };
+        if let Some(r) = &self.reactor {
+            for projected in applied {
+                let _ = r.send(projected).await;
+            }
+        }
+        Ok(StepOutcome::Applied { next })
+    }
+
+    fn checkpoint(&self) -> Result<Offset, StoreError> {
+        self.projector
+            .models
+            .checkpoint(self.projector.name, self.partition)
+    }
+
+    fn held(&self) -> bool {
+        self.owned.borrow().contains(self.partition)
+    }
+
+    /// Waits up to `limit` for this process to stop writing the partition (fenced, or the
+    /// group moved it); whether it still writes it. The projector reads at once when it
+    /// stops, as a fenced command's forward waits for the claim that fenced it to be
+    /// applied here.
+    async fn still_held_after(&mut self, limit: Duration) -> bool {
+        let partition = self.partition;
+        let released = self.owned.wait_for(|owned| !owned.contains(partition));
+        // A closed channel: the writers are gone, and nothing here writes the partition.
+        tokio::time::timeout(limit, released).await.is_err()
+    }
+
+    /// Whether the log ends past `from`.
+    async fn log_holds_past(&self, from: Offset) -> bool {
+        match self.log.end_offset(self.partition).await {
+            Ok(end) => end > from,
+            Err(e) => {
+                tracing::debug!(partition = self.partition, error = %e, "projector cannot learn where the log ends");
+                false
+            }
+        }
+    }
+}
+
+/// Runs a [`PartitionProjector`] task per partition until `shutdown` turns true; `owned`
+/// says which partitions this process writes (their records reach the read models through
+/// the live applier).
 pub fn spawn_projectors(
     log: Arc<dyn EventLog>,
     models: ReadModels,
     reactor: Option<mpsc::Sender<ProjectedRecord>>,
-    held: Arc<dyn Fn(PartitionId) -> bool + Send + Sync>,
+    owned: watch::Receiver<OwnedPartitions>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..log.partition_count())
         .map(|partition| {
-            let log = log.clone();
-            let projector = Projector::new(models.clone());
-            let reactor = reactor.clone();
-            let held = held.clone();
-            let mut shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                loop {
-                    if *shutdown.borrow() {
-                        break;
-                    }
-                    let from = match projector.models.checkpoint(projector.name, partition) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            tracing::error!(partition, error = %e, "projector cannot read its checkpoint");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    };
-                    if held(partition) {
-                        // Asked again every HELD_POLL: once this process stops writing the
-                        // partition (fenced, or the group moved it) the projector reads at
-                        // once, as a fenced command's forward waits for the claim that
-                        // fenced it to be applied here.
-                        let since = tokio::time::Instant::now();
-                        while held(partition) && since.elapsed() < HELD_CHECK {
-                            tokio::select! {
-                                _ = tokio::time::sleep(HELD_POLL) => {}
-                                _ = shutdown.changed() => return,
-                            }
-                        }
-                        let still = projector.models.checkpoint(projector.name, partition).ok() == Some(from);
-                        if !still || !held(partition) {
-                            continue;
-                        }
-                        match log.end_offset(partition).await {
-                            Ok(end) if end > from => {}
-                            Ok(_) => continue,
-                            Err(e) => {
-                                tracing::debug!(partition, error = %e, "projector cannot learn where the log ends");
-                                continue;
-                            }
-                        }
-                    }
-                    let applied_now = || {
-                        projector
-                            .models
-                            .checkpoint(projector.name, partition)
-                            .unwrap_or(from)
-                    };
-                    let batch = tokio::select! {
-                        b = read_decoded_past(log.as_ref(), partition, from, Duration::from_millis(500), applied_now) => b,
-                        _ = shutdown.changed() => break,
-                    };
-                    let mut applied = Vec::new();
-                    let result = batch.and_then(|b| {
-                        let _one_applier = projector.one_applier(partition);
-                        projector.step_locked(partition, &b, |offset, record| {
-                            applied.push(ProjectedRecord { partition, offset, record: record.clone() })
-                        })
-                    });
-                    match result {
-                        Ok(_) => {
-                            if let Some(r) = &reactor {
-                                for projected in applied {
-                                    let _ = r.send(projected).await;
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(partition, error = %e, "projector step failed; retrying from the same position");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                }
-            })
+            let projector = PartitionProjector::new(
+                Projector::new(models.clone()),
+                log.clone(),
+                partition,
+                reactor.clone(),
+                owned.clone(),
+            );
+            tokio::spawn(projector.run(shutdown.clone()))
         })
         .collect()
 }

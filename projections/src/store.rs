@@ -1,9 +1,9 @@
 //! Opening the sled store and the queries the HTTP layer asks of it.
 
 use crate::keys;
-use crate::overlay::{merged_range, AtomicTree, FlushDue, Overlay};
 use crate::views::*;
 use flashrent_events::{EpochFence, OrderId, PartitionId, UserId};
+use flashrent_store::{merged_range, AtomicTree, FlushDue, Overlay, SledStore};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use std::sync::Arc;
@@ -38,11 +38,6 @@ pub(crate) fn decoded<T>(
         .transpose()
 }
 
-/// The journal file of a tree's atomic writes: `dir/<tree>.journal`, `/` spelled `-`.
-fn journal_path(dir: &Path, tree: &str) -> std::path::PathBuf {
-    dir.join(format!("{}.journal", tree.replace('/', "-")))
-}
-
 /// The first key after every key under `prefix` (`None`: no such key).
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -65,9 +60,9 @@ pub fn stored_u64(value: Option<impl AsRef<[u8]>>) -> u64 {
 /// The read models, plus how far each partition has been applied (for read-your-writes).
 #[derive(Clone)]
 pub struct ReadModels {
-    pub(crate) db: sled::Db,
-    /// Where the journals of atomic writes live (beside sled's own files).
-    dir: Arc<std::path::PathBuf>,
+    /// The data dir's sled database, which the read models share with the writers'
+    /// snapshots.
+    store: SledStore,
     /// The read-model tree, written atomically.
     pub(crate) atomic: AtomicTree,
     /// What steps applied that the tree does not hold yet; every read looks here first.
@@ -90,37 +85,25 @@ const FORMER_TREES: [&str; 4] = [
     "read_models_v4",
 ];
 
-/// Name prefix of the trees of other state derived from the log (a writer's snapshot): they
-/// live in this store to share its page cache, and are dropped with the read models.
-const DERIVED: &str = "derived/";
-
-/// How the read models' sled database is opened; `cache_bytes` bounds sled's page cache (its
-/// default, 1 GiB, is far above our budget).
-pub fn sled_config(dir: &Path, cache_bytes: u64) -> sled::Config {
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(cache_bytes)
-        // Read models are rebuilt from the log, never the only copy: trade space for speed.
-        .mode(sled::Mode::HighThroughput)
-        .flush_every_ms(Some(1000))
-}
-
 impl ReadModels {
+    /// Opens the read models in a sled database of their own in `dir`.
     pub fn open(dir: &Path, partitions: u32, cache_bytes: u64) -> Result<ReadModels, StoreError> {
-        let db = sled_config(dir, cache_bytes).open()?;
+        ReadModels::open_in(&SledStore::open(dir, cache_bytes)?, partitions)
+    }
+
+    /// Opens the read models' tree in `store`.
+    pub fn open_in(store: &SledStore, partitions: u32) -> Result<ReadModels, StoreError> {
         for former in FORMER_TREES {
-            if db.drop_tree(former)? {
+            if store.drop_tree(former)? {
                 tracing::warn!(
                     tree = former,
                     "read models of an older format dropped; they are rebuilt from the log"
                 );
             }
         }
-        let atomic = AtomicTree::open(&db, TREE, journal_path(dir, TREE))?;
         let models = ReadModels {
-            db,
-            dir: Arc::new(dir.to_owned()),
-            atomic,
+            store: store.clone(),
+            atomic: store.tree(TREE)?,
             overlay: Arc::new(Overlay::new()),
             applied: Arc::new((0..partitions).map(|_| watch::channel(0).0).collect()),
             stepping: Arc::new((0..partitions).map(|_| std::sync::Mutex::new(())).collect()),
@@ -128,34 +111,12 @@ impl ReadModels {
         Ok(models)
     }
 
-    /// A tree for other state derived from the log, dropped by [`ReadModels::drop_all`].
-    pub fn derived_tree(&self, name: &str) -> Result<AtomicTree, StoreError> {
-        let tree = format!("{DERIVED}{name}");
-        Ok(AtomicTree::open(
-            &self.db,
-            &tree,
-            journal_path(&self.dir, &tree),
-        )?)
-    }
-
-    /// Drops every read model, every projector position and every derived tree.
+    /// Drops every read model and every projector position. Nothing may be writing them
+    /// (the service is stopped).
     pub fn drop_all(&mut self) -> Result<(), StoreError> {
         self.overlay.clear();
-        // Nothing is being written (the service is stopped); a journal left by a crash
-        // must not be made again into the new, empty trees.
-        for entry in std::fs::read_dir(&*self.dir)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "journal") {
-                std::fs::write(&path, [])?;
-            }
-        }
-        for name in self.db.tree_names() {
-            if name.starts_with(DERIVED.as_bytes()) {
-                self.db.drop_tree(name)?;
-            }
-        }
-        self.db.drop_tree(TREE)?;
-        self.atomic = AtomicTree::open(&self.db, TREE, journal_path(&self.dir, TREE))?;
+        self.store.drop_tree(TREE)?;
+        self.atomic = self.store.tree(TREE)?;
         for a in self.applied.iter() {
             a.send_replace(0);
         }
@@ -165,7 +126,7 @@ impl ReadModels {
     /// Writes everything applied to sled and syncs it.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.overlay.flush(&self.atomic)?;
-        self.db.flush()?;
+        self.store.flush()?;
         Ok(())
     }
 
@@ -495,10 +456,10 @@ mod tests {
         }
         let models = ReadModels::open(dir.path(), 1, 1 << 20).unwrap();
         assert!(!models
-            .db
+            .store
             .tree_names()
             .iter()
-            .any(|n| n.as_ref() == FORMER_TREES[0].as_bytes()));
+            .any(|n| n == FORMER_TREES[0]));
         // Nothing of the old tree counts: every projector starts again from offset 0.
         assert_eq!(models.checkpoint("read_models", 0).unwrap(), 0);
     }

@@ -4,7 +4,7 @@
 //! rest are read back from disk (a node with a million transactions would otherwise hold
 //! them all in RAM, as java-tron never does).
 
-use flashrent_projections::overlay::{AtomicTree, Pending};
+use flashrent_store::{AtomicTree, Pending};
 use serde::{Deserialize, Serialize};
 use sled::IVec;
 use std::collections::HashMap;

@@ -286,18 +286,14 @@ impl StateStore {
     ) -> anyhow::Result<ChainState> {
         crate::config::create_private_dir(&self.dir)
             .with_context(|| format!("creating the devnet store {}", self.dir.display()))?;
-        let db = sled::Config::new()
-            .path(&self.dir)
+        let store = flashrent_store::SledStore::open_with(
+            &self.dir,
             // The transactions are read back rarely (confirmations, lookups by id), and the
             // devnet shares the process (and its memory budget) with the engine it serves.
-            .cache_capacity(4 << 20)
-            .open()
-            .with_context(|| format!("opening the devnet store {}", self.dir.display()))?;
-        let tree = flashrent_projections::overlay::AtomicTree::open(
-            &db,
-            "chain",
-            self.dir.join("chain.journal"),
-        )?;
+            sled::Config::new().cache_capacity(4 << 20),
+        )
+        .with_context(|| format!("opening the devnet store {}", self.dir.display()))?;
+        let tree = store.tree("chain")?;
         if let Some(chain) =
             ChainState::open(tree.clone(), tx_expiration_ms).context("reading the devnet state")?
         {

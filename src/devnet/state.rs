@@ -6,7 +6,7 @@
 use super::known::{Info, Known, KnownTxs, TxId};
 use crate::chain::tron::keys::recover_signer;
 use crate::chain::tron::proto::{self, RawTransaction, ResourceContract};
-use flashrent_projections::overlay::AtomicTree;
+use flashrent_store::AtomicTree;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -7,10 +7,12 @@
 //! again is read back before a command or an event touches it, and taking the partition
 //! reads the snapshot and folds only the log after it.
 //!
-//! A snapshot is merged into an in-memory table in front of the tree (the read models'
-//! [`Overlay`]) and written to sled atomically on a thread of its own, so the writer does
-//! not wait for sled: what it let go is read back from that table until sled has it. Sled
-//! only ever holds a whole snapshot, the latest one it was given or an earlier one.
+//! A snapshot is merged into an in-memory table in front of the tree (an [`Overlay`], as
+//! the read models have) and written to sled atomically on a thread of its own, so the
+//! writer does not wait for sled: what it let go is read back from that table until sled
+//! has it. Sled only ever holds a whole snapshot, the latest one it was given or an earlier
+//! one. Each partition's snapshot is a tree of its own in the data dir's sled database,
+//! beside the read models (sharing its page cache).
 //!
 //! The snapshot is derived from the log like a read model: at its offset it equals the fold
 //! of the records before, and dropping it (`flashrent rebuild`, a format change, a value
@@ -20,18 +22,44 @@ use crate::domain::account::UserAccount;
 use crate::domain::order::Order;
 use crate::domain::pool::{Reservation, SupplierWallet};
 use crate::domain::{user_of, PartitionState};
-use flashrent_events::{EpochFence, Event, Offset, OrderId, TronAddress, UserId};
-use flashrent_projections::overlay::{AtomicTree, Overlay};
+use flashrent_events::{EpochFence, Event, Offset, OrderId, PartitionId, TronAddress, UserId};
+use flashrent_store::{AtomicTree, Overlay, SledStore};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Events a writer evolves between two snapshots, by default. A snapshot costs one wait for
 /// the log and the encoding of what changed; what the writer holds in memory is what it
-/// touched in the last two periods, once that is more than this many aggregates. In 60 s
-/// saturating POST runs, 2,048 held 19 MiB less than 4,096 at the same order rate; 1,024
-/// held 27 MiB less but took ~10% fewer orders (`bench/RESULTS.md`, run Q).
+/// touched in the last two periods, once that is more than this many aggregates. Fewer
+/// events hold less memory but take fewer orders (`bench/RESULTS.md`, run Q).
 pub const SNAPSHOT_EVERY: u64 = 2_048;
+
+/// The snapshot trees' names: `writer-snapshots/<partition>`.
+const TREES: &str = "writer-snapshots/";
+/// Where an older format kept the snapshots (among the read models' trees). Dropped at
+/// open: the writers fold the log again instead.
+const FORMER_TREES: &str = "derived/writer-";
+
+/// The snapshot tree of `partition` in `store`.
+pub fn tree(store: &SledStore, partition: PartitionId) -> std::io::Result<AtomicTree> {
+    store.tree(&format!("{TREES}{partition}"))
+}
+
+/// Drops the snapshots an older format left.
+pub fn drop_former(store: &SledStore) -> std::io::Result<()> {
+    if store.drop_trees(FORMER_TREES)? > 0 {
+        tracing::info!("dropped writer snapshots of an older format; the writers fold the log");
+    }
+    Ok(())
+}
+
+/// Drops every writer's snapshot (`flashrent rebuild`): the next start folds the whole log.
+/// No writer may be running on `store`.
+pub fn drop_snapshots(store: &SledStore) -> std::io::Result<()> {
+    store.drop_trees(TREES)?;
+    store.drop_trees(FORMER_TREES)?;
+    Ok(())
+}
 
 /// Bumped whenever a stored shape changes: a snapshot of another format is dropped.
 const FORMAT: &[u8] = b"writer-snapshot-1";
@@ -74,7 +102,7 @@ pub struct Restored {
 }
 
 /// Pages a writer's aggregates between its state and its snapshot. Without a tree (tests of
-/// the engine alone) it keeps everything in memory, as a writer did before snapshots.
+/// the engine alone) it keeps everything in memory.
 pub struct Pager {
     store: Option<Store>,
     /// Accounts and orders the state holds (or knows are on disk nowhere), with the number

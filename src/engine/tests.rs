@@ -1,62 +1,13 @@
 //! The writer's group commit, on the real embedded log with its appends held back at will.
 
+use super::load::load_partition;
 use super::*;
+use crate::log::held_back::HeldBack;
 use crate::log::EmbeddedLog;
-use flashrent_events::{AppendFuture, StoredRecord, Sun, UserId};
-use flashrent_projections::overlay::AtomicTree;
+use flashrent_events::{decode_record, Sun};
+use flashrent_store::AtomicTree;
+use std::time::Duration;
 use tokio::sync::Semaphore;
-
-/// The embedded log, whose appends complete only as the test lets them, counting the reads
-/// made of it.
-struct HeldBack {
-    log: EmbeddedLog,
-    gate: Arc<Semaphore>,
-    reads: AtomicU64,
-}
-
-impl HeldBack {
-    fn open(dir: &std::path::Path, gate: Arc<Semaphore>) -> HeldBack {
-        HeldBack {
-            log: EmbeddedLog::open(dir, 1).unwrap(),
-            gate,
-            reads: AtomicU64::new(0),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl EventLog for HeldBack {
-    fn partition_count(&self) -> u32 {
-        self.log.partition_count()
-    }
-
-    fn append(&self, partition: PartitionId, record: Vec<u8>) -> AppendFuture {
-        let durable = self.log.append(partition, record);
-        let gate = self.gate.clone();
-        Box::pin(async move {
-            match gate.acquire().await {
-                Ok(permit) => permit.forget(),
-                Err(_) => return Err(LogError::Unavailable("the log went away".into())),
-            }
-            durable.await
-        })
-    }
-
-    async fn read(
-        &self,
-        partition: PartitionId,
-        from: Offset,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<StoredRecord>, LogError> {
-        self.reads.fetch_add(1, Ordering::AcqRel);
-        self.log.read(partition, from, max, wait).await
-    }
-
-    async fn end_offset(&self, partition: PartitionId) -> Result<Offset, LogError> {
-        self.log.end_offset(partition).await
-    }
-}
 
 fn credit(engine: &Engine, user: UserId, n: u64) -> Credit {
     let engine = engine.clone();
@@ -218,9 +169,9 @@ async fn deposit(engine: &Engine, user: UserId, i: usize) -> Executed<Sun> {
 async fn a_writer_that_snapshots_decides_as_one_that_folds_the_whole_log() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 3).unwrap());
-    let models = ReadModels::open(&dir.path().join("models"), 3, 1 << 20).unwrap();
+    let store = SledStore::open(&dir.path().join("models"), 1 << 20).unwrap();
     let snapshots = || WriterSnapshots {
-        store: &models,
+        store: &store,
         every: 2,
     };
     let engine = Engine::start(log.clone(), Ownership::Sole, None, Some(snapshots()))
@@ -297,7 +248,7 @@ async fn a_writer_that_snapshots_decides_as_one_that_folds_the_whole_log() {
     let mut orders_folded = 0;
     for p in 0..log.partition_count() {
         let folded = full_state(log.as_ref(), p, Pager::in_memory(), &users, &order_ids).await;
-        let tree = models.derived_tree(&format!("writer-{p}")).unwrap();
+        let tree = snapshot::tree(&store, p).unwrap();
         assert!(
             written(&tree, b"at").await.is_some(),
             "partition {p} has a snapshot"
@@ -358,9 +309,9 @@ async fn written(tree: &AtomicTree, key: &[u8]) -> Option<sled::IVec> {
 async fn a_snapshot_that_does_not_read_back_is_dropped_and_the_log_folded_again() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
-    let models = ReadModels::open(&dir.path().join("models"), 1, 1 << 20).unwrap();
+    let store = SledStore::open(&dir.path().join("models"), 1 << 20).unwrap();
     let snapshots = || WriterSnapshots {
-        store: &models,
+        store: &store,
         every: 1,
     };
     let engine = Engine::start(log.clone(), Ownership::Sole, None, Some(snapshots()))
@@ -369,7 +320,7 @@ async fn a_snapshot_that_does_not_read_back_is_dropped_and_the_log_folded_again(
     let user = UserId::parse("7").unwrap();
     assert!(deposit(&engine, user, 0).await.offset.is_some());
     drop(engine);
-    let tree = models.derived_tree("writer-0").unwrap();
+    let tree = snapshot::tree(&store, 0).unwrap();
     let account = format!("a{user}").into_bytes();
     assert!(
         written(&tree, &account).await.is_some(),
@@ -377,7 +328,7 @@ async fn a_snapshot_that_does_not_read_back_is_dropped_and_the_log_folded_again(
     );
     // And the write that put it there is over: until its journal is emptied, opening the
     // tree makes that write again, over the damage below.
-    let journal = dir.path().join("models").join("derived-writer-0.journal");
+    let journal = dir.path().join("models").join("writer-snapshots-0.journal");
     let emptied = polled(500, Duration::from_millis(10), || {
         std::fs::metadata(&journal).ok().filter(|m| m.len() == 0)
     });
@@ -412,9 +363,9 @@ async fn a_snapshot_that_does_not_read_back_is_dropped_and_the_log_folded_again(
 #[tokio::test]
 async fn a_snapshot_ahead_of_its_log_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let models = ReadModels::open(&dir.path().join("models"), 1, 1 << 20).unwrap();
+    let store = SledStore::open(&dir.path().join("models"), 1 << 20).unwrap();
     let snapshots = || WriterSnapshots {
-        store: &models,
+        store: &store,
         every: 1,
     };
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("a"), 1).unwrap());
@@ -425,7 +376,7 @@ async fn a_snapshot_ahead_of_its_log_is_refused() {
     deposit(&engine, UserId::parse("8").unwrap(), 1).await;
     drop(engine);
     // Once sled has the snapshot of both records.
-    let tree = models.derived_tree("writer-0").unwrap();
+    let tree = snapshot::tree(&store, 0).unwrap();
     let mut at = None;
     for _ in 0..500 {
         at = written(&tree, b"at").await;
@@ -446,80 +397,128 @@ async fn a_snapshot_ahead_of_its_log_is_refused() {
     );
 }
 
-async fn balance_reaches(models: &ReadModels, user: UserId, sun: u64) {
-    let reached = polled(200, Duration::from_millis(50), || {
-        let now = models.balance(user).unwrap().map(|b| b.balance.as_sun());
-        (now == Some(sun)).then_some(())
-    });
+/// Waits until `owned` says `partition` is written here (`true`) or not.
+async fn owned_becomes(
+    owned: &mut watch::Receiver<OwnedPartitions>,
+    partition: PartitionId,
+    written: bool,
+) {
+    let told = owned.wait_for(|o| o.contains(partition) == written);
+    let told = tokio::time::timeout(Duration::from_secs(10), told).await;
     assert!(
-        reached.await.is_some(),
-        "the read models never showed a balance of {sun} SUN"
+        matches!(told, Ok(Ok(_))),
+        "never told that partition {partition} is written here: {written}"
     );
 }
 
 #[tokio::test]
-async fn a_held_partitions_projector_fetches_nothing_the_live_applier_was_given_but_what_it_was_not(
-) {
+async fn the_partitions_an_engine_writes_are_told_as_data_as_it_claims_loses_and_is_fenced() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
-    let log = Arc::new(HeldBack::open(&dir.path().join("log"), gate));
-    let models = ReadModels::open(&dir.path().join("models"), 1, 1 << 20).unwrap();
-    let (_stop, shutdown) = watch::channel(false);
-    let (live, _applier) = LiveApplier::spawn(log.clone(), models.clone(), None, shutdown.clone());
-    let applier = Some(Applier { live });
-    let engine = Engine::start(log.clone(), Ownership::Sole, applier, None)
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir.path(), 1).unwrap());
+    let claim = |owner: &str| Ownership::Claim {
+        owner: owner.to_owned(),
+    };
+    let a = Engine::start(log.clone(), claim("http://a"), None, None)
         .await
         .unwrap();
-    let writes = engine.clone();
-    let _projectors = flashrent_projections::spawn_projectors(
-        log.clone(),
-        models.clone(),
-        None,
-        Arc::new(move |p| writes.owns(p)),
-        shutdown,
+    let mut owned = a.owned_partitions();
+    assert!(
+        !owned.borrow().contains(0),
+        "nothing is written before it is assigned"
     );
-    let user = UserId::parse("42").unwrap();
-    credit(&engine, user, 0).await.unwrap().unwrap();
-    // The projector read while the partition was not held yet; it stops once it is.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before = log.reads.load(Ordering::Acquire);
-    for n in 1..6 {
-        credit(&engine, user, n).await.unwrap().unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
-    balance_reaches(&models, user, 6_000_000).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        log.reads.load(Ordering::Acquire),
-        before,
-        "the projector fetched records the live applier had applied"
+    a.assign(&[0], true);
+    owned_becomes(&mut owned, 0, true).await;
+    assert!(a.owns(0));
+    let user = UserId::parse("7").unwrap();
+    credit(&a, user, 0).await.unwrap().unwrap();
+
+    a.assign(&[0], false);
+    owned_becomes(&mut owned, 0, false).await;
+    assert!(!a.owns(0));
+    a.assign(&[0], true);
+    owned_becomes(&mut owned, 0, true).await;
+
+    // Another instance claims the partition; this one learns it at its next append.
+    let b = Engine::start(log.clone(), claim("http://b"), None, None)
+        .await
+        .unwrap();
+    let mut owned_by_b = b.owned_partitions();
+    b.assign(&[0], true);
+    owned_becomes(&mut owned_by_b, 0, true).await;
+    let fenced = credit(&a, user, 1).await.unwrap();
+    assert!(
+        matches!(fenced, Err(EngineError::Log(LogError::Fenced(0)))),
+        "{fenced:?}"
+    );
+    owned_becomes(&mut owned, 0, false).await;
+    assert!(!a.owns(0));
+    assert!(b.owns(0));
+}
+
+#[tokio::test]
+async fn snapshots_an_older_format_kept_among_the_read_models_are_dropped_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("models"), 1 << 20).unwrap();
+    let former = store.tree("derived/writer-0").unwrap();
+    former
+        .data()
+        .insert("format", &b"writer-snapshot-1"[..])
+        .unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
+    let snapshots = WriterSnapshots {
+        store: &store,
+        every: 1,
+    };
+    let engine = Engine::start(log, Ownership::Sole, None, Some(snapshots))
+        .await
+        .unwrap();
+    deposit(&engine, UserId::parse("7").unwrap(), 0).await;
+    let names = store.tree_names();
+    assert!(
+        !names.iter().any(|n| n.starts_with("derived/")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "writer-snapshots/0"), "{names:?}");
+}
+
+#[tokio::test]
+async fn dropping_the_snapshots_leaves_a_restart_nothing_to_take_up_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("models"), 1 << 20).unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
+    let snapshots = || WriterSnapshots {
+        store: &store,
+        every: 1,
+    };
+    let engine = Engine::start(log.clone(), Ownership::Sole, None, Some(snapshots()))
+        .await
+        .unwrap();
+    let user = UserId::parse("7").unwrap();
+    deposit(&engine, user, 0).await;
+    drop(engine);
+    let tree = snapshot::tree(&store, 0).unwrap();
+    assert!(
+        written(&tree, b"at").await.is_some(),
+        "a snapshot was written"
+    );
+    // Until its journal is emptied, the write that put it there is not over.
+    let journal = dir.path().join("models").join("writer-snapshots-0.journal");
+    let emptied = polled(500, Duration::from_millis(10), || {
+        std::fs::metadata(&journal).ok().filter(|m| m.len() == 0)
+    });
+    assert!(
+        emptied.await.is_some(),
+        "the snapshot's journal never emptied"
     );
 
-    // A record that landed without reaching the live applier (an append whose
-    // confirmation was lost): the projector finds it.
-    let record = CommandRecord {
-        command_id: Uuid::now_v7(),
-        key: "42".into(),
-        writer_epoch: 0,
-        owner: None,
-        events: vec![Envelope {
-            event_id: Uuid::now_v7(),
-            aggregate: flashrent_events::AggregateKind::UserAccount,
-            aggregate_id: "42".into(),
-            sequence: 7,
-            occurred_at: Utc::now(),
-            schema_version: 1,
-            correlation_id: Uuid::now_v7(),
-            causation_id: Uuid::now_v7(),
-            event: Event::BalanceCredited {
-                user_id: user,
-                amount: Sun::from_sun(1_000_000),
-                reference: "landed".into(),
-                balance_after: Sun::from_sun(7_000_000),
-            },
-        }],
-    };
-    log.log.append(0, encode_record(&record)).await.unwrap();
-    balance_reaches(&models, user, 7_000_000).await;
-    assert!(log.reads.load(Ordering::Acquire) > before);
+    drop_snapshots(&store).unwrap();
+    let tree = snapshot::tree(&store, 0).unwrap();
+    assert!(tree.data().is_empty());
+    let mut pager = Pager::on_disk(tree, 1);
+    assert!(pager.restore().unwrap().is_none());
+    // A restart folds the log from offset 0 and decides as before.
+    let engine = Engine::start(log, Ownership::Sole, None, Some(snapshots()))
+        .await
+        .unwrap();
+    assert_eq!(deposit(&engine, user, 0).await.offset, None);
 }

@@ -12,10 +12,10 @@
 //!
 //! The writer allocates the file ahead of its records ([`PREALLOCATE`] at a time, zeros to
 //! a reader) and writes into that space: a sync then has no file size or block allocation
-//! to commit with the data, which cost ext4 ~30% more CPU and latency per `fdatasync`
-//! (measured here: ~75 against ~50 µs of CPU, 0.17 against 0.11 ms). Zeros fail the
-//! frame check like a torn write does, so readers stop at the last record either way; a
-//! clean close gives the unused space back.
+//! to commit with the data, which makes each `fdatasync` cost ext4 more CPU and latency
+//! (`bench/RESULTS.md`, run T; ADR 0002). Zeros fail the frame check like a torn write
+//! does, so readers stop at the last record either way; a clean close gives the unused
+//! space back.
 
 use flashrent_events::{AppendFuture, EventLog, LogError, Offset, PartitionId, StoredRecord};
 use std::fs::{File, OpenOptions};

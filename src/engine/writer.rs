@@ -1,0 +1,320 @@
+//! The writer of a partition: the one task that decides its commands, one at a time,
+//! against the partition's state, and hands what it decided to the partition's appender.
+
+use super::appender::{append_batches, Decided, Flags, ToAppender};
+use super::claim::{take, Owned, Ownership};
+use super::load::{load_partition, snapshot_failed, LoadedPartition};
+use super::snapshot::{Pager, SnapshotError};
+use super::{Assignment, DurableRecords, Job, Touches};
+use crate::domain::PartitionState;
+use flashrent_events::{Envelope, EventLog, LogError, Offset, PartitionId};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// How often a writer whose log is down tries to reload.
+const RELOAD_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A partition this writer holds: the state it decides against, and its appender.
+struct Held {
+    state: PartitionState,
+    /// The assignment it was taken under.
+    generation: u64,
+    appender: mpsc::UnboundedSender<ToAppender>,
+    poisoned: Arc<AtomicBool>,
+    fenced: Arc<AtomicBool>,
+}
+
+/// The one task that decides the commands of a partition.
+pub(super) struct Writer {
+    log: Arc<dyn EventLog>,
+    /// Where the state lives between snapshots; it outlives each hold of the partition.
+    pager: Pager,
+    partition: PartitionId,
+    ownership: Ownership,
+    records: Option<Arc<dyn DurableRecords>>,
+    seen_end: Arc<AtomicU64>,
+    owned: Owned,
+    taken: broadcast::Sender<(PartitionId, Offset)>,
+    held: Option<Held>,
+    /// The last failed (re)load: while the log is down, one attempt a second, and the
+    /// commands queued behind a failed attempt fail at once instead of each waiting it out.
+    last_failure: Option<(std::time::Instant, LogError)>,
+}
+
+impl Writer {
+    pub(super) fn new(
+        log: Arc<dyn EventLog>,
+        pager: Pager,
+        partition: PartitionId,
+        ownership: Ownership,
+        records: Option<Arc<dyn DurableRecords>>,
+        owned: Owned,
+        taken: broadcast::Sender<(PartitionId, Offset)>,
+    ) -> Writer {
+        Writer {
+            log,
+            pager,
+            partition,
+            ownership,
+            records,
+            seen_end: Arc::new(AtomicU64::new(0)),
+            owned,
+            taken,
+            held: None,
+            last_failure: None,
+        }
+    }
+
+    /// Loads the partition and holds it at once: the only writer of the log has nothing to
+    /// claim, and a log it cannot read stops the start.
+    pub(super) async fn hold_sole(&mut self) -> Result<(), LogError> {
+        let loaded = load_partition(self.log.as_ref(), self.partition, &mut self.pager).await?;
+        self.hold(loaded, 0);
+        Ok(())
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Job>,
+        mut assignment: watch::Receiver<Assignment>,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                changed = assignment.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *assignment.borrow_and_update();
+                    if now.assigned {
+                        self.last_failure = None;
+                        // Claim at once, so the log names the new owner before any request.
+                        if let Err(e) = self.ensure_held(now).await {
+                            tracing::warn!(partition = self.partition, error = %e, "cannot claim an assigned partition yet");
+                        }
+                    } else {
+                        self.release();
+                    }
+                }
+                job = rx.recv() => {
+                    let Some(job) = job else { return };
+                    let now = *assignment.borrow();
+                    self.handle(job, now).await;
+                }
+            }
+        }
+    }
+
+    fn hold(&mut self, loaded: LoadedPartition, generation: u64) {
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let fenced = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let flags = Flags {
+            poisoned: poisoned.clone(),
+            fenced: fenced.clone(),
+            seen_end: self.seen_end.clone(),
+            owned: self.owned.clone(),
+        };
+        self.seen_end.fetch_max(loaded.next, Ordering::AcqRel);
+        let at = (self.partition, loaded.fence, loaded.next);
+        tokio::spawn(append_batches(
+            self.log.clone(),
+            at,
+            rx,
+            flags,
+            self.records.clone(),
+        ));
+        self.held = Some(Held {
+            state: loaded.state,
+            generation,
+            appender: tx,
+            poisoned,
+            fenced,
+        });
+        self.owned.set(true);
+        let _ = self.taken.send((self.partition, loaded.next));
+    }
+
+    /// Stops deciding; records already handed to the log are still confirmed.
+    fn release(&mut self) {
+        if self.let_go() {
+            tracing::info!(partition = self.partition, "partition released");
+        }
+    }
+
+    /// Stops deciding; whether it held the partition.
+    fn let_go(&mut self) -> bool {
+        self.owned.set(false);
+        self.held.take().is_some()
+    }
+
+    /// Makes sure this writer holds its partition under `assignment`, claiming or reloading
+    /// it when it does not.
+    async fn ensure_held(&mut self, assignment: Assignment) -> Result<(), LogError> {
+        if !assignment.assigned {
+            return Err(LogError::Fenced(self.partition));
+        }
+        if let Some(h) = &self.held {
+            if h.generation == assignment.generation {
+                // Fenced under the assignment it holds: another instance claimed since, and
+                // the group has not told this one yet. Claiming back would fight over it.
+                if h.fenced.load(Ordering::Acquire) {
+                    return Err(LogError::Fenced(self.partition));
+                }
+                if !h.poisoned.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+            }
+        }
+        if let Some((at, e)) = &self.last_failure {
+            if at.elapsed() < RELOAD_BACKOFF {
+                return Err(e.clone());
+            }
+        }
+        let partition = self.partition;
+        if self.let_go() {
+            tracing::info!(
+                partition,
+                "reloading the partition (an append failed, or it was given anew)"
+            );
+        }
+        let retaken = take(
+            self.log.as_ref(),
+            partition,
+            &self.ownership,
+            &mut self.pager,
+        )
+        .await
+        .and_then(|loaded| {
+            // A log shorter than what this writer already saw durable has lost
+            // acknowledged records (a broker that dropped data): deciding on what is left
+            // would spend money twice. Refuse until an operator looks.
+            let seen = self.seen_end.load(Ordering::Acquire);
+            if loaded.next < seen {
+                tracing::error!(
+                    partition,
+                    log_end = loaded.next,
+                    seen,
+                    "the event log lost acknowledged records; this partition takes no commands"
+                );
+                return Err(LogError::Failed(format!(
+                    "partition {partition} ends at {} but held records up to {seen}",
+                    loaded.next
+                )));
+            }
+            Ok(loaded)
+        });
+        match retaken {
+            Ok(loaded) => {
+                if matches!(self.ownership, Ownership::Claim { .. }) {
+                    tracing::info!(partition, epoch = loaded.fence.epoch, "partition claimed");
+                }
+                self.last_failure = None;
+                self.hold(loaded, assignment.generation);
+                Ok(())
+            }
+            Err(e) => {
+                self.last_failure = Some((std::time::Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    async fn handle(&mut self, job: Job, assignment: Assignment) {
+        if let Err(e) = self.ensure_held(assignment).await {
+            let (_, reply) = (job.decide)(None);
+            reply(Err(e));
+            return;
+        }
+        let held = self.held.as_mut().expect("held after ensure_held");
+        let Touches { user, order } = job.touches;
+        if let Err(e) = self.pager.touch(&mut held.state, user, order) {
+            let (_, reply) = (job.decide)(None);
+            reply(Err(self.unreadable(e)));
+            return;
+        }
+        let (events, reply) = (job.decide)(Some(&held.state));
+        if events.is_empty() {
+            reply(Ok(None));
+            return;
+        }
+        let mut envelopes = Vec::with_capacity(events.len());
+        let mut names = String::new();
+        for event in events {
+            let (aggregate, aggregate_id) = event.aggregate();
+            let sequence = match self.pager.evolve(&mut held.state, &event) {
+                Ok(sequence) => sequence,
+                Err(e) => {
+                    // Nothing of this command was handed to the log: it failed whole.
+                    reply(Err(self.unreadable(e)));
+                    return;
+                }
+            };
+            if !names.is_empty() {
+                names.push(',');
+            }
+            let _ = write!(names, "{}@{}", event.event_type(), event.schema_version());
+            envelopes.push(Envelope {
+                event_id: Uuid::now_v7(),
+                aggregate,
+                aggregate_id,
+                sequence,
+                occurred_at: job.meta.now,
+                schema_version: event.schema_version(),
+                correlation_id: job.meta.correlation_id,
+                causation_id: job.meta.command_id,
+                event,
+            });
+        }
+        let decided = Decided {
+            key: job.key,
+            command_id: job.meta.command_id,
+            events: envelopes,
+            names,
+            reply,
+        };
+        if let Err(mpsc::error::SendError(ToAppender::Decided(d))) =
+            held.appender.send(ToAppender::Decided(decided))
+        {
+            (d.reply)(Err(LogError::Failed(
+                "the writer's appender stopped".into(),
+            )));
+        }
+        if self.pager.due() {
+            self.snapshot().await;
+        }
+    }
+
+    /// A snapshot that failed (the pager dropped it): the state, which may now lack an
+    /// aggregate, is reloaded from the log before the next command.
+    fn unreadable(&self, e: SnapshotError) -> LogError {
+        tracing::error!(partition = self.partition, error = %e, "writer snapshot unreadable; reloading the partition from the log");
+        if let Some(h) = &self.held {
+            h.poisoned.store(true, Ordering::Release);
+        }
+        snapshot_failed(self.partition, e)
+    }
+
+    /// Writes a snapshot once everything decided so far is durable. Commands wait meanwhile
+    /// (one append's time): the snapshot must be exactly the log up to its offset.
+    async fn snapshot(&mut self) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if held.appender.send(ToAppender::Barrier(tx)).is_err() {
+            return;
+        }
+        // Unanswered: an append failed or was fenced, and the writer reloads or stops.
+        let Ok((fence, next)) = rx.await else {
+            return;
+        };
+        if let Err(e) = self.pager.save(&mut held.state, fence, next) {
+            self.unreadable(e);
+        }
+    }
+}
