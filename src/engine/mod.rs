@@ -15,7 +15,7 @@
 pub mod commands;
 mod snapshot;
 
-pub use commands::ReserveOutcome;
+pub use crate::domain::pool::ReserveOutcome;
 pub use snapshot::SNAPSHOT_EVERY;
 
 use crate::domain::{DomainError, PartitionState};
@@ -44,6 +44,9 @@ pub enum EngineError {
     /// The instance that writes the partition refused the command (`code` is its API code).
     #[error("the owning instance refused the command ({code}): {message}")]
     Remote { code: String, message: String },
+    /// A decision answered with a reply of another kind than its command's.
+    #[error("a command was answered with an unexpected reply: {0}")]
+    UnexpectedReply(String),
 }
 
 /// Pool commands decided by another instance: on a shared log the wallet pool's partition
