@@ -187,8 +187,8 @@ pub fn decide(
             if order.status != OrderStatus::Failed {
                 return Err(DomainError::InvalidTransition {
                     order: *order_id,
-                    status: order.status.as_str(),
-                    action: "refund",
+                    status: order.status.as_str().into(),
+                    action: "refund".into(),
                 });
             }
             let balance_after = account

@@ -148,8 +148,8 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
     let refuse = |c: &Command| {
         Err(DomainError::InvalidTransition {
             order: order_id,
-            status: order.status.as_str(),
-            action: c.name(),
+            status: order.status.as_str().into(),
+            action: c.name().into(),
         })
     };
     let unsettled_tx = |tx: &Option<Box<LiveTx>>| tx.is_some();
@@ -337,8 +337,8 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
 fn not_proven(order: &Order, what: &'static str) -> Result<Vec<Event>, DomainError> {
     Err(DomainError::InvalidTransition {
         order: order.order_id,
-        status: "live on chain until its expiry",
-        action: what,
+        status: "live on chain until its expiry".into(),
+        action: what.into(),
     })
 }
 

@@ -1325,3 +1325,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn every_refusal_reads_back_from_its_json_as_it_was() {
+    let refusals = [
+        DomainError::InsufficientBalance {
+            required: trx("5.85"),
+            current: trx("1"),
+        },
+        DomainError::DuplicateWallet(addr()),
+        DomainError::TooManyWallets(100),
+        DomainError::CreditReferenceConflict {
+            reference: "r".into(),
+            amount: trx("1"),
+        },
+        DomainError::IdempotencyKeyReused,
+        DomainError::OrderNotFound(id(1)),
+        DomainError::OrderNotOwned(id(1)),
+        DomainError::AmountMismatch {
+            expected: trx("1"),
+            given: trx("2"),
+        },
+        DomainError::SupplierWalletExists(supplier()),
+        DomainError::InvalidTransition {
+            order: id(1),
+            status: "pending".into(),
+            action: "complete".into(),
+        },
+        DomainError::Overflow,
+        DomainError::ApiKeyNotFound(key(1)),
+        DomainError::ApiKeyExists,
+    ];
+    for refusal in refusals {
+        let json = serde_json::to_string(&refusal).unwrap();
+        assert_eq!(
+            serde_json::from_str::<DomainError>(&json).unwrap(),
+            refusal,
+            "{json}"
+        );
+    }
+}
