@@ -70,6 +70,21 @@ impl CallbackUrl {
     }
 }
 
+/// As its text: a command that names one travels between instances (it was checked where
+/// it was taken; it reads back through [`CallbackUrl::parse`]).
+impl serde::Serialize for CallbackUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CallbackUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        CallbackUrl::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Debug for CallbackUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CallbackUrl({})", self.redacted())

@@ -2,8 +2,8 @@
 //! order idempotency keys. The balance invariants (never negative, every change exactly
 //! once) are enforced here and nowhere else.
 
-use super::order::Order;
-use super::DomainError;
+use super::order::{Order, OrderStatus};
+use super::{Decision, DomainError, Reply};
 use chrono::{DateTime, Utc};
 use flashrent_events::{
     EnergyAmount, Event, OrderId, OrderKind, RentalDuration, Sun, TronAddress, UserId,
@@ -23,6 +23,7 @@ pub struct UserAccount {
     pub version: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlaceOrder {
     pub order_id: OrderId,
     pub kind: OrderKind,
@@ -31,6 +32,7 @@ pub struct PlaceOrder {
     pub receive_address: TronAddress,
     pub price: Sun,
     pub pinned_wallet: Option<TronAddress>,
+    /// The request's idempotency key, and a fingerprint of what it asked for.
     pub idempotency: Option<(String, String)>,
     pub estimated_completion: DateTime<Utc>,
     /// The client's notification target and reference, if any.
@@ -38,39 +40,45 @@ pub struct PlaceOrder {
 }
 
 /// Optional per-order notification settings given at order creation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OrderCallback {
     pub callback_url: Option<flashrent_events::CallbackUrl>,
     pub out_trade_no: Option<String>,
 }
 
 /// What placing an order came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Placed {
     New(OrderId),
     /// The idempotency key was used before by the same request: that order stands.
     Replayed(OrderId),
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
-    Credit {
-        amount: Sun,
-        reference: String,
-    },
-    AddWallet {
-        address: TronAddress,
-    },
+    /// Credits the balance once per reference (answers the balance after).
+    Credit { amount: Sun, reference: String },
+    /// Binds a receiving wallet (answers its id).
+    AddWallet { address: TronAddress },
+    /// Places an order and pays for it in the same decision.
     PlaceOrder(Box<PlaceOrder>),
-    /// The seed's explicit deduction: pays an order unless it is paid already.
-    Deduct {
-        order: Option<Order>,
-        order_id: OrderId,
-        amount: Sun,
-    },
-    /// Gives a failed order's payment back.
-    Refund {
-        order: Order,
-    },
+    /// The seed's explicit deduction: pays the user's order unless it is paid already
+    /// (answers whether this paid it).
+    Deduct { order_id: OrderId, amount: Sun },
+    /// Gives a failed order's payment back, once.
+    Refund { order_id: OrderId },
+}
+
+impl Command {
+    /// The order the command reads besides the account.
+    pub fn order_id(&self) -> Option<OrderId> {
+        match self {
+            Command::Deduct { order_id, .. } | Command::Refund { order_id } => Some(*order_id),
+            Command::PlaceOrder(p) => Some(p.order_id),
+            Command::Credit { .. } | Command::AddWallet { .. } => None,
+        }
+    }
 }
 
 impl UserAccount {
@@ -84,157 +92,186 @@ impl UserAccount {
             version: 0,
         }
     }
-
-    pub fn idempotent_order(&self, key: &str) -> Option<&(OrderId, String)> {
-        self.idempotency.get(key)
-    }
-
-    pub fn credit_reference(&self, reference: &str) -> Option<Sun> {
-        self.credits.get(reference).copied()
-    }
 }
 
-pub fn decide(account: &UserAccount, command: Command) -> Result<Vec<Event>, DomainError> {
+/// Decides `command` on `account`; `order` is the order the command names
+/// ([`Command::order_id`]) if the partition has it.
+pub fn decide(
+    account: &UserAccount,
+    order: Option<&Order>,
+    command: &Command,
+) -> Result<Decision, DomainError> {
     let user_id = account.user_id;
     match command {
-        Command::Credit { amount, reference } => match account.credits.get(&reference) {
-            Some(&used) if used == amount => Ok(vec![]),
+        Command::Credit { amount, reference } => match account.credits.get(reference) {
+            Some(used) if used == amount => Ok(Decision::reply(Reply::Balance(account.balance))),
             Some(&used) => Err(DomainError::CreditReferenceConflict {
-                reference,
+                reference: reference.clone(),
                 amount: used,
             }),
             None => {
                 let balance_after = account
                     .balance
-                    .checked_add(amount)
+                    .checked_add(*amount)
                     .ok_or(DomainError::Overflow)?;
-                Ok(vec![Event::BalanceCredited {
-                    user_id,
-                    amount,
-                    reference,
-                    balance_after,
-                }])
+                Ok(Decision {
+                    events: vec![Event::BalanceCredited {
+                        user_id,
+                        amount: *amount,
+                        reference: reference.clone(),
+                        balance_after,
+                    }],
+                    reply: Reply::Balance(balance_after),
+                })
             }
         },
         Command::AddWallet { address } => {
-            if account.wallets.contains(&address) {
-                return Err(DomainError::DuplicateWallet(address));
+            if account.wallets.contains(address) {
+                return Err(DomainError::DuplicateWallet(*address));
             }
             if account.wallets.len() >= MAX_WALLETS_PER_USER {
                 return Err(DomainError::TooManyWallets(MAX_WALLETS_PER_USER));
             }
-            Ok(vec![Event::WalletAdded {
-                user_id,
-                wallet_id: account.wallets.len() as u32 + 1,
-                address,
-            }])
+            let wallet_id = account.wallets.len() as u32 + 1;
+            Ok(Decision {
+                events: vec![Event::WalletAdded {
+                    user_id,
+                    wallet_id,
+                    address: *address,
+                }],
+                reply: Reply::WalletId(wallet_id),
+            })
         }
-        Command::PlaceOrder(p) => {
-            if let Some((key, fingerprint)) = &p.idempotency {
-                if let Some((_, used_by)) = account.idempotency.get(key) {
-                    return if used_by == fingerprint {
-                        Ok(vec![])
-                    } else {
-                        Err(DomainError::IdempotencyKeyReused)
-                    };
-                }
-            }
-            let (idempotency_key, request_fingerprint) = p.idempotency.clone().unzip();
-            let placed = Event::OrderPlaced {
-                order_id: p.order_id,
-                user_id,
-                kind: p.kind,
-                energy: p.energy,
-                duration: p.duration,
-                receive_address: p.receive_address,
-                price: p.price,
-                pinned_wallet: p.pinned_wallet,
-                idempotency_key,
-                request_fingerprint,
-                estimated_completion: p.estimated_completion,
-                callback_url: p
-                    .callback
-                    .callback_url
-                    .as_ref()
-                    .map(|u| u.as_str().to_owned()),
-                out_trade_no: p.callback.out_trade_no.clone(),
-            };
-            if p.kind == OrderKind::Manual {
-                return Ok(vec![placed]);
-            }
-            let balance_after =
-                account
-                    .balance
-                    .checked_sub(p.price)
-                    .ok_or(DomainError::InsufficientBalance {
-                        required: p.price,
-                        current: account.balance,
-                    })?;
-            let debited = Event::BalanceDebited {
-                user_id,
-                order_id: p.order_id,
-                amount: p.price,
-                balance_after,
-            };
-            Ok(vec![placed, debited])
-        }
-        Command::Deduct {
-            order,
-            order_id,
-            amount,
-        } => {
-            let order = order.ok_or(DomainError::OrderNotFound(order_id))?;
+        Command::PlaceOrder(p) => place(account, p),
+        Command::Deduct { order_id, amount } => {
+            let order = order.ok_or(DomainError::OrderNotFound(*order_id))?;
             if order.user_id != user_id {
-                return Err(DomainError::OrderNotOwned(order_id));
+                return Err(DomainError::OrderNotOwned(*order_id));
             }
-            if order.price != amount {
+            if order.price != *amount {
                 return Err(DomainError::AmountMismatch {
                     expected: order.price,
-                    given: amount,
+                    given: *amount,
                 });
             }
             if order.paid || order.kind == OrderKind::Manual {
-                return Ok(vec![]);
+                return Ok(Decision::reply(Reply::Paid(false)));
             }
             let balance_after =
                 account
                     .balance
-                    .checked_sub(amount)
+                    .checked_sub(*amount)
                     .ok_or(DomainError::InsufficientBalance {
-                        required: amount,
+                        required: *amount,
                         current: account.balance,
                     })?;
-            Ok(vec![Event::BalanceDebited {
-                user_id,
-                order_id,
-                amount,
-                balance_after,
-            }])
+            Ok(Decision {
+                events: vec![Event::BalanceDebited {
+                    user_id,
+                    order_id: *order_id,
+                    amount: *amount,
+                    balance_after,
+                }],
+                reply: Reply::Paid(true),
+            })
         }
-        Command::Refund { order } => {
+        Command::Refund { order_id } => {
+            let order = order
+                .filter(|o| o.user_id == user_id)
+                .ok_or(DomainError::OrderNotFound(*order_id))?;
             if order.refunded || !order.paid {
-                return Ok(vec![]);
+                return Ok(Decision::reply(Reply::Done));
+            }
+            // Only an order that failed is given its payment back: a live or completed
+            // order's energy is (or may yet be) delegated.
+            if order.status != OrderStatus::Failed {
+                return Err(DomainError::InvalidTransition {
+                    order: *order_id,
+                    status: order.status.as_str().into(),
+                    action: "refund".into(),
+                });
             }
             let balance_after = account
                 .balance
                 .checked_add(order.price)
                 .ok_or(DomainError::Overflow)?;
-            let order_id = order.order_id;
-            Ok(vec![
-                Event::OrderRefunded {
-                    order_id,
-                    user_id,
-                    amount: order.price,
-                },
-                Event::BalanceRefunded {
-                    user_id,
-                    order_id,
-                    amount: order.price,
-                    balance_after,
-                },
-            ])
+            Ok(Decision {
+                events: vec![
+                    Event::OrderRefunded {
+                        order_id: *order_id,
+                        user_id,
+                        amount: order.price,
+                    },
+                    Event::BalanceRefunded {
+                        user_id,
+                        order_id: *order_id,
+                        amount: order.price,
+                        balance_after,
+                    },
+                ],
+                reply: Reply::Done,
+            })
         }
     }
+}
+
+/// Places and pays an order, or answers the order an earlier identical request placed.
+fn place(account: &UserAccount, p: &PlaceOrder) -> Result<Decision, DomainError> {
+    let user_id = account.user_id;
+    if let Some((key, fingerprint)) = &p.idempotency {
+        if let Some((earlier, used_by)) = account.idempotency.get(key) {
+            return if used_by == fingerprint {
+                Ok(Decision::reply(Reply::Placed(Placed::Replayed(*earlier))))
+            } else {
+                Err(DomainError::IdempotencyKeyReused)
+            };
+        }
+    }
+    let (idempotency_key, request_fingerprint) = p.idempotency.clone().unzip();
+    let placed = Event::OrderPlaced {
+        order_id: p.order_id,
+        user_id,
+        kind: p.kind,
+        energy: p.energy,
+        duration: p.duration,
+        receive_address: p.receive_address,
+        price: p.price,
+        pinned_wallet: p.pinned_wallet,
+        idempotency_key,
+        request_fingerprint,
+        estimated_completion: p.estimated_completion,
+        callback_url: p
+            .callback
+            .callback_url
+            .as_ref()
+            .map(|u| u.as_str().to_owned()),
+        out_trade_no: p.callback.out_trade_no.clone(),
+    };
+    let reply = Reply::Placed(Placed::New(p.order_id));
+    if p.kind == OrderKind::Manual {
+        return Ok(Decision {
+            events: vec![placed],
+            reply,
+        });
+    }
+    let balance_after =
+        account
+            .balance
+            .checked_sub(p.price)
+            .ok_or(DomainError::InsufficientBalance {
+                required: p.price,
+                current: account.balance,
+            })?;
+    let debited = Event::BalanceDebited {
+        user_id,
+        order_id: p.order_id,
+        amount: p.price,
+        balance_after,
+    };
+    Ok(Decision {
+        events: vec![placed, debited],
+        reply,
+    })
 }
 
 /// Applies one of this account's events. Events of other aggregates leave it unchanged.

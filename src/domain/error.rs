@@ -1,8 +1,12 @@
-//! The ways a command can be refused. Each has a stable code the HTTP layer shows.
+//! The ways a command can be refused. Each has a stable code the HTTP layer shows. A
+//! refusal is data too: the instance that writes a partition sends it back as it is to the
+//! one whose request it decided.
 
 use flashrent_events::{ApiKeyId, OrderId, Sun, TronAddress};
+use std::borrow::Cow;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "refused", content = "detail", rename_all = "snake_case")]
 pub enum DomainError {
     #[error("insufficient balance: {current} available, {required} required")]
     InsufficientBalance { required: Sun, current: Sun },
@@ -25,8 +29,8 @@ pub enum DomainError {
     #[error("order {order} cannot {action} while {status}")]
     InvalidTransition {
         order: OrderId,
-        status: &'static str,
-        action: &'static str,
+        status: Cow<'static, str>,
+        action: Cow<'static, str>,
     },
     #[error("the amount overflows")]
     Overflow,

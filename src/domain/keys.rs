@@ -22,6 +22,8 @@ pub struct ApiKeys {
     pub version: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     Create {
         key_id: ApiKeyId,
@@ -39,7 +41,7 @@ pub enum Command {
     },
 }
 
-pub fn decide(keys: &ApiKeys, command: Command) -> Result<Vec<Event>, DomainError> {
+pub fn decide(keys: &ApiKeys, command: &Command) -> Result<Vec<Event>, DomainError> {
     match command {
         Command::Create {
             key_id,
@@ -47,24 +49,25 @@ pub fn decide(keys: &ApiKeys, command: Command) -> Result<Vec<Event>, DomainErro
             name,
             key_hash,
         } => {
-            if keys.keys.contains_key(&key_id) || keys.hashes.contains(&key_hash) {
+            if keys.keys.contains_key(key_id) || keys.hashes.contains(key_hash) {
                 return Err(DomainError::ApiKeyExists);
             }
             Ok(vec![Event::ApiKeyCreated {
-                key_id,
-                scope,
-                name,
-                key_hash,
+                key_id: *key_id,
+                scope: *scope,
+                name: name.clone(),
+                key_hash: key_hash.clone(),
             }])
         }
-        Command::Revoke { key_id } => match keys.keys.get(&key_id) {
-            None => Err(DomainError::ApiKeyNotFound(key_id)),
+        Command::Revoke { key_id } => match keys.keys.get(key_id) {
+            None => Err(DomainError::ApiKeyNotFound(*key_id)),
             Some(k) if k.revoked => Ok(vec![]),
-            Some(_) => Ok(vec![Event::ApiKeyRevoked { key_id }]),
+            Some(_) => Ok(vec![Event::ApiKeyRevoked { key_id: *key_id }]),
         },
         Command::RecordUses { uses } => {
             let newer: Vec<KeyUse> = uses
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|u| {
                     keys.keys.get(&u.key_id).is_some_and(|k| {
                         !k.revoked && k.last_used_at.is_none_or(|last| last < u.at)

@@ -3,6 +3,7 @@
 //! "now", prices and chain results arrive as command fields.
 
 pub mod account;
+pub mod command;
 pub mod error;
 pub mod keys;
 pub mod order;
@@ -10,6 +11,7 @@ pub mod partition;
 pub mod pool;
 pub mod pricing;
 
+pub use command::{Command, Decision, Reply, Touches};
 pub use error::DomainError;
 pub use partition::{user_of, PartitionState};
 

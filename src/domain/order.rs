@@ -40,7 +40,8 @@ pub struct LiveTx {
 
 /// What the chain showed of a live transaction that will never land, before another may be
 /// signed in its place: a node's answer to a broadcast is no such thing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "proof", rename_all = "snake_case")]
 pub enum NeverLands {
     /// The chain's head block, of this time, is past the transaction's expiry, and the
     /// chain has no trace of it.
@@ -79,6 +80,8 @@ pub struct Order {
     pub version: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// Moves a reserved order to processing; with `signed`, records its first delegation
     /// transaction in the same record.
@@ -139,18 +142,18 @@ impl Command {
     }
 }
 
-pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError> {
+pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainError> {
     use OrderStatus::*;
     let order_id = order.order_id;
     let refuse = |c: &Command| {
         Err(DomainError::InvalidTransition {
             order: order_id,
-            status: order.status.as_str(),
-            action: c.name(),
+            status: order.status.as_str().into(),
+            action: c.name().into(),
         })
     };
     let unsettled_tx = |tx: &Option<Box<LiveTx>>| tx.is_some();
-    match (&command, order.status) {
+    match (command, order.status) {
         (
             Command::StartProcessing {
                 supplier_wallet,
@@ -197,7 +200,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                 {
                     Ok(vec![])
                 } else {
-                    refuse(&command)
+                    refuse(command)
                 };
             }
             Ok(vec![Event::DelegationSigned {
@@ -229,7 +232,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
             Processing,
         ) => {
             if order.delegation.as_ref().map(|t| &*t.tx_id) != Some(transaction_hash.as_str()) {
-                return refuse(&command);
+                return refuse(command);
             }
             Ok(vec![Event::OrderCompleted {
                 order_id,
@@ -263,7 +266,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                     detail: detail.clone(),
                 }])
             }
-            (Some(_), _) => refuse(&command),
+            (Some(_), _) => refuse(command),
             (None, _) => Ok(vec![Event::OrderFailed {
                 order_id,
                 reason: *reason,
@@ -283,7 +286,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                 return if order.reclaim.as_ref().is_some_and(|t| *t.tx_id == **tx_id) {
                     Ok(vec![])
                 } else {
-                    refuse(&command)
+                    refuse(command)
                 };
             }
             Ok(vec![Event::ReclaimSigned {
@@ -317,7 +320,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
             }
             if order.reclaim.as_ref().map(|t| &*t.tx_id) != Some(reclaim_transaction_hash.as_str())
             {
-                return refuse(&command);
+                return refuse(command);
             }
             Ok(vec![Event::RentalEnded {
                 order_id,
@@ -325,7 +328,7 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
                 ended_at: *now,
             }])
         }
-        _ => refuse(&command),
+        _ => refuse(command),
     }
 }
 
@@ -334,8 +337,8 @@ pub fn decide(order: &Order, command: Command) -> Result<Vec<Event>, DomainError
 fn not_proven(order: &Order, what: &'static str) -> Result<Vec<Event>, DomainError> {
     Err(DomainError::InvalidTransition {
         order: order.order_id,
-        status: "live on chain until its expiry",
-        action: what,
+        status: "live on chain until its expiry".into(),
+        action: what.into(),
     })
 }
 

@@ -1,7 +1,7 @@
 //! The wallet pool: supplier wallets with their energy capacity, and which order holds
 //! which energy. One aggregate, so no two orders can ever reserve the same energy.
 
-use super::DomainError;
+use super::{Decision, DomainError, Reply};
 use flashrent_events::{EnergyAmount, Event, OrderId, TronAddress};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -41,8 +41,14 @@ pub struct WalletPool {
     pub version: u64,
 }
 
-/// Serializable: another instance may ask the pool's writer to decide it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// Where the pool put an order's energy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReserveOutcome {
+    Reserved { wallet: TronAddress },
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     Register {
@@ -118,8 +124,14 @@ pub fn best_fit(
         .min_by_key(|(a, avail)| (*avail, *a))
 }
 
-pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainError> {
-    match command {
+pub fn decide(pool: &WalletPool, command: &Command) -> Result<Decision, DomainError> {
+    let events = |events| {
+        Ok(Decision {
+            events,
+            reply: Reply::Done,
+        })
+    };
+    match *command {
         Command::Register {
             address,
             energy_capacity,
@@ -127,7 +139,7 @@ pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainE
             if pool.wallets.contains_key(&address) {
                 return Err(DomainError::SupplierWalletExists(address));
             }
-            Ok(vec![Event::SupplierWalletRegistered {
+            events(vec![Event::SupplierWalletRegistered {
                 address,
                 energy_capacity,
             }])
@@ -140,13 +152,13 @@ pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainE
             // the chain's number and still counted as reserved here: a cautious capacity,
             // never an optimistic one.
             let Some(w) = pool.wallets.get(&address) else {
-                return Ok(vec![]);
+                return events(vec![]);
             };
             let energy_capacity = delegatable.saturating_add(w.delegated);
             if energy_capacity == w.capacity {
-                return Ok(vec![]);
+                return events(vec![]);
             }
-            Ok(vec![Event::SupplierCapacityObserved {
+            events(vec![Event::SupplierCapacityObserved {
                 address,
                 energy_capacity,
             }])
@@ -156,8 +168,14 @@ pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainE
             energy,
             pinned_wallet,
         } => {
-            if pool.reservations.contains_key(&order_id) || pool.rejected.contains(&order_id) {
-                return Ok(vec![]);
+            // A repeated request gets the first answer.
+            if let Some(r) = pool.reservations.get(&order_id) {
+                return Ok(Decision::reply(Reply::Reserve(ReserveOutcome::Reserved {
+                    wallet: r.wallet,
+                })));
+            }
+            if pool.rejected.contains(&order_id) {
+                return Ok(Decision::reply(Reply::Reserve(ReserveOutcome::Rejected)));
             }
             // A pinned wallet (an operator's manual delegation) is checked by the HTTP layer
             // first; if it ran short since, the reservation is turned away like any other.
@@ -169,16 +187,22 @@ pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainE
                     .map(|_| address),
                 None => pool.best_fit(energy).map(|(a, _)| a),
             };
-            Ok(vec![match chosen {
-                Some(wallet) => Event::EnergyReserved {
-                    order_id,
-                    wallet,
-                    energy,
+            Ok(match chosen {
+                Some(wallet) => Decision {
+                    events: vec![Event::EnergyReserved {
+                        order_id,
+                        wallet,
+                        energy,
+                    }],
+                    reply: Reply::Reserve(ReserveOutcome::Reserved { wallet }),
                 },
-                None => Event::EnergyReservationRejected { order_id, energy },
-            }])
+                None => Decision {
+                    events: vec![Event::EnergyReservationRejected { order_id, energy }],
+                    reply: Reply::Reserve(ReserveOutcome::Rejected),
+                },
+            })
         }
-        Command::MarkDelegated { order_id } => Ok(settle(
+        Command::MarkDelegated { order_id } => events(settle(
             pool,
             order_id,
             Holding::Reserved,
@@ -188,7 +212,7 @@ pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainE
                 energy,
             },
         )),
-        Command::Release { order_id } => Ok(settle(
+        Command::Release { order_id } => events(settle(
             pool,
             order_id,
             Holding::Reserved,
@@ -198,7 +222,7 @@ pub fn decide(pool: &WalletPool, command: Command) -> Result<Vec<Event>, DomainE
                 energy,
             },
         )),
-        Command::Return { order_id } => Ok(settle(
+        Command::Return { order_id } => events(settle(
             pool,
             order_id,
             Holding::Delegated,

@@ -1,44 +1,59 @@
-//! The commands of each aggregate, as calls on the engine: each routes to the right
-//! partition and runs the aggregate's pure `decide` there.
+//! The commands of each aggregate, as typed calls on the engine: each builds its
+//! [`Command`], which the partition's writer decides (`PartitionState::decide`), and reads
+//! its reply.
 
 use super::{CommandMeta, Engine, EngineError, Executed, Touches};
 use crate::domain::account::{self, Placed};
-use crate::domain::{keys, order, pool, DomainError, PartitionState};
-use flashrent_events::{
-    EnergyAmount, Event, LogError, OrderId, Sun, TronAddress, UserId, API_KEYS_KEY, WALLET_POOL_KEY,
-};
+use crate::domain::pool::{self, ReserveOutcome};
+use crate::domain::{keys, order, Command, Reply};
+use flashrent_events::{EnergyAmount, LogError, OrderId, Sun, TronAddress, UserId};
 
-/// Where the pool put an order's energy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ReserveOutcome {
-    Reserved { wallet: TronAddress },
-    Rejected,
-}
-
-fn key(user: UserId) -> String {
-    user.to_string()
-}
-
-fn account(user: UserId) -> Touches {
-    Touches {
-        user: Some(user),
-        order: None,
-    }
-}
-
-fn account_and_order(user: UserId, order: OrderId) -> Touches {
-    Touches {
-        user: Some(user),
-        order: Some(order),
-    }
+/// A reply of another kind than the command's: a fault of ours, never of the request.
+fn unexpected(reply: Reply) -> EngineError {
+    EngineError::UnexpectedReply(format!("{reply:?}"))
 }
 
 impl Engine {
     /// Whether this instance writes `user`'s partition now.
     pub fn writes_for(&self, user: UserId) -> bool {
-        self.owns(self.partition_of(&key(user)))
+        self.owns(self.partition_of(&user.to_string()))
     }
 
+    /// Decides `command` in its partition's writer; answers once what it decided is durable.
+    pub async fn run(
+        &self,
+        meta: CommandMeta,
+        command: Command,
+    ) -> Result<Executed<Reply>, EngineError> {
+        let key = command.key();
+        let t = command.touches();
+        let touches = Touches {
+            user: t.user,
+            order: t.order,
+        };
+        self.execute(&key, touches, meta, move |s| {
+            let decision = s.decide(&command)?;
+            Ok((decision.events, decision.reply))
+        })
+        .await
+    }
+
+    /// Runs an account command and reads its reply with `read`.
+    async fn account<R>(
+        &self,
+        meta: CommandMeta,
+        user: UserId,
+        command: account::Command,
+        read: impl FnOnce(&Reply) -> Option<R>,
+    ) -> Result<Executed<R>, EngineError> {
+        let done = self.run(meta, Command::Account { user, command }).await?;
+        match read(&done.reply) {
+            Some(r) => Ok(done.map(|_| r)),
+            None => Err(unexpected(done.reply)),
+        }
+    }
+
+    /// Credits a balance; the reply is the balance after.
     pub async fn credit(
         &self,
         meta: CommandMeta,
@@ -46,35 +61,19 @@ impl Engine {
         amount: Sun,
         reference: String,
     ) -> Result<Executed<Sun>, EngineError> {
-        self.execute(&key(user), account(user), meta, move |s| {
-            let acc = s.account(user);
-            let events = account::decide(&acc, account::Command::Credit { amount, reference })?;
-            let after = events.iter().find_map(|e| match e {
-                flashrent_events::Event::BalanceCredited { balance_after, .. } => {
-                    Some(*balance_after)
-                }
-                _ => None,
-            });
-            Ok((events, after.unwrap_or(acc.balance)))
-        })
-        .await
+        let command = account::Command::Credit { amount, reference };
+        self.account(meta, user, command, Reply::balance).await
     }
 
+    /// Binds a wallet; the reply is its id.
     pub async fn add_wallet(
         &self,
         meta: CommandMeta,
         user: UserId,
         address: TronAddress,
     ) -> Result<Executed<u32>, EngineError> {
-        self.execute(&key(user), account(user), meta, move |s| {
-            let acc = s.account(user);
-            let id = acc.wallets.len() as u32 + 1;
-            Ok((
-                account::decide(&acc, account::Command::AddWallet { address })?,
-                id,
-            ))
-        })
-        .await
+        let command = account::Command::AddWallet { address };
+        self.account(meta, user, command, Reply::wallet_id).await
     }
 
     pub async fn place_order(
@@ -83,22 +82,8 @@ impl Engine {
         user: UserId,
         order: account::PlaceOrder,
     ) -> Result<Executed<Placed>, EngineError> {
-        self.execute(&key(user), account(user), meta, move |s| {
-            let acc = s.account(user);
-            let replay = order
-                .idempotency
-                .as_ref()
-                .and_then(|(k, _)| acc.idempotent_order(k))
-                .map(|(id, _)| *id);
-            let new_id = order.order_id;
-            let events = account::decide(&acc, account::Command::PlaceOrder(Box::new(order)))?;
-            let placed = match replay {
-                Some(id) if events.is_empty() => Placed::Replayed(id),
-                _ => Placed::New(new_id),
-            };
-            Ok((events, placed))
-        })
-        .await
+        let command = account::Command::PlaceOrder(Box::new(order));
+        self.account(meta, user, command, Reply::placed).await
     }
 
     /// Pays an order; the reply says whether this call paid it (false: it was paid already).
@@ -109,26 +94,8 @@ impl Engine {
         order_id: OrderId,
         amount: Sun,
     ) -> Result<Executed<bool>, EngineError> {
-        self.execute(
-            &key(user),
-            account_and_order(user, order_id),
-            meta,
-            move |s| {
-                let acc = s.account(user);
-                let order = s.orders.get(&order_id).cloned();
-                let events = account::decide(
-                    &acc,
-                    account::Command::Deduct {
-                        order,
-                        order_id,
-                        amount,
-                    },
-                )?;
-                let paid_now = !events.is_empty();
-                Ok((events, paid_now))
-            },
-        )
-        .await
+        let command = account::Command::Deduct { order_id, amount };
+        self.account(meta, user, command, Reply::paid).await
     }
 
     pub async fn refund(
@@ -137,21 +104,8 @@ impl Engine {
         user: UserId,
         order_id: OrderId,
     ) -> Result<Executed<()>, EngineError> {
-        self.on_order(meta, user, order_id, move |s, order| {
-            if order.status != order::OrderStatus::Failed && !order.refunded {
-                return Err(DomainError::InvalidTransition {
-                    order: order_id,
-                    status: order.status.as_str(),
-                    action: "refund",
-                });
-            }
-            let order = order.clone();
-            Ok((
-                account::decide(&s.account(user), account::Command::Refund { order })?,
-                (),
-            ))
-        })
-        .await
+        let command = account::Command::Refund { order_id };
+        self.account(meta, user, command, |_| Some(())).await
     }
 
     pub async fn order_command(
@@ -161,31 +115,12 @@ impl Engine {
         order_id: OrderId,
         command: order::Command,
     ) -> Result<Executed<()>, EngineError> {
-        self.on_order(meta, user, order_id, move |_, order| {
-            Ok((order::decide(order, command)?, ()))
-        })
-        .await
-    }
-
-    /// Decides on an existing order of `user`, with its partition's state at hand.
-    async fn on_order<R: Send + 'static>(
-        &self,
-        meta: CommandMeta,
-        user: UserId,
-        order_id: OrderId,
-        decide: impl FnOnce(&PartitionState, &order::Order) -> Result<(Vec<Event>, R), DomainError>
-            + Send
-            + 'static,
-    ) -> Result<Executed<R>, EngineError> {
-        let touches = account_and_order(user, order_id);
-        self.execute(&key(user), touches, meta, move |s| {
-            let order = s
-                .orders
-                .get(&order_id)
-                .ok_or(DomainError::OrderNotFound(order_id))?;
-            decide(s, order)
-        })
-        .await
+        let command = Command::Order {
+            user,
+            order: order_id,
+            command,
+        };
+        Ok(self.run(meta, command).await?.map(|_| ()))
     }
 
     /// Issues, revokes or records the use of API keys. Like an admin request, it is decided
@@ -195,10 +130,10 @@ impl Engine {
         meta: CommandMeta,
         command: keys::Command,
     ) -> Result<Executed<()>, EngineError> {
-        self.execute(API_KEYS_KEY, Touches::default(), meta, move |s| {
-            Ok((keys::decide(&s.api_keys, command)?, ()))
-        })
-        .await
+        Ok(self
+            .run(meta, Command::ApiKeys { command })
+            .await?
+            .map(|_| ()))
     }
 
     /// Registers a supplier wallet here: an HTTP request for the pool's partition that this
@@ -262,7 +197,7 @@ impl Engine {
         meta: CommandMeta,
         command: pool::Command,
     ) -> Result<Executed<Option<ReserveOutcome>>, EngineError> {
-        let partition = self.partition_of(WALLET_POOL_KEY);
+        let partition = self.partition_of(flashrent_events::WALLET_POOL_KEY);
         let remote = self.remote_pool();
         let here = match remote {
             Some(remote) if !self.assigned(partition) => {
@@ -285,31 +220,7 @@ impl Engine {
         meta: CommandMeta,
         command: pool::Command,
     ) -> Result<Executed<Option<ReserveOutcome>>, EngineError> {
-        let order = command.order_id();
-        let reserving = order.filter(|_| matches!(command, pool::Command::Reserve { .. }));
-        let touches = Touches { user: None, order };
-        self.execute(WALLET_POOL_KEY, touches, meta, move |s| {
-            let events = pool::decide(&s.pool, command)?;
-            let outcome = reserving.map(|order_id| {
-                events
-                    .iter()
-                    .find_map(|e| match e {
-                        Event::EnergyReserved { wallet, .. } => {
-                            Some(ReserveOutcome::Reserved { wallet: *wallet })
-                        }
-                        Event::EnergyReservationRejected { .. } => Some(ReserveOutcome::Rejected),
-                        _ => None,
-                    })
-                    .or_else(|| {
-                        s.pool
-                            .reservations
-                            .get(&order_id)
-                            .map(|r| ReserveOutcome::Reserved { wallet: r.wallet })
-                    })
-                    .unwrap_or(ReserveOutcome::Rejected)
-            });
-            Ok((events, outcome))
-        })
-        .await
+        let done = self.run(meta, Command::Pool { command }).await?;
+        Ok(done.map(|r| r.reserve()))
     }
 }

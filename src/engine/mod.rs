@@ -26,8 +26,8 @@ mod load;
 mod snapshot;
 mod writer;
 
+pub use crate::domain::pool::ReserveOutcome;
 pub use claim::Ownership;
-pub use commands::ReserveOutcome;
 pub use snapshot::{drop_snapshots, SNAPSHOT_EVERY};
 
 use crate::domain::{DomainError, PartitionState};
@@ -55,6 +55,9 @@ pub enum EngineError {
     /// The instance that writes the partition refused the command (`code` is its API code).
     #[error("the owning instance refused the command ({code}): {message}")]
     Remote { code: String, message: String },
+    /// A decision answered with a reply of another kind than its command's.
+    #[error("a command was answered with an unexpected reply: {0}")]
+    UnexpectedReply(String),
 }
 
 /// Pool commands decided by another instance: on a shared log the wallet pool's partition

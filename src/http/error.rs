@@ -272,6 +272,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Log(e) => ApiError::unavailable(e),
             EngineError::Stopped => ApiError::unavailable("engine stopping"),
+            e @ EngineError::UnexpectedReply(_) => ApiError::internal(e),
             EngineError::Remote { code, message } => {
                 tracing::warn!(%code, %message, "the partition's owner refused a command");
                 ApiError::new(
