@@ -4,7 +4,7 @@
 use crate::chain::tron::{parse_keys, EnergyTotals, SecretKey, TronClient, TronConfig};
 use crate::chain::Chain;
 use crate::cluster::membership::Membership;
-use crate::cluster::remote_pool::HttpRemotePool;
+use crate::cluster::remote::HttpRemote;
 use crate::config::{client_routes_open, private_dir, Secret, ServeArgs, StoreArgs};
 use crate::devnet::{AccountSeed, Devnet, DevnetConfig};
 use crate::domain::pool::Command as PoolCmd;
@@ -206,7 +206,7 @@ impl Application {
             shutdown_rx.clone(),
         );
         let admin_token = admin_token(&args, configured_token)?;
-        let forwarder = reqwest::Client::builder()
+        let between_instances = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
         let (observed_tx, observed_rx) = mpsc::channel(16_384);
@@ -236,7 +236,7 @@ impl Application {
                     &models,
                     &admin_token,
                     &instance_url,
-                    &forwarder,
+                    &between_instances,
                 )
                 .await?,
             ),
@@ -296,7 +296,6 @@ impl Application {
             ready: ready.clone(),
             saga,
             instance_url,
-            forwarder,
             shared_log,
             client_timeout,
             keys_issued: Default::default(),
@@ -395,7 +394,6 @@ async fn register_supplier(
             Ok(true)
         }
         Err(EngineError::Domain(DomainError::SupplierWalletExists(_))) => Ok(false),
-        Err(EngineError::Remote { code, .. }) if code == "supplier_wallet_exists" => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -404,8 +402,8 @@ async fn register_supplier(
 const GROUP_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// On Kafka: joins the writers' group, whose assignments say which partitions this instance
-/// claims and writes, and sends the saga's pool commands to the pool's writer when that is
-/// another instance.
+/// claims and writes, and sends commands for a partition another instance writes to that
+/// instance.
 async fn join_writers(
     engine: &Engine,
     kafka: &crate::log::KafkaSettings,
@@ -414,19 +412,21 @@ async fn join_writers(
     instance_url: &str,
     client: &reqwest::Client,
 ) -> anyhow::Result<Membership> {
-    engine.set_remote_pool(Arc::new(HttpRemotePool {
-        models: models.clone(),
-        client: client.clone(),
-        admin_token: admin_token.clone(),
-        instance_url: instance_url.to_owned(),
-    }));
+    let remote = HttpRemote::new(
+        models.clone(),
+        client.clone(),
+        admin_token.clone(),
+        instance_url.to_owned(),
+    );
+    let _ = remote.engine.set(engine.clone());
+    engine.set_remote(remote);
     let assign = engine.clone();
     let membership = Membership::join(kafka, Arc::new(move |ps, mine| assign.assign(ps, mine)))
         .context("joining the writers' consumer group")?;
     if membership.joined(GROUP_JOIN_TIMEOUT).await {
         tracing::info!("joined the writers' group");
     } else {
-        tracing::warn!(timeout = ?GROUP_JOIN_TIMEOUT, "the writers' group has not assigned partitions yet; commands are forwarded until it does");
+        tracing::warn!(timeout = ?GROUP_JOIN_TIMEOUT, "the writers' group has not assigned partitions yet; commands go to other instances until it does");
     }
     Ok(membership)
 }

@@ -4,7 +4,7 @@
 
 use super::claim::{partition_key, Owned};
 use super::load::read_fenced;
-use super::{DurableRecords, Reply};
+use super::{Caller, DurableRecords};
 use flashrent_events::{
     encode_record, CommandRecord, Envelope, EpochFence, EventLog, LogError, Offset, PartitionId,
     RecordMeta,
@@ -24,6 +24,8 @@ pub(super) struct Flags {
     pub(super) seen_end: Arc<AtomicU64>,
     /// Cleared with `fenced`: what [`super::Engine::owns`] reads.
     pub(super) owned: Owned,
+    /// The number of the hold this appender serves.
+    pub(super) hold: u64,
 }
 
 /// What a writer hands its appender.
@@ -41,7 +43,7 @@ pub(super) struct Decided {
     pub(super) events: Vec<Envelope>,
     /// `Type@version` of each event, comma-separated, for the record's header.
     pub(super) names: String,
-    pub(super) reply: Reply,
+    pub(super) caller: Caller,
 }
 
 /// Most commands one record holds. A record must stay well below the broker's largest
@@ -57,7 +59,7 @@ fn batch(
     queued: &mut mpsc::UnboundedReceiver<ToAppender>,
     partition: PartitionId,
     epoch: u64,
-) -> (CommandRecord, String, Vec<Reply>, Option<Barrier>) {
+) -> (CommandRecord, String, Vec<Caller>, Option<Barrier>) {
     let mut record = CommandRecord {
         command_id: first.command_id,
         key: first.key,
@@ -66,11 +68,11 @@ fn batch(
         owner: None,
     };
     let mut names = first.names;
-    let mut replies = vec![first.reply];
-    while replies.len() < MAX_BATCH {
+    let mut callers = vec![first.caller];
+    while callers.len() < MAX_BATCH {
         let next = match queued.try_recv() {
             Ok(ToAppender::Decided(next)) => next,
-            Ok(ToAppender::Barrier(barrier)) => return (record, names, replies, Some(barrier)),
+            Ok(ToAppender::Barrier(barrier)) => return (record, names, callers, Some(barrier)),
             Err(_) => break,
         };
         // Kafka's record key says whose record it is; a batch of several keys is the
@@ -81,9 +83,9 @@ fn batch(
         record.events.extend(next.events);
         names.push(',');
         names.push_str(&next.names);
-        replies.push(next.reply);
+        callers.push(next.caller);
     }
-    (record, names, replies, None)
+    (record, names, callers, None)
 }
 
 type Barrier = oneshot::Sender<(EpochFence, Offset)>;
@@ -107,6 +109,7 @@ pub(super) async fn append_batches(
         fenced,
         seen_end,
         owned,
+        hold,
     } = flags;
     let mine = fence.epoch;
     let counts = |poisoned: &AtomicBool, fenced: &AtomicBool| {
@@ -122,7 +125,7 @@ pub(super) async fn append_batches(
                 continue;
             }
         };
-        let (record, names, replies, barrier) = batch(first, &mut rx, partition, mine);
+        let (record, names, callers, barrier) = batch(first, &mut rx, partition, mine);
         let meta = RecordMeta {
             key: &record.key,
             events: &names,
@@ -163,7 +166,7 @@ pub(super) async fn append_batches(
                             "another instance claimed this partition; this writer stops deciding"
                         );
                         fenced.store(true, Ordering::Release);
-                        owned.set(false);
+                        owned.lost(hold);
                         Err(LogError::Fenced(partition))
                     }
                     Err(e) => {
@@ -177,8 +180,8 @@ pub(super) async fn append_batches(
         if let (Ok(Some(at)), Some(records)) = (&result, &records) {
             records.durable(partition, *at, record);
         }
-        for reply in replies {
-            reply(result.clone());
+        for caller in callers {
+            caller.answer(result.clone());
         }
         if let Some(barrier) = barrier {
             if counts(&poisoned, &fenced) {
@@ -189,7 +192,7 @@ pub(super) async fn append_batches(
             // Everything queued behind a failed append fails too: the writer reloads.
             while let Ok(queued) = rx.try_recv() {
                 if let ToAppender::Decided(d) = queued {
-                    (d.reply)(Err(LogError::Unavailable(
+                    d.caller.answer(Err(LogError::Unavailable(
                         "an earlier append failed; retry".into(),
                     )));
                 }

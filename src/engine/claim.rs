@@ -73,11 +73,15 @@ pub(super) async fn take(
 
 /// Whether this instance writes a partition now: a flag for the hot path
 /// ([`super::Engine::owns`]), kept in step with the same as data for the read side
-/// ([`super::Engine::owned_partitions`]).
+/// ([`super::Engine::owned_partitions`]). Each hold of the partition has a number of its
+/// own, so the appender of an earlier hold, fenced by records it appended late, cannot
+/// clear the flag of the hold that came after it.
 #[derive(Clone)]
 pub(super) struct Owned {
     partition: PartitionId,
     flag: Arc<AtomicBool>,
+    /// The number of the current hold.
+    hold: Arc<std::sync::atomic::AtomicU64>,
     all: Arc<watch::Sender<OwnedPartitions>>,
 }
 
@@ -86,6 +90,7 @@ impl Owned {
         Owned {
             partition,
             flag: Arc::new(AtomicBool::new(false)),
+            hold: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             all,
         }
     }
@@ -94,12 +99,57 @@ impl Owned {
         self.flag.load(Ordering::Acquire)
     }
 
-    pub(super) fn set(&self, owned: bool) {
-        // Under the channel's lock, so the flag and the data never disagree when a writer
-        // and its appender set them at once.
-        self.all.send_if_modified(|all| {
-            self.flag.store(owned, Ordering::Release);
-            all.set(self.partition, owned)
+    /// A new hold of the partition begins; its number, for [`Owned::lost`].
+    pub(super) fn held(&self) -> u64 {
+        let mut number = 0;
+        self.update(|hold| {
+            number = hold.fetch_add(1, Ordering::AcqRel) + 1;
+            Some(true)
         });
+        number
+    }
+
+    /// The writer let go of the partition, whichever hold it was.
+    pub(super) fn released(&self) {
+        self.update(|_| Some(false));
+    }
+
+    /// Hold `number` was fenced: the partition is no longer written here, unless a later
+    /// hold has begun since.
+    pub(super) fn lost(&self, number: u64) {
+        self.update(|hold| (hold.load(Ordering::Acquire) == number).then_some(false));
+    }
+
+    /// Under the channel's lock, so the flag and the data never disagree when a writer and
+    /// its appender change them at once.
+    fn update(&self, to: impl FnOnce(&std::sync::atomic::AtomicU64) -> Option<bool>) {
+        self.all.send_if_modified(|all| match to(&self.hold) {
+            Some(owned) => {
+                self.flag.store(owned, Ordering::Release);
+                all.set(self.partition, owned)
+            }
+            None => false,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_earlier_hold_fenced_late_does_not_clear_the_hold_after_it() {
+        let all = Arc::new(watch::channel(OwnedPartitions::none(2)).0);
+        let owned = Owned::new(1, all.clone());
+        let first = owned.held();
+        owned.released();
+        let second = owned.held();
+        // The first hold's appender finds the claim of the second after its own record.
+        owned.lost(first);
+        assert!(owned.get());
+        assert!(all.borrow().contains(1));
+        owned.lost(second);
+        assert!(!owned.get());
+        assert!(!all.borrow().contains(1));
     }
 }

@@ -2,11 +2,11 @@
 //! [`Command`], which the partition's writer decides (`PartitionState::decide`), and reads
 //! its reply.
 
-use super::{CommandMeta, Engine, EngineError, Executed, Touches};
+use super::{CommandMeta, Engine, EngineError, Executed};
 use crate::domain::account::{self, Placed};
 use crate::domain::pool::{self, ReserveOutcome};
 use crate::domain::{keys, order, Command, Reply};
-use flashrent_events::{EnergyAmount, LogError, OrderId, Sun, TronAddress, UserId};
+use flashrent_events::{EnergyAmount, OrderId, Sun, TronAddress, UserId};
 
 /// A reply of another kind than the command's: a fault of ours, never of the request.
 fn unexpected(reply: Reply) -> EngineError {
@@ -19,25 +19,6 @@ impl Engine {
         self.owns(self.partition_of(&user.to_string()))
     }
 
-    /// Decides `command` in its partition's writer; answers once what it decided is durable.
-    pub async fn run(
-        &self,
-        meta: CommandMeta,
-        command: Command,
-    ) -> Result<Executed<Reply>, EngineError> {
-        let key = command.key();
-        let t = command.touches();
-        let touches = Touches {
-            user: t.user,
-            order: t.order,
-        };
-        self.execute(&key, touches, meta, move |s| {
-            let decision = s.decide(&command)?;
-            Ok((decision.events, decision.reply))
-        })
-        .await
-    }
-
     /// Runs an account command and reads its reply with `read`.
     async fn account<R>(
         &self,
@@ -46,7 +27,9 @@ impl Engine {
         command: account::Command,
         read: impl FnOnce(&Reply) -> Option<R>,
     ) -> Result<Executed<R>, EngineError> {
-        let done = self.run(meta, Command::Account { user, command }).await?;
+        let done = self
+            .execute(meta, Command::Account { user, command })
+            .await?;
         match read(&done.reply) {
             Some(r) => Ok(done.map(|_| r)),
             None => Err(unexpected(done.reply)),
@@ -120,24 +103,22 @@ impl Engine {
             order: order_id,
             command,
         };
-        Ok(self.run(meta, command).await?.map(|_| ()))
+        Ok(self.execute(meta, command).await?.map(|_| ()))
     }
 
-    /// Issues, revokes or records the use of API keys. Like an admin request, it is decided
-    /// by the instance that writes the keys' partition (forwarded there when that is another).
+    /// Issues, revokes or records the use of API keys.
     pub async fn api_key_command(
         &self,
         meta: CommandMeta,
         command: keys::Command,
     ) -> Result<Executed<()>, EngineError> {
         Ok(self
-            .run(meta, Command::ApiKeys { command })
+            .execute(meta, Command::ApiKeys { command })
             .await?
             .map(|_| ()))
     }
 
-    /// Registers a supplier wallet here: an HTTP request for the pool's partition that this
-    /// instance does not write is forwarded whole (`http::forward`), not sent on as a command.
+    /// Registers a supplier wallet in the pool.
     pub async fn register_supplier(
         &self,
         meta: CommandMeta,
@@ -148,7 +129,7 @@ impl Engine {
             address,
             energy_capacity,
         };
-        Ok(self.pool_here(meta, command).await?.map(|_| ()))
+        self.pool_command(meta, command).await
     }
 
     /// Records what the chain says `address` can still delegate (nothing if unchanged).
@@ -165,6 +146,7 @@ impl Engine {
         self.pool_command(meta, command).await
     }
 
+    /// Reserves energy for an order; the reply is where the pool put it.
     pub async fn reserve(
         &self,
         meta: CommandMeta,
@@ -177,8 +159,11 @@ impl Engine {
             energy,
             pinned_wallet,
         };
-        let done = self.pool_anywhere(meta, command).await?;
-        Ok(done.map(|r| r.unwrap_or(ReserveOutcome::Rejected)))
+        let done = self.execute(meta, Command::Pool { command }).await?;
+        match done.reply.reserve() {
+            Some(r) => Ok(done.map(|_| r)),
+            None => Err(unexpected(done.reply)),
+        }
     }
 
     pub async fn pool_command(
@@ -186,41 +171,9 @@ impl Engine {
         meta: CommandMeta,
         command: pool::Command,
     ) -> Result<Executed<()>, EngineError> {
-        Ok(self.pool_anywhere(meta, command).await?.map(|_| ()))
-    }
-
-    /// A pool command decided here, or by the instance that writes the pool's partition when
-    /// that is another one (on a shared log). The reply is the reservation's outcome for
-    /// `Reserve`, `None` otherwise.
-    async fn pool_anywhere(
-        &self,
-        meta: CommandMeta,
-        command: pool::Command,
-    ) -> Result<Executed<Option<ReserveOutcome>>, EngineError> {
-        let partition = self.partition_of(flashrent_events::WALLET_POOL_KEY);
-        let remote = self.remote_pool();
-        let here = match remote {
-            Some(remote) if !self.assigned(partition) => {
-                return remote.execute(partition, meta, command).await
-            }
-            _ => self.pool_here(meta, command.clone()).await,
-        };
-        match (here, remote) {
-            (Err(EngineError::Log(LogError::Fenced(_))), Some(remote)) => {
-                remote.execute(partition, meta, command).await
-            }
-            (here, _) => here,
-        }
-    }
-
-    /// A pool command decided by this instance's writer (fenced if it does not write the
-    /// pool's partition).
-    pub async fn pool_here(
-        &self,
-        meta: CommandMeta,
-        command: pool::Command,
-    ) -> Result<Executed<Option<ReserveOutcome>>, EngineError> {
-        let done = self.run(meta, Command::Pool { command }).await?;
-        Ok(done.map(|r| r.reserve()))
+        Ok(self
+            .execute(meta, Command::Pool { command })
+            .await?
+            .map(|_| ()))
     }
 }

@@ -15,7 +15,7 @@
 //! Where each part lives: `writer.rs` (the writer task), `appender.rs` (group commit and
 //! the check that a record still counts), `load.rs` (folding the log into a writer's
 //! state), `claim.rs` (who writes a partition), `snapshot.rs` (a writer's state on disk),
-//! `commands.rs` (the commands, as closures over the state). The engine knows nothing of
+//! `commands.rs` (typed calls that build a [`Command`] and read its reply). The engine knows nothing of
 //! the read side: it hands each durable record to a [`DurableRecords`] sink, and says which
 //! partitions it writes as data ([`Engine::owned_partitions`]).
 
@@ -30,12 +30,12 @@ pub use crate::domain::pool::ReserveOutcome;
 pub use claim::Ownership;
 pub use snapshot::{drop_snapshots, SNAPSHOT_EVERY};
 
-use crate::domain::{DomainError, PartitionState};
+use crate::domain::{Command, DomainError, Reply};
 use chrono::{DateTime, Utc};
 use claim::Owned;
 use flashrent_events::{
-    partition_for_key, CommandRecord, Event, EventLog, LogError, Offset, OrderId, OwnedPartitions,
-    PartitionId, UserId,
+    partition_for_key, CommandRecord, Event, EventLog, LogError, Offset, OwnedPartitions,
+    PartitionId,
 };
 use flashrent_store::SledStore;
 use snapshot::Pager;
@@ -52,26 +52,22 @@ pub enum EngineError {
     Log(#[from] LogError),
     #[error("the engine is shutting down")]
     Stopped,
-    /// The instance that writes the partition refused the command (`code` is its API code).
-    #[error("the owning instance refused the command ({code}): {message}")]
-    Remote { code: String, message: String },
     /// A decision answered with a reply of another kind than its command's.
     #[error("a command was answered with an unexpected reply: {0}")]
     UnexpectedReply(String),
 }
 
-/// Pool commands decided by another instance: on a shared log the wallet pool's partition
-/// may be written by another instance than the one whose saga needs a reservation.
+/// Commands decided by another instance: on a shared log, a command for a partition this
+/// instance does not write goes to the instance that does.
 #[async_trait::async_trait]
-pub trait RemotePool: Send + Sync {
-    /// Has the instance that writes `partition` decide `command`; the reply is the
-    /// reservation's outcome for `Reserve`.
+pub trait Remote: Send + Sync {
+    /// Has the instance that writes `partition` decide `command`.
     async fn execute(
         &self,
         partition: PartitionId,
         meta: CommandMeta,
-        command: crate::domain::pool::Command,
-    ) -> Result<Executed<Option<ReserveOutcome>>, EngineError>;
+        command: Command,
+    ) -> Result<Executed<Reply>, EngineError>;
 }
 
 /// Who asked, and when. "Now" comes from here, never from inside a decision.
@@ -113,23 +109,42 @@ impl<R> Executed<R> {
     }
 }
 
-type Reply = Box<dyn FnOnce(Result<Option<Offset>, LogError>) + Send>;
-/// Decides on the partition's state, or (given none) answers that the writer cannot.
-type JobFn = Box<dyn FnOnce(Option<&PartitionState>) -> (Vec<Event>, Reply) + Send>;
-
+/// A command for a partition's writer, and who waits for its answer.
 struct Job {
+    /// The command's partition key (also the record's key on Kafka).
     key: String,
-    touches: Touches,
+    command: Command,
     meta: CommandMeta,
-    decide: JobFn,
+    caller: oneshot::Sender<Result<Executed<Reply>, EngineError>>,
 }
 
-/// The account and order a command reads (besides the partition's pool): its writer reads
-/// them back from its snapshot before deciding.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Touches {
-    pub user: Option<UserId>,
-    pub order: Option<OrderId>,
+/// A decided command's caller, answered once its record is durable (or not).
+pub(super) struct Caller {
+    tx: oneshot::Sender<Result<Executed<Reply>, EngineError>>,
+    partition: PartitionId,
+    reply: Reply,
+    events: Vec<Event>,
+}
+
+impl Caller {
+    fn answer(self, durable: Result<Option<Offset>, LogError>) {
+        let Caller {
+            tx,
+            partition,
+            reply,
+            events,
+        } = self;
+        let _ = tx.send(
+            durable
+                .map(|offset| Executed {
+                    reply,
+                    partition,
+                    offset,
+                    events,
+                })
+                .map_err(EngineError::Log),
+        );
+    }
 }
 
 /// Where the writers hand each record once it is durable and counts, in offset order within
@@ -147,7 +162,7 @@ pub struct Engine {
     owned: Arc<Vec<Owned>>,
     owned_partitions: Arc<watch::Sender<OwnedPartitions>>,
     taken: broadcast::Sender<(PartitionId, Offset)>,
-    remote: Arc<OnceLock<Arc<dyn RemotePool>>>,
+    remote: Arc<OnceLock<Arc<dyn Remote>>>,
 }
 
 /// Where writers keep their state between snapshots, and how often they write one.
@@ -275,66 +290,66 @@ impl Engine {
         self.taken.subscribe()
     }
 
-    /// Where pool commands go when another instance writes the pool's partition.
-    pub fn set_remote_pool(&self, remote: Arc<dyn RemotePool>) {
+    /// Where commands go when another instance writes their partition.
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
         let _ = self.remote.set(remote);
     }
 
-    pub(crate) fn remote_pool(&self) -> Option<&Arc<dyn RemotePool>> {
-        self.remote.get()
+    /// Decides `command` in its partition's writer, and answers once what it decided is
+    /// durable. On a shared log, a command for a partition this instance does not write (or
+    /// no longer does: fenced) is decided by the instance that does ([`Remote`]).
+    pub async fn execute(
+        &self,
+        meta: CommandMeta,
+        command: Command,
+    ) -> Result<Executed<Reply>, EngineError> {
+        let key = command.key();
+        let partition = self.partition_of(&key);
+        let Some(remote) = self.remote.get() else {
+            return self.decide_here(key, partition, meta, command).await;
+        };
+        if !self.assigned(partition) {
+            return remote.execute(partition, meta, command).await;
+        }
+        // Kept for a fence found only at append time; a command is a few hundred bytes.
+        let again = command.clone();
+        match self.decide_here(key, partition, meta, command).await {
+            Err(EngineError::Log(LogError::Fenced(_))) => {
+                remote.execute(partition, meta, again).await
+            }
+            done => done,
+        }
     }
 
-    /// Decides `decide` on the state of `key`'s partition, appends what it decided as one
-    /// record, and answers once that record is durable.
-    pub async fn execute<R: Send + 'static>(
+    /// Decides `command` in this instance's writer of its partition, never elsewhere
+    /// (fenced if this instance does not write it): what another instance asks of this one.
+    pub async fn execute_here(
         &self,
-        key: &str,
-        touches: Touches,
         meta: CommandMeta,
-        decide: impl FnOnce(&PartitionState) -> Result<(Vec<Event>, R), DomainError> + Send + 'static,
-    ) -> Result<Executed<R>, EngineError> {
-        let partition = self.partition_of(key);
-        let (tx, rx) = oneshot::channel::<Result<Executed<R>, EngineError>>();
-        let job: JobFn = Box::new(move |state| match state.map(decide) {
-            None => (
-                vec![],
-                Box::new(move |res: Result<Option<Offset>, LogError>| {
-                    let e = res.err().map_or(EngineError::Stopped, EngineError::Log);
-                    drop(tx.send(Err(e)))
-                }),
-            ),
-            Some(Ok((events, reply))) => {
-                let evs = events.clone();
-                let answer: Reply = Box::new(move |res| {
-                    let _ = tx.send(
-                        res.map(|offset| Executed {
-                            reply,
-                            partition,
-                            offset,
-                            events: evs,
-                        })
-                        .map_err(EngineError::Log),
-                    );
-                });
-                (events, answer)
-            }
-            Some(Err(e)) => (
-                vec![],
-                Box::new(move |_| drop(tx.send(Err(EngineError::Domain(e))))),
-            ),
-        });
+        command: Command,
+    ) -> Result<Executed<Reply>, EngineError> {
+        let key = command.key();
+        let partition = self.partition_of(&key);
+        self.decide_here(key, partition, meta, command).await
+    }
+
+    async fn decide_here(
+        &self,
+        key: String,
+        partition: PartitionId,
+        meta: CommandMeta,
+        command: Command,
+    ) -> Result<Executed<Reply>, EngineError> {
+        let (caller, answer) = oneshot::channel();
         self.writers[partition as usize]
             .send(Job {
-                key: key.to_owned(),
-                touches,
+                key,
+                command,
                 meta,
-                decide: job,
+                caller,
             })
             .await
             .map_err(|_| EngineError::Stopped)?;
-        rx.await.map_err(|_| EngineError::Stopped)?
+        answer.await.map_err(|_| EngineError::Stopped)?
     }
 }
-
-#[cfg(test)]
-mod tests;

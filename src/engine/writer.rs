@@ -5,8 +5,9 @@ use super::appender::{append_batches, Decided, Flags, ToAppender};
 use super::claim::{take, Owned, Ownership};
 use super::load::{load_partition, snapshot_failed, LoadedPartition};
 use super::snapshot::{Pager, SnapshotError};
-use super::{Assignment, DurableRecords, Job, Touches};
+use super::{Assignment, Caller, DurableRecords, EngineError, Job};
 use crate::domain::PartitionState;
+use crate::domain::Touches;
 use flashrent_events::{Envelope, EventLog, LogError, Offset, PartitionId};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -113,11 +114,14 @@ impl Writer {
         let poisoned = Arc::new(AtomicBool::new(false));
         let fenced = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::unbounded_channel();
+        // Owned from here: nothing awaits before the state is held below.
+        let hold = self.owned.held();
         let flags = Flags {
             poisoned: poisoned.clone(),
             fenced: fenced.clone(),
             seen_end: self.seen_end.clone(),
             owned: self.owned.clone(),
+            hold,
         };
         self.seen_end.fetch_max(loaded.next, Ordering::AcqRel);
         let at = (self.partition, loaded.fence, loaded.next);
@@ -135,7 +139,6 @@ impl Writer {
             poisoned,
             fenced,
         });
-        self.owned.set(true);
         let _ = self.taken.send((self.partition, loaded.next));
     }
 
@@ -148,7 +151,7 @@ impl Writer {
 
     /// Stops deciding; whether it held the partition.
     fn let_go(&mut self) -> bool {
-        self.owned.set(false);
+        self.owned.released();
         self.held.take().is_some()
     }
 
@@ -225,32 +228,44 @@ impl Writer {
     }
 
     async fn handle(&mut self, job: Job, assignment: Assignment) {
+        let Job {
+            key,
+            command,
+            meta,
+            caller,
+        } = job;
+        let refuse = |caller: oneshot::Sender<_>, e: EngineError| drop(caller.send(Err(e)));
         if let Err(e) = self.ensure_held(assignment).await {
-            let (_, reply) = (job.decide)(None);
-            reply(Err(e));
-            return;
+            return refuse(caller, EngineError::Log(e));
         }
         let held = self.held.as_mut().expect("held after ensure_held");
-        let Touches { user, order } = job.touches;
+        let Touches { user, order } = command.touches();
         if let Err(e) = self.pager.touch(&mut held.state, user, order) {
-            let (_, reply) = (job.decide)(None);
-            reply(Err(self.unreadable(e)));
+            return refuse(caller, EngineError::Log(self.unreadable(e)));
+        }
+        let decision = match held.state.decide(&command) {
+            Ok(d) => d,
+            Err(e) => return refuse(caller, EngineError::Domain(e)),
+        };
+        let caller = Caller {
+            tx: caller,
+            partition: self.partition,
+            reply: decision.reply,
+            events: decision.events.clone(),
+        };
+        if decision.events.is_empty() {
+            caller.answer(Ok(None));
             return;
         }
-        let (events, reply) = (job.decide)(Some(&held.state));
-        if events.is_empty() {
-            reply(Ok(None));
-            return;
-        }
-        let mut envelopes = Vec::with_capacity(events.len());
+        let mut envelopes = Vec::with_capacity(decision.events.len());
         let mut names = String::new();
-        for event in events {
+        for event in decision.events {
             let (aggregate, aggregate_id) = event.aggregate();
             let sequence = match self.pager.evolve(&mut held.state, &event) {
                 Ok(sequence) => sequence,
                 Err(e) => {
                     // Nothing of this command was handed to the log: it failed whole.
-                    reply(Err(self.unreadable(e)));
+                    caller.answer(Err(self.unreadable(e)));
                     return;
                 }
             };
@@ -263,24 +278,24 @@ impl Writer {
                 aggregate,
                 aggregate_id,
                 sequence,
-                occurred_at: job.meta.now,
+                occurred_at: meta.now,
                 schema_version: event.schema_version(),
-                correlation_id: job.meta.correlation_id,
-                causation_id: job.meta.command_id,
+                correlation_id: meta.correlation_id,
+                causation_id: meta.command_id,
                 event,
             });
         }
         let decided = Decided {
-            key: job.key,
-            command_id: job.meta.command_id,
+            key,
+            command_id: meta.command_id,
             events: envelopes,
             names,
-            reply,
+            caller,
         };
         if let Err(mpsc::error::SendError(ToAppender::Decided(d))) =
             held.appender.send(ToAppender::Decided(decided))
         {
-            (d.reply)(Err(LogError::Failed(
+            d.caller.answer(Err(LogError::Failed(
                 "the writer's appender stopped".into(),
             )));
         }

@@ -18,8 +18,6 @@ pub struct ApiError {
     en: String,
     extra: Map<String, Value>,
     retry_after: Option<u64>,
-    /// This instance no longer writes this partition: the forwarder sends the request on.
-    pub fenced: Option<flashrent_events::PartitionId>,
 }
 
 impl ApiError {
@@ -36,7 +34,6 @@ impl ApiError {
             en: en.into(),
             extra: Map::new(),
             retry_after: None,
-            fenced: None,
         }
     }
 
@@ -266,22 +263,11 @@ impl From<EngineError> for ApiError {
             // Whatever is wrong with the log is not the client's doing, and retrying later
             // is the answer: unreachable, fenced out, or refusing to decide on lost records.
             EngineError::Log(flashrent_events::LogError::Fenced(p)) => {
-                let mut e = ApiError::unavailable(format!("partition {p} is written elsewhere"));
-                e.fenced = Some(p);
-                e
+                ApiError::unavailable(format!("partition {p} is written elsewhere"))
             }
             EngineError::Log(e) => ApiError::unavailable(e),
             EngineError::Stopped => ApiError::unavailable("engine stopping"),
             e @ EngineError::UnexpectedReply(_) => ApiError::internal(e),
-            EngineError::Remote { code, message } => {
-                tracing::warn!(%code, %message, "the partition's owner refused a command");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_refused",
-                    format!("负责该分区的实例拒绝了请求（{code}）"),
-                    format!("the instance that writes this partition refused ({code}): {message}"),
-                )
-            }
         }
     }
 }

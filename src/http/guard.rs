@@ -25,16 +25,17 @@ pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// - within the client timeout (408): actix bounds the time to send the head, but not the
 ///   body, so a client trickling one byte at a time would hold its connection for ever.
 ///
-/// The body is handed on in memory, so the extractors and the forwarder read it at once.
-pub async fn body<F>(
+/// The body is handed on in memory, so the extractors read it at once.
+pub async fn body<B, F>(
     mut req: ServiceRequest,
     next: impl FnOnce(ServiceRequest) -> F,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error>
 where
-    F: Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>,
+    B: MessageBody + 'static,
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
 {
     if !has_body(&req) {
-        return next(req).await;
+        return next(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     if !is_json(&req) {
         let e = ApiError::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "");
@@ -58,7 +59,7 @@ where
     match tokio::time::timeout(timeout, read).await {
         Ok(Ok(body)) => {
             req.set_payload(Payload::from(body));
-            next(req).await
+            next(req).await.map(ServiceResponse::map_into_boxed_body)
         }
         Ok(Err(status)) => Ok(req.error_response(ApiError::from_status(status, ""))),
         Err(_) => {

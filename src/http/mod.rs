@@ -5,7 +5,6 @@
 pub mod access;
 pub mod error;
 pub mod extract;
-pub mod forward;
 pub mod guard;
 pub mod openapi;
 pub mod routes;
@@ -36,8 +35,6 @@ pub struct AppState {
     pub saga: crate::saga::Saga,
     /// Where this instance takes requests (what its claims on a shared log name).
     pub instance_url: String,
-    /// Sends commands on to the instance that writes their partition.
-    pub forwarder: reqwest::Client,
     /// Whether other instances write partitions of this log (Kafka): only then can a command
     /// land on an instance that does not write its partition.
     pub shared_log: bool,
@@ -93,12 +90,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(get().to(keys::list)),
                 )
                 .service(resource("/api-keys/{key_id}").route(delete().to(keys::revoke)))
-                .service(resource("/partitions").route(get().to(cluster::partitions)))
-                .service(resource("/pool-commands").route(post().to(cluster::pool_command))),
+                .service(resource("/partitions").route(get().to(cluster::partitions))),
         )
         .service(resource("/healthz").route(get().to(health::healthz)))
         .service(resource("/readyz").route(get().to(health::readyz)))
         .service(resource("/metrics").route(get().to(crate::metrics::render)))
+        // Between instances only (`cluster::remote`); not part of the public API.
+        .service(resource(crate::cluster::remote::PATH).route(post().to(cluster::command)))
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::from_status(
                 actix_web::http::StatusCode::NOT_FOUND,
@@ -108,17 +106,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The one middleware every request passes: latency metrics around localized errors around
-/// the body guard around forwarding, composed as plain async functions in this order (one
-/// layer for actix to call). Each resource of the route table catches its handlers' panics
+/// the body guard, composed as plain async functions in this order (one layer for actix to
+/// call). Each resource of the route table catches its handlers' panics
 /// (see [`resource`]).
 pub async fn edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     crate::metrics::track(req, |req| {
-        localize(req, |req| {
-            guard::body(req, |req| forward::forward(req, |req| next.call(req)))
-        })
+        localize(req, |req| guard::body(req, |req| next.call(req)))
     })
     .await
 }

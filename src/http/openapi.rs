@@ -66,7 +66,6 @@ pub enum ErrorCode {
     BadRequest,
     InternalError,
     ServiceUnavailable,
-    UpstreamRefused,
 }
 
 /// An order as `GET /api/orders/{order_id}` renders it.
@@ -338,7 +337,6 @@ impl Modify for Security {
         crate::http::routes::keys::list,
         crate::http::routes::keys::revoke,
         crate::http::routes::cluster::partitions,
-        crate::http::routes::cluster::pool_command,
     ),
     components(schemas(ErrorBody, ErrorCode)),
     modifiers(&Security)

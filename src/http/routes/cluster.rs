@@ -1,23 +1,14 @@
-//! Between instances on one Kafka topic: which partitions each writes, and the pool commands
-//! one instance's saga needs decided by the instance that writes the pool's partition.
+//! Between instances on one Kafka topic: which partitions each writes, and the commands
+//! one instance sends the instance that writes their partition.
 
 use super::Reply;
-use crate::domain::pool;
-use crate::engine::CommandMeta;
+use crate::cluster::remote::{CommandRequest, Refusal, FENCED};
+use crate::engine::EngineError;
 use crate::http::extract::{self, Admin};
 use crate::http::AppState;
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
+use flashrent_events::LogError;
 use serde_json::json;
-
-/// A pool command sent to the instance that writes the pool's partition.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PoolCommandRequest {
-    #[schema(value_type = Object)]
-    pub meta: CommandMeta,
-    #[schema(value_type = Object)]
-    pub command: pool::Command,
-}
 
 /// Who writes each partition: the owner its latest claim names, and whether it is this one.
 #[utoipa::path(
@@ -42,26 +33,18 @@ pub async fn partitions(_: Admin, state: web::Data<AppState>) -> Reply {
     Ok(HttpResponse::Ok().json(json!({"instance": state.instance_url, "partitions": out})))
 }
 
-/// For other instances: decides a pool command here, if this instance writes the pool's
-/// partition (else the request goes on to the one that does). Idempotent per order, as the
-/// pool's decisions are.
-#[utoipa::path(
-    post,
-    path = "/api/admin/pool-commands",
-    tag = "admin",
-    request_body = PoolCommandRequest,
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "Decided and durable: the record's partition, offset, events, and the reservation's outcome"),
-        (status = 400, description = "Malformed input (invalid_json)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "the pool refuses the command (its domain error code)", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
-    ),
-)]
-pub async fn pool_command(_: Admin, state: web::Data<AppState>, body: web::Bytes) -> Reply {
-    let req: PoolCommandRequest = extract::json_body(&body)?;
-    let done = state.engine.pool_here(req.meta, req.command).await?;
-    crate::consistency::projected(&state.models, &done).await;
-    Ok(HttpResponse::Ok().json(done))
+/// For other instances: decides a command in this instance's writer of its partition,
+/// never sending it on (`cluster::remote`). Not part of the public API.
+pub async fn command(_: Admin, state: web::Data<AppState>, body: web::Bytes) -> Reply {
+    let req: CommandRequest = extract::json_body(&body)?;
+    match state.engine.execute_here(req.meta, req.command).await {
+        Ok(done) => Ok(HttpResponse::Ok().json(done)),
+        Err(EngineError::Domain(refused)) => {
+            Ok(HttpResponse::UnprocessableEntity().json(Refusal { refused }))
+        }
+        Err(EngineError::Log(LogError::Fenced(p))) => Ok(HttpResponse::ServiceUnavailable()
+            .insert_header((FENCED, p.to_string()))
+            .finish()),
+        Err(e) => Err(e.into()),
+    }
 }
