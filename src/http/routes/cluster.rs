@@ -10,12 +10,11 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// A pool command sent to the instance that writes the pool's partition.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+/// A pool command sent to the instance that writes the pool's partition (its schema is
+/// `PoolCommandRequest` in `openapi.rs`, the serde forms of its parts).
+#[derive(Serialize, Deserialize)]
 pub struct PoolCommandRequest {
-    #[schema(value_type = Object)]
     pub meta: CommandMeta,
-    #[schema(value_type = Object)]
     pub command: pool::Command,
 }
 
@@ -26,8 +25,7 @@ pub struct PoolCommandRequest {
     tag = "admin",
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "Each partition with its owner (from the latest claim in the log) and whether this instance writes it"),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "Each partition with its owner (from the latest claim in the log) and whether this instance writes it", body = crate::http::openapi::Partitions),
     ),
 )]
 pub async fn partitions(_: Admin, state: web::Data<AppState>) -> Reply {
@@ -49,18 +47,16 @@ pub async fn partitions(_: Admin, state: web::Data<AppState>) -> Reply {
     post,
     path = "/api/admin/pool-commands",
     tag = "admin",
-    request_body = PoolCommandRequest,
+    request_body = crate::http::openapi::PoolCommandBody,
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "Decided and durable: the record's partition, offset, events, and the reservation's outcome"),
-        (status = 400, description = "Malformed input (invalid_json)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "the pool refuses the command (its domain error code)", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "Decided and durable: the record's partition, offset, events, and the reservation's outcome", body = crate::http::openapi::PoolCommandDone),
+        (status = 409, description = "supplier_wallet_exists"),
+        (status = 503, description = "service_unavailable"),
     ),
 )]
 pub async fn pool_command(_: Admin, state: web::Data<AppState>, body: web::Bytes) -> Reply {
-    let req: PoolCommandRequest = extract::json_body(&body)?;
+    let req: PoolCommandRequest = extract::json_body_integral(&body)?;
     let done = state.engine.pool_here(req.meta, req.command).await?;
     crate::consistency::projected(&state.models, &done).await;
     Ok(HttpResponse::Ok().json(done))
