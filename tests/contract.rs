@@ -296,3 +296,29 @@ async fn query_parameters_outside_their_bounds_are_refused_not_clamped() {
     );
     assert_eq!(app.get("/api/users/5/orders?limit=200").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_method_a_path_does_not_take_is_a_405_in_our_shape_with_allow() {
+    let app = TestApp::spawn().await;
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/api/orders", "POST"),
+        (reqwest::Method::PUT, "/api/wallets/users/5", "GET, POST"),
+        (reqwest::Method::PATCH, "/healthz", "GET"),
+    ] {
+        let r = app
+            .http
+            .request(method.clone(), format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        let got: Vec<&str> = r.headers()["allow"].to_str().unwrap().split(", ").collect();
+        let mut got = got.into_iter().map(str::to_owned).collect::<Vec<_>>();
+        got.sort();
+        let mut want: Vec<String> = allow.split(", ").map(str::to_owned).collect();
+        want.sort();
+        assert_eq!(got, want, "{method} {path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+    }
+}
