@@ -229,7 +229,7 @@ async fn deduct_pays_each_order_exactly_once_and_checks_owner_and_amount() {
     let wrong = deduct("21", "5.84", id.clone()).await;
     assert_eq!(
         (wrong.status, wrong.body["error"].clone()),
-        (400, json!("amount_mismatch"))
+        (409, json!("amount_mismatch"))
     );
     let other = deduct("22", "5.85", id.clone()).await;
     assert_eq!(

@@ -213,7 +213,9 @@ impl From<DomainError> for ApiError {
                 format!("订单 {id} 不属于该用户"),
                 format!("order {id} belongs to another user"),
             ),
-            AmountMismatch { expected, given } => ApiError::bad_request(
+            // Well-formed, and refused only for what the order is: a conflict with state.
+            AmountMismatch { expected, given } => ApiError::new(
+                conflict,
                 "amount_mismatch",
                 format!(
                     "扣款金额 {} TRX 与订单金额 {} TRX 不符",
@@ -239,7 +241,13 @@ impl From<DomainError> for ApiError {
                 "订单当前状态不允许该操作",
                 "the order's state does not allow this",
             ),
-            Overflow => ApiError::bad_request("amount_too_large", "金额过大", "amount too large"),
+            // A valid amount the balance cannot take on top of what it holds.
+            Overflow => ApiError::new(
+                conflict,
+                "amount_too_large",
+                "余额将超出上限",
+                "the balance would exceed what it can hold",
+            ),
             ApiKeyNotFound(id) => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "api_key_not_found",

@@ -171,6 +171,15 @@ where
             Some(_) => None,
             None => Some(ApiError::from_status(res.status(), &err.to_string()).response(english)),
         },
+        // A resource answers a method it does not take with a bare 405 and its `Allow`.
+        None if res.status() == actix_web::http::StatusCode::METHOD_NOT_ALLOWED => {
+            let mut r = ApiError::from_status(res.status(), "").response(english);
+            if let Some(allow) = res.headers().get(actix_web::http::header::ALLOW) {
+                r.headers_mut()
+                    .insert(actix_web::http::header::ALLOW, allow.clone());
+            }
+            Some(r)
+        }
         None => None,
     };
     Ok(match rewritten {

@@ -1,9 +1,9 @@
 //! Operator routes: crediting balances and registering supplier wallets.
 
-use super::orders::energy_field;
 use super::{meta, Reply};
 use crate::http::error::{trx_json, ApiError};
 use crate::http::extract::{self, Admin};
+use crate::http::openapi::field;
 use crate::http::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flashrent_projections::PoolWalletView;
@@ -12,8 +12,11 @@ use serde_json::{json, value::RawValue};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct Credit {
-    #[schema(value_type = f64)]
+    #[schema(schema_with = field::trx_amount)]
     amount_trx: Box<RawValue>,
+    /// Makes the credit idempotent per user: the same reference with the same amount
+    /// changes nothing again.
+    #[schema(schema_with = field::reference)]
     reference: String,
 }
 
@@ -22,17 +25,15 @@ struct Credit {
     post,
     path = "/api/admin/users/{user_id}/credit",
     tag = "admin",
-    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    params(("user_id" = crate::http::openapi::UserIdParam, Path)),
     request_body = Credit,
     security(("admin_token" = [])),
     responses(
         (status = 201, description = "Credited", body = crate::http::openapi::Credited),
-        (status = 200, description = "This reference was already credited", body = crate::http::openapi::Credited),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "credit_reference_conflict", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "This reference was already credited with this amount: nothing changed", body = crate::http::openapi::Credited),
+        (status = 400, description = "invalid_user_id, invalid_amount, invalid_reference"),
+        (status = 409, description = "credit_reference_conflict, amount_too_large"),
+        (status = 503, description = "service_unavailable"),
     ),
 )]
 pub async fn credit(
@@ -44,15 +45,8 @@ pub async fn credit(
 ) -> Reply {
     let user = extract::user_id(&path)?;
     let b: Credit = extract::json_body(&body)?;
-    let amount = extract::trx_amount("amount_trx", &b.amount_trx, true)?;
-    let reference = b.reference.trim().to_owned();
-    if reference.is_empty() || reference.len() > 128 {
-        return Err(ApiError::bad_request(
-            "invalid_reference",
-            "reference 必须为 1 到 128 个字符",
-            "reference must be 1 to 128 characters",
-        ));
-    }
+    let amount = extract::trx_amount("amount_trx", &b.amount_trx)?;
+    let reference = extract::reference(&b.reference)?;
     let done = state
         .engine
         .credit(meta(&req), user, amount, reference.clone())
@@ -88,9 +82,10 @@ fn render(w: &PoolWalletView) -> serde_json::Value {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct Register {
+    #[schema(schema_with = field::address)]
     address: String,
-    #[schema(value_type = u64)]
-    energy_capacity: serde_json::Value,
+    #[schema(schema_with = field::energy)]
+    energy_capacity: Box<RawValue>,
 }
 
 #[utoipa::path(
@@ -100,12 +95,10 @@ struct Register {
     request_body = Register,
     security(("admin_token" = [])),
     responses(
-        (status = 201, body = crate::http::openapi::SupplierWallet),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "supplier_wallet_exists", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 201, description = "Registered", body = crate::http::openapi::SupplierWallet),
+        (status = 400, description = "invalid_wallet_address, invalid_energy_amount"),
+        (status = 409, description = "supplier_wallet_exists"),
+        (status = 503, description = "service_unavailable"),
     ),
 )]
 pub async fn register_supplier(
@@ -116,7 +109,7 @@ pub async fn register_supplier(
 ) -> Reply {
     let b: Register = extract::json_body(&body)?;
     let address = extract::address("address", &b.address)?;
-    let capacity = energy_field(&b.energy_capacity)?;
+    let capacity = extract::energy_field(&b.energy_capacity)?;
     let done = state
         .engine
         .register_supplier(meta(&req), address, capacity)
@@ -137,8 +130,7 @@ pub async fn register_supplier(
     tag = "admin",
     security(("admin_token" = [])),
     responses(
-        (status = 200, body = crate::http::openapi::SupplierWallets),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "Every supplier wallet of the pool", body = crate::http::openapi::SupplierWallets),
     ),
 )]
 pub async fn list_suppliers(_: Admin, state: web::Data<AppState>) -> Reply {

@@ -2,24 +2,22 @@
 
 use super::Reply;
 use crate::http::error::trx_json;
-use crate::http::extract::{self, Client};
+use crate::http::extract::{self, Client, QueryParams};
 use crate::http::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use flashrent_events::Sun;
-use serde::Deserialize;
 use serde_json::json;
 
 #[utoipa::path(
     get,
     path = "/api/users/{user_id}/balance",
     tag = "balances",
-    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    params(("user_id" = crate::http::openapi::UserIdParam, Path)),
     security((), ("api_key" = [])),
     responses(
-        (status = 200, body = crate::http::openapi::Balance),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "The balance (zero for a user never credited)", body = crate::http::openapi::Balance),
+        (status = 400, description = "invalid_user_id"),
+        (status = 403, description = "forbidden_user"),
     ),
 )]
 pub async fn get(client: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
@@ -35,37 +33,34 @@ pub async fn get(client: Client, state: web::Data<AppState>, path: web::Path<Str
     })))
 }
 
-#[derive(Deserialize)]
-pub struct LedgerQuery {
-    from: Option<u64>,
-    limit: Option<usize>,
-}
-
 #[utoipa::path(
     get,
     path = "/api/users/{user_id}/ledger",
     tag = "balances",
-    params(("user_id" = String, Path, description = "A user id: a positive decimal number"), ("from" = Option<u64>, Query, description = "First entry (seq), default 1"), ("limit" = Option<usize>, Query, description = "1..500, default 50")),
+    params(
+        ("user_id" = crate::http::openapi::UserIdParam, Path),
+        ("from" = Option<crate::http::openapi::SeqParam>, Query, description = "The first entry's seq (0 and 1 both mean the first); default 1"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 500, description = "Entries per page, default 50"),
+    ),
     security((), ("api_key" = [])),
     responses(
-        (status = 200, body = crate::http::openapi::Ledger),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "Oldest first", body = crate::http::openapi::Ledger),
+        (status = 400, description = "invalid_user_id, invalid_field"),
+        (status = 403, description = "forbidden_user"),
     ),
 )]
 pub async fn ledger(
     client: Client,
+    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    q: web::Query<LedgerQuery>,
 ) -> Reply {
     let user = extract::user_id(&path)?;
     client.acts_for(user)?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let entries = state
-        .models
-        .ledger(user, q.from.unwrap_or(1).max(1), limit)?;
+    let q = QueryParams::parse(&req)?;
+    let from = q.integer("from", 0..=u64::MAX)?.unwrap_or(1).max(1);
+    let limit = q.integer("limit", 1..=500)?.unwrap_or(50) as usize;
+    let entries = state.models.ledger(user, from, limit)?;
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.seq + 1))
         .flatten();

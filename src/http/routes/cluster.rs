@@ -17,8 +17,7 @@ use serde_json::json;
     tag = "admin",
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "Each partition with its owner (from the latest claim in the log) and whether this instance writes it"),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "Each partition with its owner (from the latest claim in the log) and whether this instance writes it", body = crate::http::openapi::Partitions),
     ),
 )]
 pub async fn partitions(_: Admin, state: web::Data<AppState>) -> Reply {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
     path = "/healthz",
     tag = "operations",
     responses(
-        (status = 200, description = "The process is up", body = crate::http::openapi::Status),
+        (status = 200, description = "The process is up", body = crate::http::openapi::Healthy),
     ),
 )]
 pub async fn healthz() -> HttpResponse {
@@ -21,8 +21,8 @@ pub async fn healthz() -> HttpResponse {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Read models caught up; saga_in_flight tells the saga's work", body = Object),
-        (status = 503, description = "not_ready: catching up", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "Read models caught up; saga_in_flight tells the saga's work", body = crate::http::openapi::Ready),
+        (status = 503, description = "not_ready"),
     ),
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {

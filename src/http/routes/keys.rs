@@ -9,17 +9,15 @@ use crate::http::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flashrent_events::{ApiKeyId, KeyScope};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, value::RawValue, Value};
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// A user key names its `user_id` (and `scope` `user` or none); a front-end key has
+/// `scope` `frontend` and no `user_id`. Its schema is `IssueKey` in `openapi.rs` (a union
+/// utoipa cannot derive).
+#[derive(Deserialize)]
 struct IssueKey {
-    /// The user the key acts for (a user key); absent for a front-end key.
-    #[schema(value_type = Option<String>)]
-    user_id: Option<Value>,
-    /// `user` (the default with a `user_id`) or `frontend` (a trusted front end that acts for
-    /// any user, such as the operator's bot).
+    user_id: Option<Box<RawValue>>,
     scope: Option<String>,
-    /// What the key is for, shown in the list (1 to 64 visible characters).
     name: Option<String>,
 }
 
@@ -27,14 +25,13 @@ struct IssueKey {
     post,
     path = "/api/admin/api-keys",
     tag = "admin",
-    request_body = IssueKey,
+    request_body = crate::http::openapi::IssueKeyBody,
     security(("admin_token" = [])),
     responses(
         (status = 201, description = "Issued; `key` is shown only in this answer", body = crate::http::openapi::IssuedKey),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_user_id)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 400, description = "invalid_user_id"),
+        (status = 409, description = "api_key_exists"),
+        (status = 503, description = "service_unavailable"),
     ),
 )]
 pub async fn issue(
@@ -51,7 +48,7 @@ pub async fn issue(
     let scope = match (b.scope.as_deref(), &b.user_id) {
         (Some("frontend"), None) => KeyScope::Frontend,
         (Some("user") | None, Some(user)) => KeyScope::User {
-            user_id: super::orders::user_field(user)?,
+            user_id: extract::user_field(user)?,
         },
         (Some("frontend"), Some(_)) => {
             return Err(bad(
@@ -75,21 +72,16 @@ pub async fn issue(
             ))
         }
     };
-    let name = match b.name.as_deref().map(str::trim) {
-        None => None,
-        Some(n)
-            if !n.is_empty() && n.chars().count() <= 64 && n.chars().all(|c| !c.is_control()) =>
-        {
-            Some(n.to_owned())
-        }
-        Some(_) => {
-            return Err(bad(
+    let name =
+        match b.name.as_deref() {
+            None => None,
+            Some(n) if extract::key_name(n) => Some(n.to_owned()),
+            Some(_) => return Err(bad(
                 "name",
-                "name 必须是 1 到 64 个可见字符",
-                "name must be 1 to 64 visible characters",
-            ))
-        }
-    };
+                "name 必须是 1 到 64 个字符，不含控制字符，首尾不能是空白",
+                "name must be 1 to 64 characters, no control characters, no spaces first or last",
+            )),
+        };
     let key = access::generate_key();
     let key_id = ApiKeyId::new_v7();
     let m = meta(&req);
@@ -125,7 +117,6 @@ fn insert_scope(body: &mut Value, scope: KeyScope) {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every key issued, revoked ones too (never a key itself)", body = crate::http::openapi::KeyList),
-        (status = 401, description = "unauthorized: missing or wrong admin token", body = crate::http::openapi::ErrorBody),
     ),
 )]
 pub async fn list(_: Admin, state: web::Data<AppState>) -> Reply {
@@ -137,14 +128,13 @@ pub async fn list(_: Admin, state: web::Data<AppState>) -> Reply {
     delete,
     path = "/api/admin/api-keys/{key_id}",
     tag = "admin",
-    params(("key_id" = String, Path, description = "The key's id (a UUID)")),
+    params(("key_id" = crate::http::openapi::KeyIdParam, Path)),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Revoked (or revoked already)", body = crate::http::openapi::KeyView),
-        (status = 400, description = "invalid_key_id", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "api_key_not_found", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 400, description = "invalid_key_id"),
+        (status = 404, description = "api_key_not_found"),
+        (status = 503, description = "service_unavailable"),
     ),
 )]
 pub async fn revoke(
@@ -153,13 +143,16 @@ pub async fn revoke(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Reply {
-    let key_id = ApiKeyId::parse(&path).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_key_id",
-            format!("API 密钥 ID 格式无效: {}", path.as_str()),
-            format!("invalid API key id: {}", path.as_str()),
-        )
-    })?;
+    let key_id = ApiKeyId::parse(&path)
+        .ok()
+        .filter(|_| extract::is_hyphenated_uuid(&path))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_key_id",
+                format!("API 密钥 ID 格式无效: {}", path.as_str()),
+                format!("invalid API key id: {}", path.as_str()),
+            )
+        })?;
     let done = state
         .engine
         .api_key_command(meta(&req), Command::Revoke { key_id })

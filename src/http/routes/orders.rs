@@ -4,11 +4,12 @@ use super::{meta, Reply};
 use crate::domain::account::{PlaceOrder, Placed};
 use crate::http::access::Grant;
 use crate::http::error::{trx_json, ApiError};
-use crate::http::extract::{self, Client};
+use crate::http::extract::{self, Client, QueryParams};
+use crate::http::openapi::field;
 use crate::http::AppState;
 use actix_web::http::{header::ContentType, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use flashrent_events::{OrderId, OrderKind, UserId};
+use flashrent_events::{OrderId, OrderKind};
 use flashrent_projections::OrderView;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
@@ -18,31 +19,24 @@ pub fn render(o: &OrderView) -> Value {
     serde_json::from_slice(&o.body_json()).expect("an order body is JSON")
 }
 
-/// A user id given as a JSON number or string.
-pub fn user_field(v: &Value) -> Result<UserId, ApiError> {
-    match v {
-        Value::String(s) => extract::user_id(s),
-        Value::Number(n) => extract::user_id(&n.to_string()),
-        other => extract::user_id(&other.to_string()),
-    }
-}
-
-/// A positive integer field (energy amounts), with our error for floats, negatives and text.
-pub fn energy_field(v: &Value) -> Result<flashrent_events::EnergyAmount, ApiError> {
-    extract::energy(v.as_u64().unwrap_or(0))
-}
-
 #[derive(Deserialize, utoipa::ToSchema)]
 struct CreateOrder {
-    #[schema(value_type = String)]
-    user_id: Value,
-    #[schema(value_type = u64)]
-    energy_amount: Value,
+    #[schema(schema_with = field::user_id)]
+    user_id: Box<RawValue>,
+    #[schema(schema_with = field::order_energy)]
+    energy_amount: Box<RawValue>,
+    #[schema(schema_with = field::offered_duration)]
     duration: String,
+    #[schema(schema_with = field::address)]
     receive_address: String,
-    #[schema(value_type = Option<f64>)]
+    /// The price the client expects (from a quote): refused with 409 `price_mismatch` when
+    /// it is not the server's. Without it the server's price is taken.
+    #[schema(schema_with = field::trx_amount_or_null)]
     cost_trx: Option<Box<RawValue>>,
+    /// Where the order's webhooks go (see Notifications in the README).
+    #[schema(schema_with = field::callback_url_or_null)]
     callback_url: Option<String>,
+    #[schema(schema_with = field::out_trade_no_or_null)]
     out_trade_no: Option<String>,
 }
 
@@ -51,20 +45,19 @@ struct CreateOrder {
     path = "/api/orders",
     tag = "orders",
     request_body = CreateOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    params(("Idempotency-Key" = Option<crate::http::openapi::IdempotencyKeyParam>, Header, description = "Makes the request safe to retry: the same key with the same request answers the first result")),
     security((), ("api_key" = [])),
     responses(
         (status = 201, description = "Placed and paid", body = crate::http::openapi::OrderCreated),
-        (status = 200, description = "Replayed (same Idempotency-Key, same request)", body = crate::http::openapi::OrderCreated),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
-        (status = 402, description = "insufficient_balance (with required_amount, current_balance)", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "price_mismatch (with quoted_cost_trx)", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
-        (status = 422, description = "idempotency_key_reused", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "rate_limited: too many orders for this user or key (Retry-After)", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "Replayed (same Idempotency-Key, same request): nothing new recorded", body = crate::http::openapi::OrderCreated,
+            headers(("Idempotent-Replayed" = String, description = "`true`"))),
+        (status = 400, description = "invalid_user_id, invalid_energy_amount, invalid_duration, invalid_wallet_address, invalid_callback_url, invalid_amount, invalid_idempotency_key, duration_not_offered, energy_out_of_range"),
+        (status = 402, description = "insufficient_balance"),
+        (status = 403, description = "forbidden_user"),
+        (status = 409, description = "price_mismatch"),
+        (status = 422, description = "idempotency_key_reused"),
+        (status = 429, description = "rate_limited"),
+        (status = 503, description = "service_unavailable"),
     ),
 )]
 pub async fn create(
@@ -74,10 +67,10 @@ pub async fn create(
     body: web::Bytes,
 ) -> Reply {
     let b: CreateOrder = extract::json_body(&body)?;
-    let user = user_field(&b.user_id)?;
+    let user = extract::user_field(&b.user_id)?;
     client.acts_for(user)?;
     state.order_limits.check(user, client.key)?;
-    let energy = energy_field(&b.energy_amount)?;
+    let energy = extract::energy_field(&b.energy_amount)?;
     let duration = extract::duration(&b.duration)?;
     let receive_address = extract::address("receive_address", &b.receive_address)?;
     let callback = extract::order_callback(
@@ -90,7 +83,7 @@ pub async fn create(
         .quote(energy, duration)
         .map_err(|e| pricing_error(&state, e))?;
     if let Some(raw) = &b.cost_trx {
-        let offered = extract::trx_amount("cost_trx", raw, true)?;
+        let offered = extract::trx_amount("cost_trx", raw)?;
         if offered != price {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -110,7 +103,7 @@ pub async fn create(
             .with("quoted_cost_sun", json!(price.as_sun())));
         }
     }
-    let idempotency = idempotency_key(&req)?.map(|k| {
+    let idempotency = extract::idempotency_key(&req)?.map(|k| {
         (
             k,
             format!(
@@ -169,20 +162,6 @@ pub async fn create(
     }
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(v) = req.headers().get("idempotency-key") else {
-        return Ok(None);
-    };
-    match v.to_str() {
-        Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(Some(k.trim().to_owned())),
-        _ => Err(ApiError::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key 必须是 1 到 255 个可见字符",
-            "Idempotency-Key must be 1 to 255 visible characters",
-        )),
-    }
-}
-
 pub fn pricing_error(state: &AppState, e: crate::domain::pricing::PricingError) -> ApiError {
     use crate::domain::pricing::PricingError::*;
     match e {
@@ -214,14 +193,13 @@ pub fn pricing_error(state: &AppState, e: crate::domain::pricing::PricingError) 
     get,
     path = "/api/orders/{order_id}",
     tag = "orders",
-    params(("order_id" = String, Path, description = "UUID")),
+    params(("order_id" = crate::http::openapi::OrderIdParam, Path)),
     security((), ("api_key" = [])),
     responses(
-        (status = 200, body = crate::http::openapi::Order),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "not_found / order_not_found / supplier_wallet_not_found", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "The order", body = crate::http::openapi::Order),
+        (status = 400, description = "invalid_order_id"),
+        (status = 403, description = "forbidden_user"),
+        (status = 404, description = "order_not_found"),
     ),
 )]
 pub async fn get(client: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
@@ -241,37 +219,36 @@ pub async fn get(client: Client, state: web::Data<AppState>, path: web::Path<Str
     }
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    status: Option<String>,
-    limit: Option<usize>,
-    after: Option<String>,
-}
-
 const STATUSES: [&str; 5] = ["pending", "processing", "completed", "failed", "refunded"];
 
 #[utoipa::path(
     get,
     path = "/api/users/{user_id}/orders",
     tag = "orders",
-    params(("user_id" = String, Path, description = "A user id: a positive decimal number"), ("status" = Option<String>, Query, description = "pending, processing, completed, failed or refunded"), ("limit" = Option<usize>, Query, description = "1..200, default 20"), ("after" = Option<String>, Query, description = "next_after of the previous page")),
+    params(
+        ("user_id" = crate::http::openapi::UserIdParam, Path),
+        ("status" = Option<crate::http::openapi::OrderStatusParam>, Query, description = "Only orders in this status"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Orders per page, default 20"),
+        ("after" = Option<crate::http::openapi::OrderIdParam>, Query, description = "`next_after` of the previous page"),
+    ),
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "Newest first", body = crate::http::openapi::OrderPage),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
+        (status = 400, description = "invalid_user_id, invalid_status, invalid_order_id, invalid_field"),
+        (status = 403, description = "forbidden_user"),
     ),
 )]
 pub async fn list_for_user(
     client: Client,
+    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    q: web::Query<ListQuery>,
 ) -> Reply {
     let user = extract::user_id(&path)?;
     client.acts_for(user)?;
-    if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+    let q = QueryParams::parse(&req)?;
+    let status = q.get("status");
+    if let Some(s) = status.filter(|s| !STATUSES.contains(s)) {
         return Err(ApiError::bad_request(
             "invalid_status",
             format!("无效的订单状态: {s}"),
@@ -279,11 +256,9 @@ pub async fn list_for_user(
         )
         .with("allowed_statuses", json!(STATUSES)));
     }
-    let after = q.after.as_deref().map(extract::order_id).transpose()?;
-    let limit = q.limit.unwrap_or(20).clamp(1, 200);
-    let orders = state
-        .models
-        .user_orders(user, q.status.as_deref(), after, limit)?;
+    let after = q.get("after").map(extract::order_id).transpose()?;
+    let limit = q.integer("limit", 1..=200)?.unwrap_or(20) as usize;
+    let orders = state.models.user_orders(user, status, after, limit)?;
     let next = (orders.len() == limit)
         .then(|| orders.last().map(|(id, _)| *id))
         .flatten();
@@ -313,10 +288,13 @@ pub async fn list_for_user(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct Deduct {
-    #[schema(value_type = f64)]
+    /// The order's price, exactly.
+    #[schema(schema_with = field::trx_amount)]
     amount: Box<RawValue>,
+    #[schema(schema_with = field::order_id)]
     order_id: String,
     #[serde(default)]
+    #[schema(schema_with = field::reason_or_null)]
     reason: Option<String>,
 }
 
@@ -324,18 +302,17 @@ struct Deduct {
     post,
     path = "/api/users/{user_id}/deduct",
     tag = "orders",
-    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    params(("user_id" = crate::http::openapi::UserIdParam, Path)),
     request_body = Deduct,
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "Deducted, or already paid (idempotent per order)", body = crate::http::openapi::Deducted),
-        (status = 400, description = "invalid_* / amount_mismatch", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 402, description = "insufficient_balance", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "order_not_owned / forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "not_found / order_not_found / supplier_wallet_not_found", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 400, description = "invalid_user_id, invalid_amount, invalid_order_id, invalid_reason"),
+        (status = 402, description = "insufficient_balance"),
+        (status = 403, description = "forbidden_user, order_not_owned"),
+        (status = 404, description = "order_not_found"),
+        (status = 409, description = "amount_mismatch"),
+        (status = 503, description = "service_unavailable"),
     ),
 )]
 pub async fn deduct(
@@ -348,7 +325,7 @@ pub async fn deduct(
     let user = extract::user_id(&path)?;
     client.acts_for(user)?;
     let b: Deduct = extract::json_body(&body)?;
-    let amount = extract::trx_amount("amount", &b.amount, true)?;
+    let amount = extract::trx_amount("amount", &b.amount)?;
     let order_id = extract::order_id(&b.order_id)?;
     if let Some(r) = b.reason.as_deref().filter(|r| *r != "energy_purchase") {
         return Err(ApiError::bad_request(

@@ -1,17 +1,18 @@
 //! The wallet pool as clients and operators see it (seed §5, §6) and price quotes.
 
-use super::orders::{energy_field, pricing_error, render};
+use super::orders::{pricing_error, render};
 use super::{meta, Reply};
 use crate::domain::account::PlaceOrder;
 use crate::domain::pool::best_fit;
 use crate::http::error::{trx_json, ApiError};
-use crate::http::extract::{self, Admin, Client};
+use crate::http::extract::{self, Admin, Client, QueryParams};
+use crate::http::openapi::field;
 use crate::http::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flashrent_events::{EnergyAmount, OrderId, OrderKind, RentalDuration, UserId};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, value::RawValue, Value};
 use std::time::Duration;
 
 /// Best fit over the read model: the same rule the pool's writer applies when it reserves.
@@ -29,8 +30,9 @@ fn availability(state: &AppState, energy: EnergyAmount) -> Result<Value, ApiErro
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct Check {
-    #[schema(value_type = u64)]
-    energy_amount: Value,
+    #[schema(schema_with = field::energy)]
+    energy_amount: Box<RawValue>,
+    #[schema(schema_with = field::duration)]
     duration: String,
 }
 
@@ -41,45 +43,40 @@ struct Check {
     request_body = Check,
     security((), ("api_key" = [])),
     responses(
-        (status = 200, body = crate::http::openapi::Availability),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "Whether a supplier wallet has the energy now", body = crate::http::openapi::Availability),
+        (status = 400, description = "invalid_energy_amount, invalid_duration"),
     ),
 )]
 pub async fn check_availability(_: Client, state: web::Data<AppState>, body: web::Bytes) -> Reply {
     let b: Check = extract::json_body(&body)?;
-    let energy = energy_field(&b.energy_amount)?;
+    let energy = extract::energy_field(&b.energy_amount)?;
     extract::duration(&b.duration)?;
     Ok(HttpResponse::Ok().json(availability(&state, energy)?))
-}
-
-#[derive(Deserialize)]
-pub struct QuoteQuery {
-    energy_amount: Option<String>,
-    duration: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/api/quote",
     tag = "wallet pool",
-    params(("energy_amount" = u64, Query), ("duration" = String, Query, description = "e.g. 1h")),
+    params(
+        ("energy_amount" = crate::http::openapi::OrderEnergyParam, Query),
+        ("duration" = crate::http::openapi::OfferedDurationParam, Query),
+    ),
     security((), ("api_key" = [])),
     responses(
-        (status = 200, body = crate::http::openapi::Quote),
-        (status = 400, description = "invalid_* / duration_not_offered / energy_out_of_range", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "The price and whether the pool has the energy now", body = crate::http::openapi::Quote),
+        (status = 400, description = "invalid_energy_amount, invalid_duration, duration_not_offered, energy_out_of_range, invalid_field"),
     ),
 )]
-pub async fn quote(_: Client, state: web::Data<AppState>, q: web::Query<QuoteQuery>) -> Reply {
+pub async fn quote(_: Client, req: HttpRequest, state: web::Data<AppState>) -> Reply {
+    let q = QueryParams::parse(&req)?;
     let energy = extract::energy(
-        q.energy_amount
-            .as_deref()
+        q.get("energy_amount")
+            .filter(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|e| e.parse().ok())
             .unwrap_or(0),
     )?;
-    let duration = extract::duration(q.duration.as_deref().unwrap_or(""))?;
+    let duration = extract::duration(q.get("duration").unwrap_or(""))?;
     let price = state
         .prices
         .quote(energy, duration)
@@ -105,12 +102,15 @@ pub async fn quote(_: Client, state: web::Data<AppState>, q: web::Query<QuoteQue
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct Delegate {
+    /// A registered supplier wallet.
+    #[schema(schema_with = field::address)]
     from_address: String,
+    #[schema(schema_with = field::address)]
     to_address: String,
-    #[schema(value_type = u64)]
-    energy_amount: Value,
-    #[schema(value_type = u64)]
-    duration_hours: Value,
+    #[schema(schema_with = field::energy)]
+    energy_amount: Box<RawValue>,
+    #[schema(schema_with = field::duration_hours)]
+    duration_hours: Box<RawValue>,
 }
 
 /// The operator's manual delegation: an unpaid order pinned to the chosen supplier wallet,
@@ -124,13 +124,10 @@ struct Delegate {
     responses(
         (status = 200, description = "Broadcast (or confirmed)", body = crate::http::openapi::Delegation),
         (status = 202, description = "Accepted, still being signed", body = crate::http::openapi::Delegation),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "not_found / order_not_found / supplier_wallet_not_found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "insufficient_pool_energy", body = crate::http::openapi::ErrorBody),
-        (status = 502, description = "delegation_failed", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 400, description = "invalid_wallet_address, invalid_energy_amount, invalid_duration"),
+        (status = 404, description = "supplier_wallet_not_found"),
+        (status = 409, description = "insufficient_pool_energy, delegation_failed"),
+        (status = 503, description = "service_unavailable"),
     ),
 )]
 pub async fn delegate_energy(
@@ -142,10 +139,8 @@ pub async fn delegate_energy(
     let b: Delegate = extract::json_body(&body)?;
     let from = extract::address("from_address", &b.from_address)?;
     let to = extract::address("to_address", &b.to_address)?;
-    let energy = energy_field(&b.energy_amount)?;
-    let duration = b
-        .duration_hours
-        .as_u64()
+    let energy = extract::energy_field(&b.energy_amount)?;
+    let duration = extract::integer_field(&b.duration_hours, 1..=9999)
         .and_then(|h| u32::try_from(h).ok())
         .and_then(|h| RentalDuration::from_hours(h).ok())
         .ok_or_else(|| {
@@ -219,8 +214,12 @@ pub async fn delegate_energy(
                 })));
             }
             if o.status == "failed" {
+                // A refusal for what the wallets or the chain are (no key for the supplier
+                // wallet, its resources, a receiver the chain does not know): the outcome
+                // of this request in that state. The saga retries transport failures, which
+                // never end here.
                 return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
+                    StatusCode::CONFLICT,
                     "delegation_failed",
                     "能量委托失败",
                     "the delegation failed",

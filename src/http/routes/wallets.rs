@@ -17,13 +17,12 @@ fn render(w: &WalletView) -> serde_json::Value {
     get,
     path = "/api/wallets/users/{user_id}",
     tag = "wallets",
-    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    params(("user_id" = crate::http::openapi::UserIdParam, Path)),
     security((), ("api_key" = [])),
     responses(
-        (status = 200, body = crate::http::openapi::Wallets),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "The user's wallets, in the order added", body = crate::http::openapi::Wallets),
+        (status = 400, description = "invalid_user_id"),
+        (status = 403, description = "forbidden_user"),
     ),
 )]
 pub async fn list(client: Client, state: web::Data<AppState>, path: web::Path<String>) -> Reply {
@@ -35,6 +34,7 @@ pub async fn list(client: Client, state: web::Data<AppState>, path: web::Path<St
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct AddWallet {
+    #[schema(schema_with = crate::http::openapi::field::address)]
     wallet_address: String,
 }
 
@@ -42,17 +42,15 @@ struct AddWallet {
     post,
     path = "/api/wallets/users/{user_id}",
     tag = "wallets",
-    params(("user_id" = String, Path, description = "A user id: a positive decimal number")),
+    params(("user_id" = crate::http::openapi::UserIdParam, Path)),
     request_body = AddWallet,
     security((), ("api_key" = [])),
     responses(
-        (status = 201, body = crate::http::openapi::Wallet),
-        (status = 400, description = "Malformed input (invalid_json, invalid_field, invalid_* codes)", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "unauthorized: missing or wrong admin token / API key", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "forbidden_user: a user's API key used for another user", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "wallet_already_exists / too_many_wallets", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "payload_too_large: body over 16 KiB", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "service_unavailable: the event log cannot take writes (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 201, description = "Added", body = crate::http::openapi::Wallet),
+        (status = 400, description = "invalid_user_id, invalid_wallet_address"),
+        (status = 403, description = "forbidden_user"),
+        (status = 409, description = "wallet_already_exists, too_many_wallets"),
+        (status = 503, description = "service_unavailable"),
     ),
 )]
 pub async fn add(
