@@ -8,7 +8,7 @@ use crate::http::extract::{self, Client};
 use crate::http::AppState;
 use actix_web::http::{header::ContentType, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use flashrent_events::{OrderId, OrderKind, UserId};
+use flashrent_events::{OrderId, OrderKind, OrderStatus, UserId};
 use flashrent_projections::OrderView;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
@@ -158,7 +158,7 @@ pub async fn create(
                 .insert_header(("Idempotent-Replayed", "true"))
                 .json(json!({
                     "order_id": order_id,
-                    "status": view.status,
+                    "status": view.status.as_str(),
                     "created_at": view.created_at,
                     "estimated_completion": view.estimated_completion,
                     "user_id": user.to_string(),
@@ -281,9 +281,12 @@ pub async fn list_for_user(
     }
     let after = q.after.as_deref().map(extract::order_id).transpose()?;
     let limit = q.limit.unwrap_or(20).clamp(1, 200);
-    let orders = state
-        .models
-        .user_orders(user, q.status.as_deref(), after, limit)?;
+    let orders = state.models.user_orders(
+        user,
+        q.status.as_deref().and_then(OrderStatus::parse),
+        after,
+        limit,
+    )?;
     let next = (orders.len() == limit)
         .then(|| orders.last().map(|(id, _)| *id))
         .flatten();
