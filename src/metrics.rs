@@ -10,7 +10,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use flashrent_events::{Event, FailureReason, OrderId};
+use flashrent_events::{Event, FailureReason, OrderId, OrderStatus};
 use flashrent_projections::ProjectedRecord;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -195,13 +195,13 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     if let Ok(counts) = state.models.status_counts() {
         let (mut completed, mut ended) = (0u64, 0u64);
         for (status, n) in counts {
-            m.orders.with_label_values(&[&status]).set(n as i64);
-            match status.as_str() {
-                "completed" => {
+            m.orders.with_label_values(&[status.as_str()]).set(n as i64);
+            match status {
+                OrderStatus::Completed => {
                     completed += n;
                     ended += n;
                 }
-                "failed" | "refunded" => ended += n,
+                OrderStatus::Failed | OrderStatus::Refunded => ended += n,
                 _ => {}
             }
         }

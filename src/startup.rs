@@ -12,7 +12,7 @@ use crate::domain::DomainError;
 use crate::engine::{CommandMeta, DurableRecords, Engine, EngineError, Ownership, WriterSnapshots};
 use crate::http::{self, AppState};
 use crate::log::{EmbeddedLog, KafkaLog};
-use crate::saga::{Saga, SagaConfig};
+use crate::saga::{FaultPoints, Saga, SagaConfig};
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 use flashrent_events::{EnergyAmount, EventLog, TronAddress};
@@ -201,6 +201,7 @@ impl Application {
                 queue: args.saga_queue,
                 start_rate: args.saga_rate,
                 inactive_receiver_ttl: Duration::from_secs(args.inactive_receiver_cache_secs),
+                faults: FaultPoints::from_env()?,
                 ..Default::default()
             },
             shutdown_rx.clone(),

@@ -314,7 +314,7 @@ async fn two_orders_that_name_one_delegation_transaction_are_an_error() {
     let shared = first.iter().find_map(|(_, r)| match &r.events[0].event {
         Event::OrderCompleted {
             transaction_hash, ..
-        } => Some(transaction_hash.clone()),
+        } => Some(*transaction_hash),
         _ => None,
     });
     for (_, r) in &mut second {
@@ -322,7 +322,7 @@ async fn two_orders_that_name_one_delegation_transaction_are_an_error() {
             transaction_hash, ..
         } = &mut r.events[0].event
         {
-            *transaction_hash = shared.clone().unwrap();
+            *transaction_hash = shared.unwrap();
         }
     }
     recs.extend(first);

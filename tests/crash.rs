@@ -101,3 +101,33 @@ async fn a_killed_server_resumes_every_acknowledged_order_without_losing_or_doub
         assert_eq!(refunds.len(), unique.len(), "no order refunded twice");
     }
 }
+
+#[test]
+fn a_server_told_to_stop_at_a_point_the_saga_does_not_have_refuses_to_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flashrent"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(temp.path())
+        .env("FLASHRENT_ADMIN_TOKEN", "crash-test-token")
+        .env("FLASHRENT_CRASH_AT", "after_signing")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started with a crash point it does not have");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(!status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("FLASHRENT_CRASH_AT"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+}

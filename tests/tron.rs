@@ -6,7 +6,7 @@ mod common;
 use common::{DevnetProc, RENTER, SUPPLIER_KEY};
 use flashrent::chain::tron::{proto, SecretKey, TronClient, TronConfig};
 use flashrent::chain::{Chain, ChainError, Delegation, TxStatus};
-use flashrent_events::{EnergyAmount, OrderId, TronAddress};
+use flashrent_events::{EnergyAmount, OrderId, TronAddress, TxId};
 use serde_json::json;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ fn delegation(energy: u64) -> Delegation {
     }
 }
 
-async fn until_final(c: &TronClient, id: &str) -> TxStatus {
+async fn until_final(c: &TronClient, id: &TxId) -> TxStatus {
     for _ in 0..200 {
         match c.status(id).await.unwrap() {
             TxStatus::Unknown | TxStatus::Pending => {
@@ -69,7 +69,7 @@ async fn the_client_delegates_confirms_and_undelegates_on_the_devnet() {
     assert!(c.head_block().await.unwrap().number >= block);
     assert_eq!(
         c.block_outcomes(block).await.unwrap(),
-        vec![(tx.tx_id.clone(), TxStatus::Confirmed { block })]
+        vec![(tx.tx_id, TxStatus::Confirmed { block })]
     );
     assert_eq!(c.block_outcomes(0).await.unwrap(), vec![]);
     let state = devnet.state().await;
@@ -81,7 +81,7 @@ async fn the_client_delegates_confirms_and_undelegates_on_the_devnet() {
     );
 
     let reclaim = Delegation {
-        delegation_tx: Some(tx.tx_id.clone()),
+        delegation_tx: Some(tx.tx_id),
         ..delegation(65_000)
     };
     let back = c.sign_reclaim(&reclaim).await.unwrap();
@@ -165,7 +165,7 @@ async fn each_tron_error_class_maps_to_what_the_saga_expects() {
         .await;
     assert_eq!(answer["code"], "SIGERROR", "{answer}");
     let forged = flashrent::chain::SignedTransaction {
-        tx_id: hex::encode(proto::tx_id(&raw)),
+        tx_id: TxId::from_bytes(proto::tx_id(&raw)),
         signed_tx: hex::encode(proto::encode_signed(&raw, &[sig])),
         expires_at: chrono::Utc::now() + chrono::Duration::seconds(60),
     };
@@ -196,10 +196,7 @@ async fn each_tron_error_class_maps_to_what_the_saga_expects() {
         .block_outcomes(info["blockNumber"].as_u64().unwrap())
         .await
         .unwrap();
-    assert!(
-        outcomes.contains(&(doomed.tx_id.clone(), failed)),
-        "{outcomes:?}"
-    );
+    assert!(outcomes.contains(&(doomed.tx_id, failed)), "{outcomes:?}");
     // A dropped broadcast: accepted, never seen — the saga's expiry path.
     devnet.faults(json!({"drop_broadcasts": 1})).await;
     let lost = c.sign_delegation(&delegation(30_000)).await.unwrap();

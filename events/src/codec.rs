@@ -2,7 +2,9 @@
 //!
 //! Every event is written at its type's current version. Decoding reads each event's
 //! `type` and `schema_version` first; an old version goes through [`upcast`] step by step
-//! until it has the current shape, so the log never needs rewriting.
+//! until it has the current shape, so the log never needs rewriting. An event of a type
+//! retired from [`crate::Event`] ([`RETIRED`]) decodes to no event: the record keeps its
+//! other events, each with the sequence it was recorded with.
 
 use crate::{CommandRecord, Envelope, Sun};
 use serde::Deserialize;
@@ -41,6 +43,11 @@ pub fn current_version(event_type: &str) -> u16 {
     }
 }
 
+/// Event types earlier versions wrote and nothing reads any more: each broadcast of a
+/// delegation or a reclaim was recorded, though a broadcast decides nothing (the same signed
+/// bytes may be sent any number of times). Dropped on decode.
+pub const RETIRED: [&str; 2] = ["DelegationBroadcast", "ReclaimBroadcast"];
+
 pub fn encode_record(record: &CommandRecord) -> Vec<u8> {
     serde_json::to_vec(record).expect("events serialize to JSON infallibly")
 }
@@ -69,6 +76,9 @@ pub fn decode_record(bytes: &[u8]) -> Result<CommandRecord, DecodeError> {
     let mut events = Vec::with_capacity(wire.events.len());
     for raw in wire.events {
         let head: WireHead = serde_json::from_str(raw.get())?;
+        if RETIRED.contains(&head.event_type) {
+            continue;
+        }
         let known = current_version(head.event_type);
         let envelope: Envelope = if head.schema_version == known {
             serde_json::from_str(raw.get())?
@@ -163,6 +173,78 @@ mod tests {
         // Re-encoding writes the current version, which decodes without upcasting.
         let again = decode_record(&encode_record(&record)).unwrap();
         assert_eq!(again, record);
+    }
+
+    /// A record of an earlier version: a delegation signed, then its broadcast recorded.
+    const WITH_BROADCAST: &str = r#"{"command_id":"0190a1b2-0000-7000-8000-000000000001","key":"123","events":[
+        {"event_id":"0190a1b2-0000-7000-8000-000000000002","aggregate":"order",
+        "aggregate_id":"550e8400-e29b-41d4-a716-446655440000","sequence":3,
+        "occurred_at":"2023-08-23T14:00:00Z","schema_version":1,
+        "correlation_id":"0190a1b2-0000-7000-8000-000000000003",
+        "causation_id":"0190a1b2-0000-7000-8000-000000000001","type":"DelegationSigned",
+        "payload":{"order_id":"550e8400-e29b-41d4-a716-446655440000",
+        "tx_id":"4c5a7e2a0c8f1b6f9d3e2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d",
+        "signed_tx":"0a02","expires_at":"2023-08-23T14:01:00Z"}},
+        {"event_id":"0190a1b2-0000-7000-8000-000000000004","aggregate":"order",
+        "aggregate_id":"550e8400-e29b-41d4-a716-446655440000","sequence":4,
+        "occurred_at":"2023-08-23T14:00:00Z","schema_version":1,
+        "correlation_id":"0190a1b2-0000-7000-8000-000000000003",
+        "causation_id":"0190a1b2-0000-7000-8000-000000000001","type":"DelegationBroadcast",
+        "payload":{"order_id":"550e8400-e29b-41d4-a716-446655440000",
+        "tx_id":"4c5a7e2a0c8f1b6f9d3e2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d"}},
+        {"event_id":"0190a1b2-0000-7000-8000-000000000005","aggregate":"order",
+        "aggregate_id":"550e8400-e29b-41d4-a716-446655440000","sequence":5,
+        "occurred_at":"2023-08-23T14:00:03Z","schema_version":1,
+        "correlation_id":"0190a1b2-0000-7000-8000-000000000003",
+        "causation_id":"0190a1b2-0000-7000-8000-000000000006","type":"ReclaimBroadcast",
+        "payload":{"order_id":"550e8400-e29b-41d4-a716-446655440000",
+        "tx_id":"5c5a7e2a0c8f1b6f9d3e2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d"}}]}"#;
+
+    #[test]
+    fn retired_broadcast_events_decode_to_no_event_and_the_rest_keep_their_sequences() {
+        let record = decode_record(WITH_BROADCAST.as_bytes()).unwrap();
+        assert_eq!(record.events.len(), 1);
+        let env = &record.events[0];
+        assert_eq!(env.sequence, 3);
+        match &env.event {
+            Event::DelegationSigned { tx_id, .. } => assert_eq!(
+                tx_id.to_string(),
+                "4c5a7e2a0c8f1b6f9d3e2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d"
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Written again, the record holds what was kept, as it was.
+        let again = decode_record(&encode_record(&record)).unwrap();
+        assert_eq!(again, record);
+    }
+
+    #[test]
+    fn a_record_of_retired_events_alone_decodes_with_no_events() {
+        let only: serde_json::Value = serde_json::from_str(WITH_BROADCAST).unwrap();
+        let mut only = only;
+        let events = only["events"].as_array_mut().unwrap();
+        events.remove(0);
+        let record = decode_record(only.to_string().as_bytes()).unwrap();
+        assert!(record.events.is_empty());
+        assert_eq!(record.key, "123");
+        assert!(!record.is_claim());
+    }
+
+    #[test]
+    fn a_signed_delegation_is_written_as_before() {
+        let record = decode_record(WITH_BROADCAST.as_bytes()).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&encode_record(&record)).unwrap();
+        let payload = &written["events"][0]["payload"];
+        assert_eq!(
+            payload,
+            &serde_json::json!({
+                "order_id": "550e8400-e29b-41d4-a716-446655440000",
+                "tx_id": "4c5a7e2a0c8f1b6f9d3e2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d",
+                "signed_tx": "0a02",
+                "expires_at": "2023-08-23T14:01:00Z",
+            })
+        );
+        assert_eq!(written["events"][0]["type"], "DelegationSigned");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! creating it are one atomic append), or the wallet pool.
 
 use crate::{
-    AggregateKind, ApiKeyId, EnergyAmount, OrderId, RentalDuration, Sun, TronAddress, UserId,
+    AggregateKind, ApiKeyId, EnergyAmount, Leg, OrderId, RentalDuration, Sun, TronAddress, TxId,
+    TxProgress, UserId,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,50 @@ pub enum OrderKind {
     Manual,
 }
 
+/// Where an order stands: `pending → processing → completed`, `processing → failed →
+/// refunded` (and `pending → failed` when the pool cannot serve). The API, the read models'
+/// counts and the metrics write it as [`OrderStatus::as_str`]; its serde form (the variant's
+/// name) is what writers' snapshots hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OrderStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::Pending,
+        OrderStatus::Processing,
+        OrderStatus::Completed,
+        OrderStatus::Failed,
+        OrderStatus::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Processing => "processing",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    /// The status written `text` ([`OrderStatus::as_str`]).
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why an order failed: a stable code shown to the renter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,6 +117,37 @@ impl FailureReason {
                 "the receiving address is not activated on chain"
             }
             FailureReason::DelegationFailed => "the chain did not take the energy delegation",
+        }
+    }
+}
+
+/// A leg's transaction signed or given up, as [`Event::leg_change`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegChange<'a> {
+    Signed {
+        tx_id: TxId,
+        signed_tx: &'a str,
+        expires_at: DateTime<Utc>,
+    },
+    Expired {
+        tx_id: TxId,
+    },
+}
+
+impl LegChange<'_> {
+    /// The transaction a signature recorded, whole.
+    pub fn signed(&self) -> Option<TxProgress> {
+        match *self {
+            LegChange::Signed {
+                tx_id,
+                signed_tx,
+                expires_at,
+            } => Some(TxProgress {
+                tx_id,
+                signed_tx: signed_tx.to_owned(),
+                expires_at,
+            }),
+            LegChange::Expired { .. } => None,
         }
     }
 }
@@ -136,24 +212,22 @@ pub enum Event {
     },
     /// A delegation transaction was signed. Recorded before it is broadcast, so that after a
     /// crash the engine asks the chain about this transaction instead of signing another.
+    /// (Broadcasts are not recorded: the `DelegationBroadcast` and `ReclaimBroadcast` of
+    /// earlier versions are dropped when a record is decoded, see [`crate::codec`].)
     DelegationSigned {
         order_id: OrderId,
-        tx_id: String,
+        tx_id: TxId,
         signed_tx: String,
         expires_at: DateTime<Utc>,
-    },
-    DelegationBroadcast {
-        order_id: OrderId,
-        tx_id: String,
     },
     /// The signed transaction provably did not land and no longer can.
     DelegationExpired {
         order_id: OrderId,
-        tx_id: String,
+        tx_id: TxId,
     },
     OrderCompleted {
         order_id: OrderId,
-        transaction_hash: String,
+        transaction_hash: TxId,
         block_number: u64,
         completed_at: DateTime<Utc>,
         rental_ends_at: DateTime<Utc>,
@@ -168,23 +242,21 @@ pub enum Event {
         user_id: UserId,
         amount: Sun,
     },
+    /// The reclaim's transaction was signed, recorded before it is broadcast (as a
+    /// delegation's).
     ReclaimSigned {
         order_id: OrderId,
-        tx_id: String,
+        tx_id: TxId,
         signed_tx: String,
         expires_at: DateTime<Utc>,
     },
-    ReclaimBroadcast {
-        order_id: OrderId,
-        tx_id: String,
-    },
     ReclaimExpired {
         order_id: OrderId,
-        tx_id: String,
+        tx_id: TxId,
     },
     RentalEnded {
         order_id: OrderId,
-        reclaim_transaction_hash: String,
+        reclaim_transaction_hash: TxId,
         ended_at: DateTime<Utc>,
     },
 
@@ -254,13 +326,11 @@ impl Event {
             Event::OrderPlaced { .. } => "OrderPlaced",
             Event::OrderProcessing { .. } => "OrderProcessing",
             Event::DelegationSigned { .. } => "DelegationSigned",
-            Event::DelegationBroadcast { .. } => "DelegationBroadcast",
             Event::DelegationExpired { .. } => "DelegationExpired",
             Event::OrderCompleted { .. } => "OrderCompleted",
             Event::OrderFailed { .. } => "OrderFailed",
             Event::OrderRefunded { .. } => "OrderRefunded",
             Event::ReclaimSigned { .. } => "ReclaimSigned",
-            Event::ReclaimBroadcast { .. } => "ReclaimBroadcast",
             Event::ReclaimExpired { .. } => "ReclaimExpired",
             Event::RentalEnded { .. } => "RentalEnded",
             Event::SupplierWalletRegistered { .. } => "SupplierWalletRegistered",
@@ -291,13 +361,11 @@ impl Event {
             | Event::OrderPlaced { order_id, .. }
             | Event::OrderProcessing { order_id, .. }
             | Event::DelegationSigned { order_id, .. }
-            | Event::DelegationBroadcast { order_id, .. }
             | Event::DelegationExpired { order_id, .. }
             | Event::OrderCompleted { order_id, .. }
             | Event::OrderFailed { order_id, .. }
             | Event::OrderRefunded { order_id, .. }
             | Event::ReclaimSigned { order_id, .. }
-            | Event::ReclaimBroadcast { order_id, .. }
             | Event::ReclaimExpired { order_id, .. }
             | Event::RentalEnded { order_id, .. }
             | Event::EnergyReserved { order_id, .. }
@@ -336,6 +404,68 @@ impl Event {
                     .expect("every order event names its order")
                     .to_string(),
             ),
+        }
+    }
+
+    /// A leg's transaction signed: `DelegationSigned` or `ReclaimSigned`.
+    pub fn tx_signed(leg: Leg, order_id: OrderId, tx: TxProgress) -> Event {
+        let TxProgress {
+            tx_id,
+            signed_tx,
+            expires_at,
+        } = tx;
+        match leg {
+            Leg::Delegation => Event::DelegationSigned {
+                order_id,
+                tx_id,
+                signed_tx,
+                expires_at,
+            },
+            Leg::Reclaim => Event::ReclaimSigned {
+                order_id,
+                tx_id,
+                signed_tx,
+                expires_at,
+            },
+        }
+    }
+
+    /// A leg's transaction given up: `DelegationExpired` or `ReclaimExpired`.
+    pub fn tx_expired(leg: Leg, order_id: OrderId, tx_id: TxId) -> Event {
+        match leg {
+            Leg::Delegation => Event::DelegationExpired { order_id, tx_id },
+            Leg::Reclaim => Event::ReclaimExpired { order_id, tx_id },
+        }
+    }
+
+    /// What the event does to one of its order's legs, read as `(Leg, …)`: the one place
+    /// where the two legs' events are told apart.
+    pub fn leg_change(&self) -> Option<(Leg, LegChange<'_>)> {
+        let signed = |tx_id, signed_tx, expires_at| LegChange::Signed {
+            tx_id,
+            signed_tx,
+            expires_at,
+        };
+        match self {
+            Event::DelegationSigned {
+                tx_id,
+                signed_tx,
+                expires_at,
+                ..
+            } => Some((Leg::Delegation, signed(*tx_id, signed_tx, *expires_at))),
+            Event::ReclaimSigned {
+                tx_id,
+                signed_tx,
+                expires_at,
+                ..
+            } => Some((Leg::Reclaim, signed(*tx_id, signed_tx, *expires_at))),
+            Event::DelegationExpired { tx_id, .. } => {
+                Some((Leg::Delegation, LegChange::Expired { tx_id: *tx_id }))
+            }
+            Event::ReclaimExpired { tx_id, .. } => {
+                Some((Leg::Reclaim, LegChange::Expired { tx_id: *tx_id }))
+            }
+            _ => None,
         }
     }
 

@@ -13,12 +13,16 @@ pub mod ids;
 pub mod log;
 pub mod rental;
 pub mod sun;
+pub mod tx;
 
 pub use address::TronAddress;
 pub use callback::{forbidden_address, ip_literal_host, redact_url, CallbackUrl, CallbackUrlError};
 pub use codec::{decode_record, encode_record, DecodeError};
 pub use envelope::{AggregateKind, CommandRecord, Envelope};
-pub use event::{Event, FailureReason, KeyScope, KeyUse, OrderKind, API_KEYS_KEY, WALLET_POOL_KEY};
+pub use event::{
+    Event, FailureReason, KeyScope, KeyUse, LegChange, OrderKind, OrderStatus, API_KEYS_KEY,
+    WALLET_POOL_KEY,
+};
 pub use fence::{Admission, EpochFence};
 pub use ids::{ApiKeyId, OrderId, UserId};
 pub use log::{
@@ -27,3 +31,4 @@ pub use log::{
 };
 pub use rental::{EnergyAmount, RentalDuration};
 pub use sun::{Sun, SunDelta};
+pub use tx::{Leg, TxId, TxIdError, TxProgress};

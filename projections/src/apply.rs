@@ -4,7 +4,7 @@
 use crate::keys;
 use crate::store::{decoded, ReadModels, StoreError};
 use crate::views::*;
-use flashrent_events::{Envelope, Event, OrderId, Sun};
+use flashrent_events::{Envelope, Event, OrderId, OrderStatus, Sun};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -87,7 +87,7 @@ impl<'a> Staged<'a> {
         Ok(())
     }
 
-    fn bump_count(&mut self, status: &str, by: i64) -> Result<(), StoreError> {
+    fn bump_count(&mut self, status: OrderStatus, by: i64) -> Result<(), StoreError> {
         let key = keys::status_count(status);
         let n = crate::store::stored_u64(self.raw(&key)?);
         self.put_raw(key, n.saturating_add_signed(by).to_be_bytes().to_vec());
@@ -107,15 +107,15 @@ impl<'a> Staged<'a> {
         let Some(mut view) = self.take_order(&key)? else {
             return Ok(None);
         };
-        let before = view.status.clone();
+        let before = view.status;
         let answer = f(&mut view);
         view.updated_at = env.occurred_at;
         if view.status != before {
-            self.bump_count(&before, -1)?;
-            self.bump_count(&view.status, 1)?;
+            self.bump_count(before, -1)?;
+            self.bump_count(view.status, 1)?;
             // A completed order's remaining work (the rental's end) is found by the
             // rental-end index, so it leaves the active set once completed.
-            if view.status == "refunded" || view.status == "completed" {
+            if matches!(view.status, OrderStatus::Refunded | OrderStatus::Completed) {
                 self.set_active(&id, false)?;
             }
         }
@@ -236,7 +236,7 @@ impl<'a> Staged<'a> {
                     order_id: *order_id,
                     user_id: *user_id,
                     kind: *kind,
-                    status: "pending".into(),
+                    status: OrderStatus::Pending,
                     energy_amount: *energy,
                     duration: *duration,
                     receive_address: *receive_address,
@@ -246,10 +246,7 @@ impl<'a> Staged<'a> {
                     estimated_completion: *estimated_completion,
                     updated_at: at,
                     supplier_wallet: *pinned_wallet,
-                    pending_transaction: None,
-                    pending_signed_tx: None,
-                    pending_expires_at: None,
-                    broadcast_at: None,
+                    delegation: None,
                     transaction_hash: None,
                     block_number: None,
                     completed_at: None,
@@ -258,10 +255,7 @@ impl<'a> Staged<'a> {
                     failure_detail: None,
                     failed_at: None,
                     refunded_at: None,
-                    reclaim_transaction: None,
-                    reclaim_signed_tx: None,
-                    reclaim_expires_at: None,
-                    reclaim_broadcast: false,
+                    reclaim: None,
                     reclaim_transaction_hash: None,
                     rental_ended_at: None,
                 };
@@ -270,37 +264,14 @@ impl<'a> Staged<'a> {
                 // itself, so a status change rewrites one key, not two.
                 self.put_raw(keys::user_order(*user_id, order_id), vec![]);
                 self.set_active(order_id, true)?;
-                self.bump_count("pending", 1)?;
+                self.bump_count(OrderStatus::Pending, 1)?;
             }
             Event::OrderProcessing {
                 supplier_wallet, ..
             } => {
                 self.update_order(env, |o| {
-                    o.status = "processing".into();
+                    o.status = OrderStatus::Processing;
                     o.supplier_wallet = Some(*supplier_wallet);
-                })?;
-            }
-            Event::DelegationSigned {
-                tx_id,
-                signed_tx,
-                expires_at,
-                ..
-            } => {
-                self.update_order(env, |o| {
-                    o.pending_transaction = Some(tx_id.clone());
-                    o.pending_signed_tx = Some(signed_tx.clone());
-                    o.pending_expires_at = Some(*expires_at);
-                })?;
-            }
-            Event::DelegationBroadcast { .. } => {
-                self.update_order(env, |o| o.broadcast_at = Some(at))?;
-            }
-            Event::DelegationExpired { .. } => {
-                self.update_order(env, |o| {
-                    o.pending_transaction = None;
-                    o.pending_signed_tx = None;
-                    o.pending_expires_at = None;
-                    o.broadcast_at = None;
                 })?;
             }
             Event::OrderCompleted {
@@ -311,10 +282,9 @@ impl<'a> Staged<'a> {
                 ..
             } => {
                 let found = self.update_order(env, |o| {
-                    o.status = "completed".into();
-                    o.pending_transaction = None;
-                    o.pending_signed_tx = None;
-                    o.transaction_hash = Some(transaction_hash.clone());
+                    o.status = OrderStatus::Completed;
+                    o.delegation = None;
+                    o.transaction_hash = Some(*transaction_hash);
                     o.block_number = Some(*block_number);
                     o.completed_at = Some(*completed_at);
                     o.rental_ends_at = Some(*rental_ends_at);
@@ -326,14 +296,13 @@ impl<'a> Staged<'a> {
             }
             Event::OrderFailed { reason, .. } => {
                 let unpaid = self.update_order(env, |o| {
-                    o.status = "failed".into();
+                    o.status = OrderStatus::Failed;
                     o.failure_reason = Some(*reason);
                     // Shown to the client: our words for the reason, never the event's detail
                     // (it may hold a node's text).
                     o.failure_detail = Some(reason.message().to_owned());
                     o.failed_at = Some(at);
-                    o.pending_transaction = None;
-                    o.pending_signed_tx = None;
+                    o.delegation = None;
                     (!o.paid).then_some(o.order_id)
                 })?;
                 // Nothing to give back for an unpaid (manual) order: its story ends here.
@@ -343,31 +312,8 @@ impl<'a> Staged<'a> {
             }
             Event::OrderRefunded { .. } => {
                 self.update_order(env, |o| {
-                    o.status = "refunded".into();
+                    o.status = OrderStatus::Refunded;
                     o.refunded_at = Some(at);
-                })?;
-            }
-            Event::ReclaimSigned {
-                tx_id,
-                signed_tx,
-                expires_at,
-                ..
-            } => {
-                self.update_order(env, |o| {
-                    o.reclaim_transaction = Some(tx_id.clone());
-                    o.reclaim_signed_tx = Some(signed_tx.clone());
-                    o.reclaim_expires_at = Some(*expires_at);
-                    o.reclaim_broadcast = false;
-                })?;
-            }
-            Event::ReclaimBroadcast { .. } => {
-                self.update_order(env, |o| o.reclaim_broadcast = true)?;
-            }
-            Event::ReclaimExpired { .. } => {
-                self.update_order(env, |o| {
-                    o.reclaim_transaction = None;
-                    o.reclaim_signed_tx = None;
-                    o.reclaim_broadcast = false;
                 })?;
             }
             Event::RentalEnded {
@@ -376,9 +322,8 @@ impl<'a> Staged<'a> {
                 ..
             } => {
                 let ended = self.update_order(env, |o| {
-                    o.reclaim_transaction = None;
-                    o.reclaim_signed_tx = None;
-                    o.reclaim_transaction_hash = Some(reclaim_transaction_hash.clone());
+                    o.reclaim = None;
+                    o.reclaim_transaction_hash = Some(*reclaim_transaction_hash);
                     o.rental_ended_at = Some(*ended_at);
                     o.rental_ends_at.map(|ends| (ends, o.order_id))
                 })?;
@@ -408,6 +353,15 @@ impl<'a> Staged<'a> {
                 self.pool(wallet, at, |w| w.reserved += energy.get())?
             }
             Event::EnergyReservationRejected { .. } => {}
+            // Both legs of an order, delegation and reclaim, take their transactions alike.
+            Event::DelegationSigned { .. }
+            | Event::DelegationExpired { .. }
+            | Event::ReclaimSigned { .. }
+            | Event::ReclaimExpired { .. } => {
+                if let Some((leg, change)) = env.event.leg_change() {
+                    self.update_order(env, |o| *o.leg_mut(leg) = change.signed())?;
+                }
+            }
             Event::ReservedEnergyDelegated { wallet, energy, .. } => {
                 self.pool(wallet, at, |w| {
                     w.reserved = w.reserved.saturating_sub(energy.get());

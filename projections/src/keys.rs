@@ -49,8 +49,8 @@ pub fn active_chunk(id: &OrderId) -> Vec<u8> {
 const ACTIVE_CHUNK_SHIFT: u32 = 4;
 pub const ACTIVE_PREFIX: &[u8] = b"a/";
 /// Count of orders per status, for metrics.
-pub fn status_count(status: &str) -> Vec<u8> {
-    format!("s/{status}").into_bytes()
+pub fn status_count(status: flashrent_events::OrderStatus) -> Vec<u8> {
+    format!("s/{}", status.as_str()).into_bytes()
 }
 /// Completed rentals by end time, so the rental-end timer is a range scan of what is due.
 pub fn rental_end(ends_at: chrono::DateTime<chrono::Utc>, id: &OrderId) -> Vec<u8> {

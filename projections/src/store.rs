@@ -2,7 +2,7 @@
 
 use crate::keys;
 use crate::views::*;
-use flashrent_events::{EpochFence, OrderId, PartitionId, UserId};
+use flashrent_events::{EpochFence, OrderId, OrderStatus, PartitionId, UserId};
 use flashrent_store::{merged_range, AtomicTree, FlushDue, Overlay, SledStore};
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -77,12 +77,13 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// The tree's name; `rebuild` drops it whole. A new name is a new format: the tree starts
 /// empty, so every projector starts again from offset 0, and the old tree is dropped.
-const TREE: &str = "read_models_v5";
-const FORMER_TREES: [&str; 4] = [
+const TREE: &str = "read_models_v6";
+const FORMER_TREES: [&str; 5] = [
     "read_models_v1",
     "read_models_v2",
     "read_models_v3",
     "read_models_v4",
+    "read_models_v5",
 ];
 
 impl ReadModels {
@@ -228,7 +229,7 @@ impl ReadModels {
     pub fn user_orders(
         &self,
         user: UserId,
-        status: Option<&str>,
+        status: Option<OrderStatus>,
         after: Option<OrderId>,
         limit: usize,
     ) -> Result<Vec<(OrderId, StoredOrder)>, StoreError> {
@@ -384,12 +385,19 @@ impl ReadModels {
         Ok(out)
     }
 
-    pub fn status_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    /// How many orders have each status (statuses no order has are left out).
+    pub fn status_counts(&self) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
         let mut out = Vec::new();
         for item in self.scan_prefix(b"s/") {
             let (k, v) = item?;
-            let n = stored_u64(Some(v));
-            out.push((String::from_utf8_lossy(&k[2..]).into_owned(), n));
+            let status = std::str::from_utf8(&k[2..])
+                .ok()
+                .and_then(OrderStatus::parse)
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into(),
+                    source: serde::de::Error::custom("no such order status"),
+                })?;
+            out.push((status, stored_u64(Some(v))));
         }
         Ok(out)
     }

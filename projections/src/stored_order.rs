@@ -9,7 +9,8 @@
 use crate::views::OrderView;
 use chrono::{DateTime, Utc};
 use flashrent_events::{
-    EnergyAmount, FailureReason, OrderId, OrderKind, RentalDuration, Sun, TronAddress, UserId,
+    EnergyAmount, FailureReason, OrderId, OrderKind, OrderStatus, RentalDuration, Sun, TronAddress,
+    TxId, TxProgress, UserId,
 };
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -18,8 +19,8 @@ use std::borrow::Cow;
 #[derive(Serialize, Deserialize)]
 struct Body<'a> {
     order_id: OrderId,
-    #[serde(borrow)]
-    status: Cow<'a, str>,
+    #[serde(with = "status_text")]
+    status: OrderStatus,
     #[serde(with = "user_text")]
     user_id: UserId,
     energy_amount: EnergyAmount,
@@ -28,16 +29,15 @@ struct Body<'a> {
     #[serde(with = "trx_number")]
     cost_trx: Sun,
     cost_sun: u64,
-    #[serde(borrow)]
-    transaction_hash: Option<Cow<'a, str>>,
+    transaction_hash: Option<TxId>,
     created_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
     estimated_completion: DateTime<Utc>,
     kind: OrderKind,
     paid: bool,
     supplier_wallet: Option<TronAddress>,
-    #[serde(borrow)]
-    pending_transaction: Option<Cow<'a, str>>,
+    /// The delegation's transaction while it is under way.
+    pending_transaction: Option<TxId>,
     block_number: Option<u64>,
     failure_reason: Option<FailureReason>,
     #[serde(borrow)]
@@ -46,67 +46,80 @@ struct Body<'a> {
     refunded_at: Option<DateTime<Utc>>,
     rental_ends_at: Option<DateTime<Utc>>,
     rental_ended_at: Option<DateTime<Utc>>,
-    #[serde(borrow)]
-    reclaim_transaction_hash: Option<Cow<'a, str>>,
+    reclaim_transaction_hash: Option<TxId>,
     updated_at: DateTime<Utc>,
 }
 
-/// The saga's working state of the order: signed transactions before they settle. Only
-/// what is set is written (most of it is empty most of the time, and every byte of a
+/// The saga's working state of the order: each leg's signed transaction before it settles.
+/// Only what is set is written (most of it is empty most of the time, and every byte of a
 /// stored order is copied again at each change of its sled page).
 #[derive(Serialize, Deserialize)]
 struct Working<'a> {
-    #[serde(borrow, skip_serializing_if = "Option::is_none")]
-    pending_signed_tx: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pending_expires_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    broadcast_at: Option<DateTime<Utc>>,
-    #[serde(borrow, skip_serializing_if = "Option::is_none")]
-    reclaim_transaction: Option<Cow<'a, str>>,
-    #[serde(borrow, skip_serializing_if = "Option::is_none")]
-    reclaim_signed_tx: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reclaim_expires_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    reclaim_broadcast: bool,
+    /// Without its id, which the body holds (`pending_transaction`).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    delegation: Option<StoredTx<'a>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    reclaim: Option<StoredTx<'a>>,
 }
 
-fn borrowed(s: &Option<String>) -> Option<Cow<'_, str>> {
-    s.as_deref().map(Cow::Borrowed)
+#[derive(Serialize, Deserialize)]
+struct StoredTx<'a> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tx_id: Option<TxId>,
+    #[serde(borrow)]
+    signed_tx: Cow<'a, str>,
+    expires_at: DateTime<Utc>,
 }
 
-fn owned(s: Option<Cow<'_, str>>) -> Option<String> {
-    s.map(Cow::into_owned)
+impl<'a> StoredTx<'a> {
+    fn of(tx: &'a TxProgress, with_id: bool) -> StoredTx<'a> {
+        StoredTx {
+            tx_id: with_id.then_some(tx.tx_id),
+            signed_tx: Cow::Borrowed(&tx.signed_tx),
+            expires_at: tx.expires_at,
+        }
+    }
+
+    fn into_progress(self, tx_id: TxId) -> TxProgress {
+        TxProgress {
+            tx_id,
+            signed_tx: self.signed_tx.into_owned(),
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+fn corrupt(why: &str) -> serde_json::Error {
+    <serde_json::Error as serde::de::Error>::custom(why)
 }
 
 impl OrderView {
     fn body(&self) -> Body<'_> {
         Body {
             order_id: self.order_id,
-            status: Cow::Borrowed(&self.status),
+            status: self.status,
             user_id: self.user_id,
             energy_amount: self.energy_amount,
             duration: self.duration,
             receive_address: self.receive_address,
             cost_trx: self.price,
             cost_sun: self.price.as_sun(),
-            transaction_hash: borrowed(&self.transaction_hash),
+            transaction_hash: self.transaction_hash,
             created_at: self.created_at,
             completed_at: self.completed_at,
             estimated_completion: self.estimated_completion,
             kind: self.kind,
             paid: self.paid,
             supplier_wallet: self.supplier_wallet,
-            pending_transaction: borrowed(&self.pending_transaction),
+            pending_transaction: self.delegation.as_ref().map(|t| t.tx_id),
             block_number: self.block_number,
             failure_reason: self.failure_reason,
-            failure_message: borrowed(&self.failure_detail),
+            failure_message: self.failure_detail.as_deref().map(Cow::Borrowed),
             failed_at: self.failed_at,
             refunded_at: self.refunded_at,
             rental_ends_at: self.rental_ends_at,
             rental_ended_at: self.rental_ended_at,
-            reclaim_transaction_hash: borrowed(&self.reclaim_transaction_hash),
+            reclaim_transaction_hash: self.reclaim_transaction_hash,
             updated_at: self.updated_at,
         }
     }
@@ -121,32 +134,40 @@ impl OrderView {
         let mut out = self.body_json();
         out.push(b'\n');
         let working = Working {
-            pending_signed_tx: borrowed(&self.pending_signed_tx),
-            pending_expires_at: self.pending_expires_at,
-            broadcast_at: self.broadcast_at,
-            reclaim_transaction: borrowed(&self.reclaim_transaction),
-            reclaim_signed_tx: borrowed(&self.reclaim_signed_tx),
-            reclaim_expires_at: self.reclaim_expires_at,
-            reclaim_broadcast: self.reclaim_broadcast,
+            delegation: self.delegation.as_ref().map(|t| StoredTx::of(t, false)),
+            reclaim: self.reclaim.as_ref().map(|t| StoredTx::of(t, true)),
         };
         serde_json::to_writer(&mut out, &working).expect("an order's working state serializes");
         out
     }
 
     pub fn decode(stored: &[u8]) -> Result<OrderView, serde_json::Error> {
-        let (body, working) = lines(stored).ok_or_else(|| {
-            <serde_json::Error as serde::de::Error>::custom("a stored order has two lines")
-        })?;
+        let (body, working) =
+            lines(stored).ok_or_else(|| corrupt("a stored order has two lines"))?;
         let b: Body = serde_json::from_slice(body)?;
         let w: Working = serde_json::from_slice(working)?;
         if b.cost_sun != b.cost_trx.as_sun() {
-            return Err(serde::de::Error::custom("cost_trx and cost_sun differ"));
+            return Err(corrupt("cost_trx and cost_sun differ"));
         }
+        let delegation = match (b.pending_transaction, w.delegation) {
+            (Some(id), Some(tx)) => Some(tx.into_progress(id)),
+            (None, None) => None,
+            _ => return Err(corrupt("a pending transaction without its signed bytes")),
+        };
+        let reclaim = match w.reclaim {
+            Some(tx) => {
+                let id = tx
+                    .tx_id
+                    .ok_or_else(|| corrupt("a reclaim without its id"))?;
+                Some(tx.into_progress(id))
+            }
+            None => None,
+        };
         Ok(OrderView {
             order_id: b.order_id,
             user_id: b.user_id,
             kind: b.kind,
-            status: b.status.into_owned(),
+            status: b.status,
             energy_amount: b.energy_amount,
             duration: b.duration,
             receive_address: b.receive_address,
@@ -156,23 +177,17 @@ impl OrderView {
             estimated_completion: b.estimated_completion,
             updated_at: b.updated_at,
             supplier_wallet: b.supplier_wallet,
-            pending_transaction: owned(b.pending_transaction),
-            pending_signed_tx: owned(w.pending_signed_tx),
-            pending_expires_at: w.pending_expires_at,
-            broadcast_at: w.broadcast_at,
-            transaction_hash: owned(b.transaction_hash),
+            delegation,
+            transaction_hash: b.transaction_hash,
             block_number: b.block_number,
             completed_at: b.completed_at,
             rental_ends_at: b.rental_ends_at,
             failure_reason: b.failure_reason,
-            failure_detail: owned(b.failure_message),
+            failure_detail: b.failure_message.map(Cow::into_owned),
             failed_at: b.failed_at,
             refunded_at: b.refunded_at,
-            reclaim_transaction: owned(w.reclaim_transaction),
-            reclaim_signed_tx: owned(w.reclaim_signed_tx),
-            reclaim_expires_at: w.reclaim_expires_at,
-            reclaim_broadcast: w.reclaim_broadcast,
-            reclaim_transaction_hash: owned(b.reclaim_transaction_hash),
+            reclaim,
+            reclaim_transaction_hash: b.reclaim_transaction_hash,
             rental_ended_at: b.rental_ended_at,
         })
     }
@@ -185,18 +200,35 @@ fn lines(stored: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// The status in an order's API body, read without decoding the rest of it.
-pub fn status_of(body: &[u8]) -> Result<String, serde_json::Error> {
+pub fn status_of(body: &[u8]) -> Result<OrderStatus, serde_json::Error> {
     #[derive(Deserialize)]
-    struct Status<'a> {
-        #[serde(borrow)]
-        status: Cow<'a, str>,
+    struct Status {
+        #[serde(with = "status_text")]
+        status: OrderStatus,
     }
-    serde_json::from_slice::<Status>(body).map(|s| s.status.into_owned())
+    serde_json::from_slice::<Status>(body).map(|s| s.status)
 }
 
 /// The API body within a stored order (its first line).
 pub fn body_of(stored: &[u8]) -> &[u8] {
     lines(stored).map_or(stored, |(body, _)| body)
+}
+
+/// A status as the API writes it (`pending`, …, [`OrderStatus::as_str`]).
+mod status_text {
+    use flashrent_events::OrderStatus;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::borrow::Cow;
+
+    pub fn serialize<S: Serializer>(status: &OrderStatus, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(status.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OrderStatus, D::Error> {
+        let text = <Cow<'de, str>>::deserialize(d)?;
+        OrderStatus::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("no order status {text:?}")))
+    }
 }
 
 /// A TRX amount as a JSON number written from its exact decimal text (5.85, never the
@@ -241,13 +273,21 @@ mod user_text {
 mod tests {
     use super::*;
 
+    fn tx(digit: char, expires_at: DateTime<Utc>) -> TxProgress {
+        TxProgress {
+            tx_id: TxId::parse(&digit.to_string().repeat(64)).unwrap(),
+            signed_tx: "0a\"\n\\02".into(),
+            expires_at,
+        }
+    }
+
     fn view() -> OrderView {
         let at = "2026-11-25T03:49:41.310938657Z".parse().unwrap();
         OrderView {
-            order_id: OrderId::new_v7(),
+            order_id: OrderId::parse("0190a1b2-0000-7000-8000-000000000001").unwrap(),
             user_id: UserId::parse("42").unwrap(),
             kind: OrderKind::Rental,
-            status: "processing".into(),
+            status: OrderStatus::Processing,
             energy_amount: EnergyAmount::new(65_000).unwrap(),
             duration: RentalDuration::parse("1h").unwrap(),
             receive_address: TronAddress::parse("TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2").unwrap(),
@@ -257,10 +297,7 @@ mod tests {
             estimated_completion: at,
             updated_at: at,
             supplier_wallet: None,
-            pending_transaction: Some("ab".repeat(32)),
-            pending_signed_tx: Some("0a\"\n\\02".into()),
-            pending_expires_at: Some(at),
-            broadcast_at: None,
+            delegation: Some(tx('a', at)),
             transaction_hash: None,
             block_number: None,
             completed_at: None,
@@ -269,10 +306,7 @@ mod tests {
             failure_detail: Some("line one\nline \"two\"".into()),
             failed_at: None,
             refunded_at: None,
-            reclaim_transaction: None,
-            reclaim_signed_tx: None,
-            reclaim_expires_at: None,
-            reclaim_broadcast: true,
+            reclaim: Some(tx('c', at)),
             reclaim_transaction_hash: None,
             rental_ended_at: None,
         }
@@ -283,6 +317,15 @@ mod tests {
         for user in [UserId::parse("42").unwrap(), UserId::OPERATOR] {
             let v = OrderView {
                 user_id: user,
+                ..view()
+            };
+            assert_eq!(OrderView::decode(&v.encode()).unwrap(), v);
+        }
+        for status in OrderStatus::ALL {
+            let v = OrderView {
+                status,
+                delegation: None,
+                reclaim: None,
                 ..view()
             };
             assert_eq!(OrderView::decode(&v.encode()).unwrap(), v);
@@ -300,33 +343,92 @@ mod tests {
             .unwrap()
             .contains("\"cost_trx\":5.85,\"cost_sun\":5850000"));
         assert_eq!(body["user_id"], "42");
+        assert_eq!(body["status"], "processing");
+        assert_eq!(body["pending_transaction"], "a".repeat(64));
         assert_eq!(body["failure_reason"], "delegation_failed");
         assert_eq!(body["failure_message"], "line one\nline \"two\"");
-        assert!(body.get("pending_signed_tx").is_none());
-        assert!(body.get("reclaim_broadcast").is_none());
+        for hidden in ["signed_tx", "delegation", "reclaim", "pending_signed_tx"] {
+            assert!(body.get(hidden).is_none(), "{hidden}");
+        }
+        assert!(!String::from_utf8_lossy(body_of(&stored)).contains(&"c".repeat(64)));
     }
 
     #[test]
-    fn the_working_line_holds_only_what_is_set_and_a_line_with_every_field_still_decodes() {
+    fn the_api_body_keeps_its_fields_their_order_and_their_values() {
         let v = OrderView {
-            pending_signed_tx: None,
-            pending_expires_at: None,
-            reclaim_broadcast: false,
+            status: OrderStatus::Completed,
+            delegation: None,
+            reclaim: None,
+            transaction_hash: Some(TxId::parse(&"b".repeat(64)).unwrap()),
+            block_number: Some(7),
+            failure_reason: None,
+            failure_detail: None,
+            ..view()
+        };
+        let at = "2026-11-25T03:49:41.310938657Z";
+        let expected = format!(
+            concat!(
+                r#"{{"order_id":"0190a1b2-0000-7000-8000-000000000001","status":"completed","#,
+                r#""user_id":"42","energy_amount":65000,"duration":"1h","#,
+                r#""receive_address":"TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2","cost_trx":5.85,"#,
+                r#""cost_sun":5850000,"transaction_hash":"{b}","created_at":"{at}","#,
+                r#""completed_at":null,"estimated_completion":"{at}","kind":"rental","#,
+                r#""paid":true,"supplier_wallet":null,"pending_transaction":null,"#,
+                r#""block_number":7,"failure_reason":null,"failure_message":null,"#,
+                r#""failed_at":null,"refunded_at":null,"rental_ends_at":null,"#,
+                r#""rental_ended_at":null,"reclaim_transaction_hash":null,"updated_at":"{at}"}}"#
+            ),
+            b = "b".repeat(64),
+            at = at,
+        );
+        assert_eq!(String::from_utf8(v.body_json()).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_working_line_holds_only_what_is_set() {
+        let v = OrderView {
+            delegation: None,
+            reclaim: None,
             ..view()
         };
         assert!(v.encode().ends_with(b"\n{}"));
-        // As every field was written before: nulls and a false.
-        let mut every = v.body_json();
-        every.extend_from_slice(
-            br#"
-{"pending_signed_tx":null,"pending_expires_at":null,"broadcast_at":null,"reclaim_transaction":null,"reclaim_signed_tx":null,"reclaim_expires_at":null,"reclaim_broadcast":false}"#,
-        );
-        assert_eq!(OrderView::decode(&every).unwrap(), v);
+        let v = OrderView {
+            reclaim: None,
+            ..view()
+        };
+        let stored = v.encode();
+        let working: serde_json::Value =
+            serde_json::from_slice(&stored[memchr::memchr(b'\n', &stored).unwrap() + 1..]).unwrap();
+        // The delegation's id is the body's `pending_transaction`, written once.
+        assert!(working["delegation"].get("tx_id").is_none());
+        assert_eq!(working["delegation"]["signed_tx"], "0a\"\n\\02");
     }
 
     #[test]
-    fn a_value_without_its_second_line_is_refused() {
+    fn a_value_without_its_second_line_or_with_half_a_transaction_is_refused() {
         let v = view();
         assert!(OrderView::decode(&v.body_json()).is_err());
+        let mut half = v.body_json();
+        half.extend_from_slice(b"\n{}");
+        assert!(OrderView::decode(&half).is_err(), "no signed bytes");
+        let mut reclaim_without_id = OrderView {
+            delegation: None,
+            ..view()
+        }
+        .body_json();
+        reclaim_without_id.extend_from_slice(
+            br#"
+{"reclaim":{"signed_tx":"0a","expires_at":"2026-11-25T03:49:41Z"}}"#,
+        );
+        assert!(OrderView::decode(&reclaim_without_id).is_err());
+    }
+
+    #[test]
+    fn the_status_is_read_from_a_body_alone() {
+        for status in OrderStatus::ALL {
+            let v = OrderView { status, ..view() };
+            assert_eq!(status_of(&v.body_json()).unwrap(), status);
+        }
+        assert!(status_of(br#"{"status":"Pending"}"#).is_err());
     }
 }

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use flashrent_events::{
-    ApiKeyId, EnergyAmount, FailureReason, KeyScope, OrderId, OrderKind, RentalDuration, Sun,
-    TronAddress, UserId,
+    ApiKeyId, EnergyAmount, FailureReason, KeyScope, Leg, OrderId, OrderKind, OrderStatus,
+    RentalDuration, Sun, TronAddress, TxId, TxProgress, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +13,7 @@ pub struct OrderView {
     pub order_id: OrderId,
     pub user_id: UserId,
     pub kind: OrderKind,
-    pub status: String,
+    pub status: OrderStatus,
     pub energy_amount: EnergyAmount,
     pub duration: RentalDuration,
     pub receive_address: TronAddress,
@@ -23,13 +23,11 @@ pub struct OrderView {
     pub estimated_completion: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub supplier_wallet: Option<TronAddress>,
-    /// The delegation transaction signed for this order, before it is confirmed.
-    pub pending_transaction: Option<String>,
-    /// Its signed bytes (public once broadcast), kept so a restart can re-broadcast them.
-    pub pending_signed_tx: Option<String>,
-    pub pending_expires_at: Option<DateTime<Utc>>,
-    pub broadcast_at: Option<DateTime<Utc>>,
-    pub transaction_hash: Option<String>,
+    /// The delegation transaction signed for this order, until it settles (its id is the
+    /// API's `pending_transaction`; its signed bytes, public once broadcast, are kept so a
+    /// restart can send them again).
+    pub delegation: Option<TxProgress>,
+    pub transaction_hash: Option<TxId>,
     pub block_number: Option<u64>,
     pub completed_at: Option<DateTime<Utc>>,
     pub rental_ends_at: Option<DateTime<Utc>>,
@@ -38,12 +36,27 @@ pub struct OrderView {
     pub failure_detail: Option<String>,
     pub failed_at: Option<DateTime<Utc>>,
     pub refunded_at: Option<DateTime<Utc>>,
-    pub reclaim_transaction: Option<String>,
-    pub reclaim_signed_tx: Option<String>,
-    pub reclaim_expires_at: Option<DateTime<Utc>>,
-    pub reclaim_broadcast: bool,
-    pub reclaim_transaction_hash: Option<String>,
+    /// The reclaim transaction signed for this rental, until it settles (never shown).
+    pub reclaim: Option<TxProgress>,
+    pub reclaim_transaction_hash: Option<TxId>,
     pub rental_ended_at: Option<DateTime<Utc>>,
+}
+
+impl OrderView {
+    /// The leg's transaction, signed and not yet settled.
+    pub fn leg(&self, leg: Leg) -> Option<&TxProgress> {
+        match leg {
+            Leg::Delegation => self.delegation.as_ref(),
+            Leg::Reclaim => self.reclaim.as_ref(),
+        }
+    }
+
+    pub fn leg_mut(&mut self, leg: Leg) -> &mut Option<TxProgress> {
+        match leg {
+            Leg::Delegation => &mut self.delegation,
+            Leg::Reclaim => &mut self.reclaim,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

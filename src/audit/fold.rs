@@ -14,7 +14,9 @@
 //! checks only need each partition in order; the pool checks compare totals at the end.
 
 use chrono::{DateTime, Duration, Utc};
-use flashrent_events::{CommandRecord, Envelope, Event, OrderId, OrderKind, PartitionId, UserId};
+use flashrent_events::{
+    CommandRecord, Envelope, Event, OrderId, OrderKind, PartitionId, TxId, UserId,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -192,7 +194,7 @@ struct OrderBooks {
     balance_refunds: u32,
     order_refunds: u32,
     completed: bool,
-    transaction_hash: Option<String>,
+    transaction_hash: Option<TxId>,
     failed: bool,
     rental_ended: bool,
 }
@@ -225,7 +227,7 @@ pub struct Books {
     pool: HashMap<OrderId, PoolUse>,
     /// Which order each chain transaction completed or reclaimed: one transaction moves one
     /// order's energy, so a second order naming it was never served (or never reclaimed).
-    transactions: HashMap<String, OrderId>,
+    transactions: HashMap<TxId, OrderId>,
     findings: Vec<Finding>,
     ledger: Vec<LedgerLine>,
 }
@@ -279,11 +281,8 @@ impl Books {
         }
     }
 
-    fn claim_transaction(&mut self, ctx: &Ctx, tx: &str, order: OrderId) {
-        if tx.trim().is_empty() {
-            return;
-        }
-        let key = tx.to_ascii_lowercase();
+    fn claim_transaction(&mut self, ctx: &Ctx, tx: &TxId, order: OrderId) {
+        let key = *tx;
         match self.transactions.get(&key) {
             Some(first) if *first != order => {
                 let detail = format!("{tx} already counted for order {first}");
@@ -472,7 +471,7 @@ impl Books {
                     Some(o) => {
                         let was = o.completed;
                         o.completed = true;
-                        o.transaction_hash = Some(transaction_hash.clone());
+                        o.transaction_hash = Some(*transaction_hash);
                         if o.balance_refunds > 0 || o.order_refunds > 0 {
                             Some((
                                 "refund_of_completed_order",
@@ -480,8 +479,6 @@ impl Books {
                             ))
                         } else if was {
                             Some(("completed_twice", String::new()))
-                        } else if transaction_hash.trim().is_empty() {
-                            Some(("completed_without_transaction_hash", String::new()))
                         } else {
                             None
                         }
@@ -557,10 +554,8 @@ impl Books {
             Event::WalletAdded { .. }
             | Event::OrderProcessing { .. }
             | Event::DelegationSigned { .. }
-            | Event::DelegationBroadcast { .. }
             | Event::DelegationExpired { .. }
             | Event::ReclaimSigned { .. }
-            | Event::ReclaimBroadcast { .. }
             | Event::ReclaimExpired { .. }
             | Event::SupplierWalletRegistered { .. }
             | Event::SupplierCapacityObserved { .. }
@@ -784,7 +779,7 @@ impl Books {
                     l.transaction_hash = l
                         .order_id
                         .and_then(|id| self.orders.get(&id))
-                        .and_then(|o| o.transaction_hash.clone());
+                        .and_then(|o| o.transaction_hash.map(|t| t.to_string()));
                 }
             }
             lines

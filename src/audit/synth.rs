@@ -200,7 +200,7 @@ impl Synth {
             o.user,
             vec![Event::OrderCompleted {
                 order_id: o.order_id,
-                transaction_hash: format!("{:064x}", o.order_id.as_uuid().as_u128()),
+                transaction_hash: tx_id(o.order_id.as_uuid().as_u128()),
                 block_number: 1,
                 completed_at: now,
                 rental_ends_at: now + Duration::hours(1),
@@ -214,7 +214,7 @@ impl Synth {
             o.user,
             vec![Event::RentalEnded {
                 order_id: o.order_id,
-                reclaim_transaction_hash: format!("{:064x}", o.order_id.as_uuid().as_u128() ^ 1),
+                reclaim_transaction_hash: tx_id(o.order_id.as_uuid().as_u128() ^ 1),
                 ended_at: now,
             }],
         )
@@ -287,4 +287,9 @@ impl Synth {
             self.refund(&o),
         ]
     }
+}
+
+/// A transaction id of its own for each number.
+fn tx_id(n: u128) -> flashrent_events::TxId {
+    flashrent_events::TxId::parse(&format!("{n:064x}")).expect("64 hex digits")
 }

@@ -4,7 +4,7 @@
 pub mod tron;
 
 use chrono::{DateTime, Utc};
-use flashrent_events::{EnergyAmount, OrderId, TronAddress};
+use flashrent_events::{EnergyAmount, OrderId, TronAddress, TxId};
 use std::time::Duration;
 
 /// Energy delegated (or taken back) from a supplier wallet to a renter.
@@ -16,19 +16,15 @@ pub struct Delegation {
     /// How long the renter is protected by TRON's delegation lock (0 for none).
     pub lock_seconds: u64,
     /// For a reclaim: the id of the confirmed delegation it takes back.
-    pub delegation_tx: Option<String>,
+    pub delegation_tx: Option<TxId>,
     /// The order it is for, written into the transaction: no two orders' transactions are
     /// ever the same bytes, whichever instance signs them and when.
     pub order: OrderId,
 }
 
-/// A transaction signed locally: its id, its bytes as hex, and when it stops being valid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedTransaction {
-    pub tx_id: String,
-    pub signed_tx: String,
-    pub expires_at: DateTime<Utc>,
-}
+/// A transaction signed locally: its id, its bytes as hex, and when it stops being valid;
+/// the shape an order records of each leg's transaction.
+pub use flashrent_events::TxProgress as SignedTransaction;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxStatus {
@@ -77,13 +73,13 @@ pub trait Chain: Send + Sync + 'static {
     async fn sign_reclaim(&self, delegation: &Delegation) -> Result<SignedTransaction, ChainError>;
     /// Sends a signed transaction. Sending the same bytes again is harmless.
     async fn broadcast(&self, tx: &SignedTransaction) -> Result<(), ChainError>;
-    async fn status(&self, tx_id: &str) -> Result<TxStatus, ChainError>;
+    async fn status(&self, tx_id: &TxId) -> Result<TxStatus, ChainError>;
     /// The chain's latest block. Its timestamp tells whether a transaction can still be
     /// included: one whose expiration is older cannot, whatever the local clock says.
     async fn head_block(&self) -> Result<BlockHead, ChainError>;
     /// How every transaction in block `number` settled, by transaction id: one request per
     /// block, however many transactions are waiting on it.
-    async fn block_outcomes(&self, number: u64) -> Result<Vec<(String, TxStatus)>, ChainError>;
+    async fn block_outcomes(&self, number: u64) -> Result<Vec<(TxId, TxStatus)>, ChainError>;
     /// The chain's typical time from broadcast to confirmation (its block interval), for
     /// estimates shown to users and for how the saga waits.
     fn expected_confirmation(&self) -> Duration;

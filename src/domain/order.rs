@@ -5,34 +5,18 @@
 
 use super::DomainError;
 use chrono::{DateTime, Utc};
-use flashrent_events::{Event, FailureReason, OrderId, OrderKind, Sun, TronAddress, UserId};
+use flashrent_events::{
+    Event, FailureReason, LegChange, OrderId, OrderKind, Sun, TronAddress, UserId,
+};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum OrderStatus {
-    Pending,
-    Processing,
-    Completed,
-    Failed,
-    Refunded,
-}
+pub use flashrent_events::{Leg, OrderStatus, TxId, TxProgress};
 
-impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "pending",
-            OrderStatus::Processing => "processing",
-            OrderStatus::Completed => "completed",
-            OrderStatus::Failed => "failed",
-            OrderStatus::Refunded => "refunded",
-        }
-    }
-}
-
-/// A transaction the engine signed and has not yet seen settle. The signed bytes live in
-/// the events and read models; deciding only needs the id, and when it stops being valid.
+/// A leg's transaction the engine signed and has not yet seen settle, as the writer keeps
+/// it: deciding needs only the id and when it stops being valid, so the signed bytes of
+/// its [`TxProgress`] live in the events and read models, not in every writer's memory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LiveTx {
-    pub tx_id: Box<str>,
+    pub tx_id: TxId,
     /// Its expiry (grace included). Absent in the state of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
@@ -75,9 +59,41 @@ pub struct Order {
     pub rental_ended: bool,
     pub supplier_wallet: Option<TronAddress>,
     pub delegation: Option<Box<LiveTx>>,
-    pub transaction_hash: Option<Box<str>>,
+    pub transaction_hash: Option<TxId>,
     pub reclaim: Option<Box<LiveTx>>,
+    /// The sequence of the order's last event.
     pub version: u64,
+}
+
+impl Order {
+    /// The leg's live transaction.
+    pub fn live(&self, leg: Leg) -> Option<&LiveTx> {
+        match leg {
+            Leg::Delegation => self.delegation.as_deref(),
+            Leg::Reclaim => self.reclaim.as_deref(),
+        }
+    }
+
+    fn live_mut(&mut self, leg: Leg) -> &mut Option<Box<LiveTx>> {
+        match leg {
+            Leg::Delegation => &mut self.delegation,
+            Leg::Reclaim => &mut self.reclaim,
+        }
+    }
+
+    /// Whether a transaction of the leg may be signed now: a delegation while the order is
+    /// processing, a reclaim once it completed and until its rental ended.
+    fn leg_open(&self, leg: Leg) -> bool {
+        self.status == leg_status(leg) && !self.rental_ended
+    }
+}
+
+/// The status an order has while a transaction of the leg is under way.
+fn leg_status(leg: Leg) -> OrderStatus {
+    match leg {
+        Leg::Delegation => OrderStatus::Processing,
+        Leg::Reclaim => OrderStatus::Completed,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -87,19 +103,18 @@ pub enum Command {
     /// transaction in the same record.
     StartProcessing {
         supplier_wallet: TronAddress,
-        signed: Option<(String, String, DateTime<Utc>)>,
+        signed: Option<TxProgress>,
     },
-    RecordDelegationSigned {
-        tx_id: String,
-        signed_tx: String,
-        expires_at: DateTime<Utc>,
-    },
-    ExpireDelegation {
-        tx_id: String,
+    /// Records a leg's transaction signed, before it is ever broadcast.
+    RecordSigned { leg: Leg, tx: TxProgress },
+    /// Gives up a leg's live transaction, with the chain's proof that it will never land.
+    Expire {
+        leg: Leg,
+        tx_id: TxId,
         proof: NeverLands,
     },
     Complete {
-        transaction_hash: String,
+        transaction_hash: TxId,
         block_number: u64,
         now: DateTime<Utc>,
         rental_ends_at: DateTime<Utc>,
@@ -110,19 +125,10 @@ pub enum Command {
     Fail {
         reason: FailureReason,
         detail: String,
-        failed_tx: Option<(String, NeverLands)>,
-    },
-    RecordReclaimSigned {
-        tx_id: String,
-        signed_tx: String,
-        expires_at: DateTime<Utc>,
-    },
-    ExpireReclaim {
-        tx_id: String,
-        proof: NeverLands,
+        failed_tx: Option<(TxId, NeverLands)>,
     },
     EndRental {
-        reclaim_transaction_hash: String,
+        reclaim_transaction_hash: TxId,
         now: DateTime<Utc>,
     },
 }
@@ -131,12 +137,22 @@ impl Command {
     fn name(&self) -> &'static str {
         match self {
             Command::StartProcessing { .. } => "start processing",
-            Command::RecordDelegationSigned { .. } => "record a signed delegation",
-            Command::ExpireDelegation { .. } => "expire a delegation",
+            Command::RecordSigned {
+                leg: Leg::Delegation,
+                ..
+            } => "record a signed delegation",
+            Command::RecordSigned {
+                leg: Leg::Reclaim, ..
+            } => "record a signed reclaim",
+            Command::Expire {
+                leg: Leg::Delegation,
+                ..
+            } => "expire a delegation",
+            Command::Expire {
+                leg: Leg::Reclaim, ..
+            } => "expire a reclaim",
             Command::Complete { .. } => "complete",
             Command::Fail { .. } => "fail",
-            Command::RecordReclaimSigned { .. } => "record a signed reclaim",
-            Command::ExpireReclaim { .. } => "expire a reclaim",
             Command::EndRental { .. } => "end the rental",
         }
     }
@@ -152,7 +168,6 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
             action: c.name().into(),
         })
     };
-    let unsettled_tx = |tx: &Option<Box<LiveTx>>| tx.is_some();
     match (command, order.status) {
         (
             Command::StartProcessing {
@@ -165,13 +180,8 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
                 order_id,
                 supplier_wallet: *supplier_wallet,
             }];
-            if let Some((tx_id, signed_tx, expires_at)) = signed {
-                events.push(Event::DelegationSigned {
-                    order_id,
-                    tx_id: tx_id.clone(),
-                    signed_tx: signed_tx.clone(),
-                    expires_at: *expires_at,
-                });
+            if let Some(tx) = signed {
+                events.push(Event::tx_signed(Leg::Delegation, order_id, tx.clone()));
             }
             Ok(events)
         }
@@ -183,45 +193,25 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
             },
             Processing,
         ) if order.supplier_wallet == Some(*supplier_wallet) => Ok(vec![]),
-        (
-            Command::RecordDelegationSigned {
-                tx_id,
-                signed_tx,
-                expires_at,
-            },
-            Processing,
-        ) => {
-            if unsettled_tx(&order.delegation) {
-                // One live transaction per order: the old one must be expired first.
-                return if order
-                    .delegation
-                    .as_ref()
-                    .is_some_and(|t| *t.tx_id == **tx_id)
-                {
-                    Ok(vec![])
-                } else {
-                    refuse(command)
-                };
+        (Command::RecordSigned { leg, tx }, _) if order.leg_open(*leg) => {
+            // One live transaction per leg: the old one must be expired first.
+            match order.live(*leg) {
+                Some(live) if live.tx_id == tx.tx_id => Ok(vec![]),
+                Some(_) => refuse(command),
+                None => Ok(vec![Event::tx_signed(*leg, order_id, tx.clone())]),
             }
-            Ok(vec![Event::DelegationSigned {
-                order_id,
-                tx_id: tx_id.clone(),
-                signed_tx: signed_tx.clone(),
-                expires_at: *expires_at,
-            }])
         }
-        (Command::ExpireDelegation { tx_id, proof }, Processing) => match &order.delegation {
-            Some(t) if *t.tx_id == **tx_id => {
-                if !proof.proves(t) {
-                    return not_proven(order, "expire a delegation");
+        (Command::Expire { leg, tx_id, proof }, status) if status == leg_status(*leg) => {
+            match order.live(*leg) {
+                Some(live) if live.tx_id == *tx_id => {
+                    if !proof.proves(live) {
+                        return not_proven(order, command.name());
+                    }
+                    Ok(vec![Event::tx_expired(*leg, order_id, *tx_id)])
                 }
-                Ok(vec![Event::DelegationExpired {
-                    order_id,
-                    tx_id: tx_id.clone(),
-                }])
+                _ => Ok(vec![]),
             }
-            _ => Ok(vec![]),
-        },
+        }
         (
             Command::Complete {
                 transaction_hash,
@@ -231,12 +221,12 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
             },
             Processing,
         ) => {
-            if order.delegation.as_ref().map(|t| &*t.tx_id) != Some(transaction_hash.as_str()) {
+            if order.delegation.as_ref().map(|t| t.tx_id) != Some(*transaction_hash) {
                 return refuse(command);
             }
             Ok(vec![Event::OrderCompleted {
                 order_id,
-                transaction_hash: transaction_hash.clone(),
+                transaction_hash: *transaction_hash,
                 block_number: *block_number,
                 completed_at: *now,
                 rental_ends_at: *rental_ends_at,
@@ -247,7 +237,7 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
                 transaction_hash, ..
             },
             Completed,
-        ) if order.transaction_hash.as_deref() == Some(transaction_hash.as_str()) => Ok(vec![]),
+        ) if order.transaction_hash == Some(*transaction_hash) => Ok(vec![]),
         (
             Command::Fail {
                 reason,
@@ -256,7 +246,7 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
             },
             Pending | Processing,
         ) => match (&order.delegation, failed_tx) {
-            (Some(t), Some((tx_id, proof))) if *t.tx_id == **tx_id => {
+            (Some(t), Some((tx_id, proof))) if t.tx_id == *tx_id => {
                 if !proof.proves(t) {
                     return not_proven(order, "fail with its delegation");
                 }
@@ -275,40 +265,6 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
         },
         (Command::Fail { .. }, Failed | Refunded) => Ok(vec![]),
         (
-            Command::RecordReclaimSigned {
-                tx_id,
-                signed_tx,
-                expires_at,
-            },
-            Completed,
-        ) if !order.rental_ended => {
-            if unsettled_tx(&order.reclaim) {
-                return if order.reclaim.as_ref().is_some_and(|t| *t.tx_id == **tx_id) {
-                    Ok(vec![])
-                } else {
-                    refuse(command)
-                };
-            }
-            Ok(vec![Event::ReclaimSigned {
-                order_id,
-                tx_id: tx_id.clone(),
-                signed_tx: signed_tx.clone(),
-                expires_at: *expires_at,
-            }])
-        }
-        (Command::ExpireReclaim { tx_id, proof }, Completed) => match &order.reclaim {
-            Some(t) if *t.tx_id == **tx_id && !order.rental_ended => {
-                if !proof.proves(t) {
-                    return not_proven(order, "expire a reclaim");
-                }
-                Ok(vec![Event::ReclaimExpired {
-                    order_id,
-                    tx_id: tx_id.clone(),
-                }])
-            }
-            _ => Ok(vec![]),
-        },
-        (
             Command::EndRental {
                 reclaim_transaction_hash,
                 now,
@@ -318,13 +274,12 @@ pub fn decide(order: &Order, command: &Command) -> Result<Vec<Event>, DomainErro
             if order.rental_ended {
                 return Ok(vec![]);
             }
-            if order.reclaim.as_ref().map(|t| &*t.tx_id) != Some(reclaim_transaction_hash.as_str())
-            {
+            if order.reclaim.as_ref().map(|t| t.tx_id) != Some(*reclaim_transaction_hash) {
                 return refuse(command);
             }
             Ok(vec![Event::RentalEnded {
                 order_id,
-                reclaim_transaction_hash: reclaim_transaction_hash.clone(),
+                reclaim_transaction_hash: *reclaim_transaction_hash,
                 ended_at: *now,
             }])
         }
@@ -371,12 +326,19 @@ pub fn start(event: &Event) -> Option<Order> {
 }
 
 pub fn evolve(mut order: Order, event: &Event) -> Order {
-    let live = |tx_id: &str, expires_at: &DateTime<Utc>| {
-        Some(Box::new(LiveTx {
-            tx_id: tx_id.into(),
-            expires_at: Some(*expires_at),
-        }))
-    };
+    if let Some((leg, change)) = event.leg_change() {
+        *order.live_mut(leg) = match change {
+            LegChange::Signed {
+                tx_id, expires_at, ..
+            } => Some(Box::new(LiveTx {
+                tx_id,
+                expires_at: Some(expires_at),
+            })),
+            LegChange::Expired { .. } => None,
+        };
+        order.version += 1;
+        return order;
+    }
     match event {
         Event::BalanceDebited { .. } => {
             // The account's event; the order only notes that it is paid.
@@ -390,17 +352,11 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
             order.status = OrderStatus::Processing;
             order.supplier_wallet = Some(*supplier_wallet);
         }
-        Event::DelegationSigned {
-            tx_id, expires_at, ..
-        } => order.delegation = live(tx_id, expires_at),
-        // Written by earlier versions, which recorded every broadcast; nothing decides on it.
-        Event::DelegationBroadcast { .. } | Event::ReclaimBroadcast { .. } => {}
-        Event::DelegationExpired { .. } => order.delegation = None,
         Event::OrderCompleted {
             transaction_hash, ..
         } => {
             order.status = OrderStatus::Completed;
-            order.transaction_hash = Some(transaction_hash.as_str().into());
+            order.transaction_hash = Some(*transaction_hash);
             order.delegation = None;
         }
         Event::OrderFailed { .. } => order.status = OrderStatus::Failed,
@@ -408,10 +364,6 @@ pub fn evolve(mut order: Order, event: &Event) -> Order {
             order.status = OrderStatus::Refunded;
             order.refunded = true;
         }
-        Event::ReclaimSigned {
-            tx_id, expires_at, ..
-        } => order.reclaim = live(tx_id, expires_at),
-        Event::ReclaimExpired { .. } => order.reclaim = None,
         Event::RentalEnded { .. } => {
             order.rental_ended = true;
             order.reclaim = None;

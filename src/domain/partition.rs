@@ -21,7 +21,9 @@ impl PartitionState {
             .unwrap_or_else(|| account::UserAccount::new(user_id))
     }
 
-    /// The version (number of events so far) of the aggregate an event belongs to.
+    /// The version of the aggregate an event belongs to: the sequence of its last event (the
+    /// number of its events so far, unless retired events were dropped, see
+    /// [`PartitionState::count_recorded`]).
     pub fn version_of(&self, event: &Event) -> u64 {
         use flashrent_events::AggregateKind::*;
         match event.aggregate().0 {
@@ -34,6 +36,28 @@ impl PartitionState {
                 .map_or(0, |o| o.version),
             WalletPool => self.pool.version,
             ApiKeys => self.api_keys.version,
+        }
+    }
+
+    /// Counts a recorded event at the sequence it was recorded with, once it is evolved: an
+    /// aggregate's next event then follows every event recorded of it, the retired ones too,
+    /// which decoding drops (`flashrent_events::codec::RETIRED`), so no two of its events
+    /// share a sequence.
+    pub fn count_recorded(&mut self, event: &Event, sequence: u64) {
+        use flashrent_events::AggregateKind::*;
+        let version = match event.aggregate().0 {
+            UserAccount => user_of(event)
+                .and_then(|u| self.accounts.get_mut(&u))
+                .map(|a| &mut a.version),
+            Order => event
+                .order_id()
+                .and_then(|o| self.orders.get_mut(&o))
+                .map(|o| &mut o.version),
+            WalletPool => Some(&mut self.pool.version),
+            ApiKeys => Some(&mut self.api_keys.version),
+        };
+        if let Some(v) = version {
+            *v = (*v).max(sequence);
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::account::{self, PlaceOrder, Placed};
 use super::keys;
-use super::order::{self, NeverLands, OrderStatus};
+use super::order::{self, Leg, NeverLands, OrderStatus, TxId, TxProgress};
 use super::pool::{self, ReserveOutcome};
 use super::{Command, Decision, DomainError, PartitionState, Reply};
 use chrono::{DateTime, TimeZone, Utc};
@@ -110,6 +110,17 @@ fn energy(units: u64) -> EnergyAmount {
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
 }
+/// A transaction id named for a test: `name`'s bytes in hex, padded to 64 digits.
+fn tx(name: &str) -> TxId {
+    TxId::parse(&format!("{:0>64}", hex::encode(name))).unwrap()
+}
+fn signature(name: &str, expires_at: DateTime<Utc>) -> TxProgress {
+    TxProgress {
+        tx_id: tx(name),
+        signed_tx: format!("{name}-bytes"),
+        expires_at,
+    }
+}
 fn id(n: u128) -> OrderId {
     OrderId::from_uuid(uuid::Uuid::from_u128(n))
 }
@@ -202,19 +213,19 @@ fn processing(order_id: OrderId) -> Event {
     }
 }
 
-fn signed(order_id: OrderId, tx: &str, expires_at: DateTime<Utc>) -> Event {
+fn signed(order_id: OrderId, name: &str, expires_at: DateTime<Utc>) -> Event {
     Event::DelegationSigned {
         order_id,
-        tx_id: tx.into(),
-        signed_tx: format!("{tx}-bytes"),
+        tx_id: tx(name),
+        signed_tx: format!("{name}-bytes"),
         expires_at,
     }
 }
 
-fn completed(order_id: OrderId, tx: &str) -> Event {
+fn completed(order_id: OrderId, name: &str) -> Event {
     Event::OrderCompleted {
         order_id,
-        transaction_hash: tx.into(),
+        transaction_hash: tx(name),
         block_number: 7,
         completed_at: at(10),
         rental_ends_at: at(3_610),
@@ -229,11 +240,11 @@ fn failed(order_id: OrderId) -> Event {
     }
 }
 
-fn reclaim_signed(order_id: OrderId, tx: &str, expires_at: DateTime<Utc>) -> Event {
+fn reclaim_signed(order_id: OrderId, name: &str, expires_at: DateTime<Utc>) -> Event {
     Event::ReclaimSigned {
         order_id,
-        tx_id: tx.into(),
-        signed_tx: format!("{tx}-bytes"),
+        tx_id: tx(name),
+        signed_tx: format!("{name}-bytes"),
         expires_at,
     }
 }
@@ -577,10 +588,10 @@ fn refunding_an_order_that_does_not_exist_is_refused() {
 
 // ---- an order -------------------------------------------------------------------------
 
-fn start(signature: Option<(&str, DateTime<Utc>)>) -> order::Command {
+fn start(signed_as: Option<(&str, DateTime<Utc>)>) -> order::Command {
     order::Command::StartProcessing {
         supplier_wallet: supplier(),
-        signed: signature.map(|(tx, exp)| (tx.to_owned(), format!("{tx}-bytes"), exp)),
+        signed: signed_as.map(|(name, exp)| signature(name, exp)),
     }
 }
 
@@ -621,11 +632,10 @@ fn a_command_for_an_order_that_does_not_exist_is_refused() {
         .then_error(DomainError::OrderNotFound(id(9)));
 }
 
-fn record_signed(tx: &str) -> order::Command {
-    order::Command::RecordDelegationSigned {
-        tx_id: tx.into(),
-        signed_tx: format!("{tx}-bytes"),
-        expires_at: at(60),
+fn record_signed(name: &str) -> order::Command {
+    order::Command::RecordSigned {
+        leg: Leg::Delegation,
+        tx: signature(name, at(60)),
     }
 }
 
@@ -659,8 +669,9 @@ fn a_delegation_is_given_up_only_once_the_chains_head_is_past_its_expiry_or_it_f
     let expire = |proof| {
         to_order(
             id(1),
-            order::Command::ExpireDelegation {
-                tx_id: "aa".into(),
+            order::Command::Expire {
+                leg: Leg::Delegation,
+                tx_id: tx("aa"),
                 proof,
             },
         )
@@ -670,7 +681,7 @@ fn a_delegation_is_given_up_only_once_the_chains_head_is_past_its_expiry_or_it_f
     live.when(expire(past_expiry(0))).then_refused();
     let expired = vec![Event::DelegationExpired {
         order_id: id(1),
-        tx_id: "aa".into(),
+        tx_id: tx("aa"),
     }];
     live.when(expire(past_expiry(61)))
         .then_events(expired.clone());
@@ -679,8 +690,9 @@ fn a_delegation_is_given_up_only_once_the_chains_head_is_past_its_expiry_or_it_f
     // Another transaction than the live one: nothing to expire.
     live.when(to_order(
         id(1),
-        order::Command::ExpireDelegation {
-            tx_id: "zz".into(),
+        order::Command::Expire {
+            leg: Leg::Delegation,
+            tx_id: tx("zz"),
             proof: past_expiry(61),
         },
     ))
@@ -699,16 +711,17 @@ fn a_writers_state_saved_before_expiries_were_kept_still_takes_the_chains_proof(
         .unwrap()
         .remove("expires_at");
     let old: order::Order = serde_json::from_value(old).unwrap();
-    let expire = order::Command::ExpireDelegation {
-        tx_id: "aa".into(),
+    let expire = order::Command::Expire {
+        leg: Leg::Delegation,
+        tx_id: tx("aa"),
         proof: past_expiry(0),
     };
     assert_eq!(order::decide(&old, &expire).unwrap().len(), 1);
 }
 
-fn complete(tx: &str) -> order::Command {
+fn complete(name: &str) -> order::Command {
     order::Command::Complete {
-        transaction_hash: tx.into(),
+        transaction_hash: tx(name),
         block_number: 7,
         now: at(10),
         rental_ends_at: at(3_610),
@@ -755,7 +768,7 @@ fn fail(failed_tx: Option<(&str, NeverLands)>) -> order::Command {
     order::Command::Fail {
         reason: FailureReason::DelegationFailed,
         detail: "node text".into(),
-        failed_tx: failed_tx.map(|(tx, p)| (tx.to_owned(), p)),
+        failed_tx: failed_tx.map(|(name, p)| (tx(name), p)),
     }
 }
 
@@ -832,11 +845,10 @@ fn rented(order_id: OrderId) -> Vec<Event> {
     )
 }
 
-fn record_reclaim(tx: &str) -> order::Command {
-    order::Command::RecordReclaimSigned {
-        tx_id: tx.into(),
-        signed_tx: format!("{tx}-bytes"),
-        expires_at: at(3_700),
+fn record_reclaim(name: &str) -> order::Command {
+    order::Command::RecordSigned {
+        leg: Leg::Reclaim,
+        tx: signature(name, at(3_700)),
     }
 }
 
@@ -870,8 +882,9 @@ fn a_reclaim_is_given_up_only_once_the_chains_head_is_past_its_expiry_or_it_fail
     let expire = |proof| {
         to_order(
             id(1),
-            order::Command::ExpireReclaim {
-                tx_id: "rr".into(),
+            order::Command::Expire {
+                leg: Leg::Reclaim,
+                tx_id: tx("rr"),
                 proof,
             },
         )
@@ -879,7 +892,7 @@ fn a_reclaim_is_given_up_only_once_the_chains_head_is_past_its_expiry_or_it_fail
     live.when(expire(past_expiry(3_700))).then_refused();
     let expired = vec![Event::ReclaimExpired {
         order_id: id(1),
-        tx_id: "rr".into(),
+        tx_id: tx("rr"),
     }];
     live.when(expire(past_expiry(3_701)))
         .then_events(expired.clone());
@@ -887,9 +900,9 @@ fn a_reclaim_is_given_up_only_once_the_chains_head_is_past_its_expiry_or_it_fail
         .then_events(expired);
 }
 
-fn end_rental(tx: &str) -> order::Command {
+fn end_rental(name: &str) -> order::Command {
     order::Command::EndRental {
-        reclaim_transaction_hash: tx.into(),
+        reclaim_transaction_hash: tx(name),
         now: at(3_650),
     }
 }
@@ -901,7 +914,7 @@ fn a_rental_ends_with_its_live_reclaim_once() {
         .when(to_order(id(1), end_rental("rr")))
         .then_events(vec![Event::RentalEnded {
             order_id: id(1),
-            reclaim_transaction_hash: "rr".into(),
+            reclaim_transaction_hash: tx("rr"),
             ended_at: at(3_650),
         }]);
     given(live.clone())
@@ -911,7 +924,7 @@ fn a_rental_ends_with_its_live_reclaim_once() {
         live,
         [Event::RentalEnded {
             order_id: id(1),
-            reclaim_transaction_hash: "rr".into(),
+            reclaim_transaction_hash: tx("rr"),
             ended_at: at(3_650),
         }],
     );
@@ -1230,8 +1243,8 @@ fn settle(s: &mut PartitionState, order_id: OrderId, complete: bool) -> Vec<Even
     out
 }
 
-fn complete_with(tx: &str) -> order::Command {
-    complete(tx)
+fn complete_with(name: &str) -> order::Command {
+    complete(name)
 }
 
 #[derive(Default)]

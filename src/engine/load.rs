@@ -83,6 +83,7 @@ pub(super) async fn fold_into(
                 pager
                     .evolve(state, &env.event)
                     .map_err(|e| snapshot_failed(partition, e))?;
+                state.count_recorded(&env.event, env.sequence);
             }
             Ok(())
         })

@@ -522,3 +522,63 @@ async fn dropping_the_snapshots_leaves_a_restart_nothing_to_take_up_from() {
         .unwrap();
     assert_eq!(deposit(&engine, user, 0).await.offset, None);
 }
+
+#[tokio::test]
+async fn an_order_folded_past_a_retired_broadcast_event_numbers_its_next_event_after_it() {
+    use crate::domain::order::{self, Leg, NeverLands, TxId, TxProgress};
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir.path(), 1).unwrap());
+    let user = UserId::parse("7").unwrap();
+    let order_id = OrderId::new_v7();
+    let tx_id = TxId::parse(&"ab".repeat(32)).unwrap();
+    let engine = Engine::start(log.clone(), Ownership::Sole, None, None)
+        .await
+        .unwrap();
+    deposit(&engine, user, 0).await;
+    let meta = || CommandMeta::new(Uuid::now_v7());
+    engine
+        .place_order(meta(), user, place_order(order_id, Sun::from_sun(1), None))
+        .await
+        .unwrap();
+    let start = order::Command::StartProcessing {
+        supplier_wallet: TronAddress::parse("TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1").unwrap(),
+        signed: Some(TxProgress {
+            tx_id,
+            signed_tx: "0a02".into(),
+            expires_at: chrono::Utc::now(),
+        }),
+    };
+    engine
+        .order_command(meta(), user, order_id, start)
+        .await
+        .unwrap();
+    drop(engine);
+    // An earlier version recorded the broadcast, as the order's fourth event.
+    let broadcast = format!(
+        r#"{{"command_id":"{c}","key":"7","writer_epoch":0,"events":[{{"event_id":"{e}",
+        "aggregate":"order","aggregate_id":"{order_id}","sequence":4,
+        "occurred_at":"2026-01-01T00:00:00Z","schema_version":1,"correlation_id":"{c}",
+        "causation_id":"{c}","type":"DelegationBroadcast",
+        "payload":{{"order_id":"{order_id}","tx_id":"{tx_id}"}}}}]}}"#,
+        c = Uuid::now_v7(),
+        e = Uuid::now_v7(),
+    );
+    log.append(0, broadcast.into_bytes()).await.unwrap();
+
+    let engine = Engine::start(log.clone(), Ownership::Sole, None, None)
+        .await
+        .unwrap();
+    let expire = order::Command::Expire {
+        leg: Leg::Delegation,
+        tx_id,
+        proof: NeverLands::FailedOnChain,
+    };
+    let done = engine
+        .order_command(meta(), user, order_id, expire)
+        .await
+        .unwrap();
+    let records = log.read(0, done.offset.unwrap(), 1, Duration::ZERO).await;
+    let record = decode_record(&records.unwrap()[0].bytes).unwrap();
+    let sequences: Vec<u64> = record.events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, [5], "placed, processing, signed, broadcast, expired");
+}

@@ -9,7 +9,7 @@ use super::keys::SecretKey;
 use super::proto::{self, RawTransaction, ResourceContract};
 use crate::chain::{BlockHead, Chain, ChainError, Delegation, SignedTransaction, TxStatus};
 use chrono::{DateTime, TimeZone, Utc};
-use flashrent_events::{EnergyAmount, OrderId, TronAddress};
+use flashrent_events::{EnergyAmount, OrderId, TronAddress, TxId};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -455,11 +455,11 @@ impl TronClient {
 
     /// The SUN a confirmed delegation moved, from `/wallet/gettransactionbyid`; the bytes must
     /// hash to the id, so a node cannot make us reclaim a different amount.
-    async fn delegated_sun(&self, tx_id: &str, d: &Delegation) -> Result<u64, ChainError> {
+    async fn delegated_sun(&self, tx_id: &TxId, d: &Delegation) -> Result<u64, ChainError> {
         let v = self
             .call(
                 "/wallet/gettransactionbyid",
-                json!({"value": tx_id, "visible": false}),
+                json!({"value": tx_id.to_string(), "visible": false}),
             )
             .await?;
         let bytes = v["raw_data_hex"]
@@ -468,7 +468,7 @@ impl TronClient {
             .ok_or_else(|| {
                 ChainError::Retryable(format!("node does not know delegation {tx_id}"))
             })?;
-        if !hex::encode(proto::tx_id(&bytes)).eq_ignore_ascii_case(tx_id) {
+        if proto::tx_id(&bytes) != *tx_id.as_bytes() {
             return Err(ChainError::Retryable(format!(
                 "node returned other bytes for {tx_id}"
             )));
@@ -518,7 +518,7 @@ impl TronClient {
         let id = proto::tx_id(&bytes);
         let sig = key.sign_tx_id(&id);
         Ok(SignedTransaction {
-            tx_id: hex::encode(id),
+            tx_id: TxId::from_bytes(id),
             signed_tx: hex::encode(proto::encode_signed(&bytes, &[sig])),
             expires_at: verified.expires_at + EXPIRY_GRACE,
         })
@@ -699,11 +699,11 @@ impl Chain for TronClient {
         classify_broadcast(code, &text_of(&v["message"]))
     }
 
-    async fn status(&self, tx_id: &str) -> Result<TxStatus, ChainError> {
+    async fn status(&self, tx_id: &TxId) -> Result<TxStatus, ChainError> {
         let v = self
             .call(
                 "/wallet/gettransactioninfobyid",
-                json!({"value": tx_id, "visible": false}),
+                json!({"value": tx_id.to_string(), "visible": false}),
             )
             .await?;
         if let Some(e) = v.get("Error").and_then(Value::as_str) {
@@ -747,7 +747,7 @@ impl Chain for TronClient {
         }
     }
 
-    async fn block_outcomes(&self, number: u64) -> Result<Vec<(String, TxStatus)>, ChainError> {
+    async fn block_outcomes(&self, number: u64) -> Result<Vec<(TxId, TxStatus)>, ChainError> {
         let v = self
             .call(
                 "/wallet/gettransactioninfobyblocknum",
@@ -757,11 +757,15 @@ impl Chain for TronClient {
         if let Some(e) = v.get("Error").and_then(Value::as_str) {
             return Err(classify_error(e));
         }
-        // A block without transactions comes back as `[]` or `{}`.
+        // A block without transactions comes back as `[]` or `{}`. An id that is not one
+        // (java-tron writes lowercase hex) names no transaction the saga waits on.
         let infos = v.as_array().map(Vec::as_slice).unwrap_or_default();
         Ok(infos
             .iter()
-            .filter_map(|info| Some((info["id"].as_str()?.to_owned(), status_of(info))))
+            .filter_map(|info| {
+                let id = TxId::parse(&info["id"].as_str()?.to_ascii_lowercase()).ok()?;
+                Some((id, status_of(info)))
+            })
             .collect())
     }
 

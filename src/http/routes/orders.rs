@@ -9,7 +9,7 @@ use crate::http::openapi::field;
 use crate::http::AppState;
 use actix_web::http::{header::ContentType, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use flashrent_events::{OrderId, OrderKind};
+use flashrent_events::{OrderId, OrderKind, OrderStatus};
 use flashrent_projections::OrderView;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
@@ -151,7 +151,7 @@ pub async fn create(
                 .insert_header(("Idempotent-Replayed", "true"))
                 .json(json!({
                     "order_id": order_id,
-                    "status": view.status,
+                    "status": view.status.as_str(),
                     "created_at": view.created_at,
                     "estimated_completion": view.estimated_completion,
                     "user_id": user.to_string(),
@@ -258,7 +258,10 @@ pub async fn list_for_user(
     }
     let after = q.get("after").map(extract::order_id).transpose()?;
     let limit = q.integer("limit", 1..=200)?.unwrap_or(20) as usize;
-    let orders = state.models.user_orders(user, status, after, limit)?;
+    let orders =
+        state
+            .models
+            .user_orders(user, status.and_then(OrderStatus::parse), after, limit)?;
     let next = (orders.len() == limit)
         .then(|| orders.last().map(|(id, _)| *id))
         .flatten();

@@ -10,7 +10,7 @@ use crate::http::openapi::field;
 use crate::http::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use flashrent_events::{EnergyAmount, OrderId, OrderKind, RentalDuration, UserId};
+use flashrent_events::{EnergyAmount, OrderId, OrderKind, OrderStatus, RentalDuration, UserId};
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
 use std::time::Duration;
@@ -197,23 +197,20 @@ pub async fn delegate_energy(
         callback: Default::default(),
     };
     state.engine.place_order(m, UserId::OPERATOR, order).await?;
-    // The saga signs, records and broadcasts; answer once the broadcast is recorded.
+    // The saga signs, records and broadcasts; answer once the delegation is confirmed
+    // (broadcasts are not recorded).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(o) = state.models.order(&order_id)? {
-            let hash = o
-                .transaction_hash
-                .clone()
-                .or_else(|| o.broadcast_at.and(o.pending_transaction.clone()));
-            if let Some(hash) = hash {
+            if let Some(hash) = o.transaction_hash {
                 return Ok(HttpResponse::Ok().json(json!({
                     "transaction_hash": hash,
-                    "status": if o.transaction_hash.is_some() { "confirmed" } else { "broadcasted" },
-                    "estimated_confirmation": o.broadcast_at.map(|b| b + chrono::Duration::from_std(state.chain.expected_confirmation()).unwrap_or_default()).unwrap_or(estimated),
+                    "status": "confirmed",
+                    "estimated_confirmation": estimated,
                     "order_id": order_id,
                 })));
             }
-            if o.status == "failed" {
+            if o.status == OrderStatus::Failed {
                 // A refusal for what the wallets or the chain are (no key for the supplier
                 // wallet, its resources, a receiver the chain does not know): the outcome
                 // of this request in that state. The saga retries transport failures, which
