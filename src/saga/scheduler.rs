@@ -291,11 +291,18 @@ impl<P> Scheduler<P> {
     }
 
     /// Kicks the orders `due()` names (rental ends, from their index) and wakes the parked
-    /// orders whose time has come, every poll interval (at most every second).
+    /// orders whose time has come, every poll interval (at most every second). An ended
+    /// rental that is parked (its reclaim refused for now, waiting out a growing pause) stays
+    /// parked: it stays in the index until its reclaim lands, and kicking it every poll
+    /// would ask the chain every poll.
     pub(super) async fn run_timers(&self, mut due: impl FnMut() -> Vec<OrderId>) {
         let mut shutdown = self.shutdown.clone();
         loop {
-            due().into_iter().for_each(|id| self.kick(id, None));
+            let due = due();
+            let parked = self.parked.lock().expect("saga lock").ids.clone();
+            due.into_iter()
+                .filter(|id| !parked.contains(id))
+                .for_each(|id| self.kick(id, None));
             self.due_parked().into_iter().for_each(|id| self.wake(id));
             let wait = self
                 .poll_interval
@@ -462,6 +469,33 @@ mod tests {
         }
         assert_eq!(refilled, [id(2), id(3), id(4)]);
         refill.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_rental_parked_after_a_refused_reclaim_waits_out_its_pause() {
+        let (s, _stop) = scheduler(8);
+        s.kick(id(1), None);
+        assert_eq!(next_now(&s).await, Some((id(1), None)));
+        let end = End::Park {
+            after: Duration::from_secs(30),
+            known: "reclaim refused",
+        };
+        assert_eq!(s.finish(id(1), end), Finished::Parked);
+        // The rental-end index names it at every poll until its reclaim lands.
+        let timers = tokio::spawn({
+            let s = s.clone();
+            async move { s.run_timers(|| vec![id(1)]).await }
+        });
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(
+                next_now(&s).await.is_none(),
+                "kicked before its pause ran out"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(next_now(&s).await, Some((id(1), Some("reclaim refused"))));
+        timers.abort();
     }
 
     #[tokio::test(start_paused = true)]
