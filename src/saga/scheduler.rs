@@ -299,10 +299,13 @@ impl<P> Scheduler<P> {
         let mut shutdown = self.shutdown.clone();
         loop {
             let due = due();
-            let parked = self.parked.lock().expect("saga lock").ids.clone();
-            due.into_iter()
-                .filter(|id| !parked.contains(id))
-                .for_each(|id| self.kick(id, None));
+            let not_parked: Vec<OrderId> = {
+                let parked = self.parked.lock().expect("saga lock");
+                due.into_iter()
+                    .filter(|id| !parked.ids.contains(id))
+                    .collect()
+            };
+            not_parked.into_iter().for_each(|id| self.kick(id, None));
             self.due_parked().into_iter().for_each(|id| self.wake(id));
             let wait = self
                 .poll_interval
