@@ -48,6 +48,40 @@ pub fn current_version(event_type: &str) -> u16 {
 /// bytes may be sent any number of times). Dropped on decode.
 pub const RETIRED: [&str; 2] = ["DelegationBroadcast", "ReclaimBroadcast"];
 
+/// A record as the log stores it: JSON, each event at its type's current schema version.
+/// What it encodes, [`decode_record`] reads back as it was:
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use flashrent_events::*;
+///
+/// let user = UserId::parse("123").unwrap();
+/// let event = Event::BalanceCredited {
+///     user_id: user,
+///     amount: Sun::parse_trx("25.5").unwrap(),
+///     reference: "deposit-42".into(),
+///     balance_after: Sun::parse_trx("25.5").unwrap(),
+/// };
+/// let record = CommandRecord {
+///     command_id: uuid::Uuid::from_u128(1),
+///     key: user.to_string(),
+///     writer_epoch: 0,
+///     events: vec![Envelope {
+///         event_id: uuid::Uuid::from_u128(2),
+///         aggregate: AggregateKind::UserAccount,
+///         aggregate_id: user.to_string(),
+///         sequence: 1,
+///         occurred_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+///         schema_version: event.schema_version(),
+///         correlation_id: uuid::Uuid::from_u128(3),
+///         causation_id: uuid::Uuid::from_u128(1),
+///         event,
+///     }],
+///     owner: None,
+/// };
+/// let bytes = encode_record(&record);
+/// assert_eq!(decode_record(&bytes).unwrap(), record);
+/// ```
 pub fn encode_record(record: &CommandRecord) -> Vec<u8> {
     serde_json::to_vec(record).expect("events serialize to JSON infallibly")
 }

@@ -57,6 +57,17 @@ impl Sun {
 
     /// Parses TRX written as decimal text (`"5.85"`, `"25"`, `"0.000001"`).
     /// Exponents, signs, more than six decimals and anything that is not plain digits are refused.
+    ///
+    /// ```
+    /// use flashrent_events::{sun::AmountError, Sun};
+    ///
+    /// assert_eq!(Sun::parse_trx("5.85").unwrap().as_sun(), 5_850_000);
+    /// assert_eq!(Sun::parse_trx("0.000001").unwrap().as_sun(), 1);
+    /// assert_eq!(Sun::parse_trx("25.500000").unwrap().trx_text(2), "25.50");
+    /// assert_eq!(Sun::parse_trx("0.0000001"), Err(AmountError::TooPrecise));
+    /// assert_eq!(Sun::parse_trx("1e3"), Err(AmountError::NotANumber));
+    /// assert_eq!(Sun::parse_trx("-1"), Err(AmountError::Negative));
+    /// ```
     pub fn parse_trx(text: &str) -> Result<Sun, AmountError> {
         let text = text.trim();
         if text.starts_with('-') {
