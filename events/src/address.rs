@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn published_vectors_decode_to_their_hex() {
-        // tron-protocol.md §8 vectors A and C.
+        // docs/tron-protocol.md §8 vectors A and C.
         let a = TronAddress::parse("TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1").unwrap();
         assert_eq!(a.to_hex(), "4194a15629b2b2bbd3a5453e6d6696b2875278633b");
         let zero = TronAddress::parse("T9yD14Nj9j7xAB4dbGeiX9h8unkKHxuWwb").unwrap();
@@ -123,7 +123,7 @@ mod tests {
             renter.to_hex(),
             "419acebe100b1bddc86152d74aa53897b3b3319c16"
         );
-        // The seed's sample `selected_wallet` has checksum c63a1f73 where 7d1def94 is due.
+        // The product document's (docs/product.md) sample `selected_wallet` has checksum c63a1f73 where 7d1def94 is due.
         assert_eq!(
             TronAddress::parse("TVj7RNVHNv1ym6JxWePCHnKgdvnGqr4f2S"),
             Err(AddressError::BadEncoding)

@@ -1,5 +1,5 @@
 //! The devnet's chain state: accounts, Stake 2.0 energy delegations, a pending pool and
-//! blocks. The rules follow java-tron as tron-protocol.md describes them (§3.5–§3.11, §6),
+//! blocks. The rules follow java-tron as docs/tron-protocol.md describes them (§3.5–§3.11, §6),
 //! reduced to what an energy rental needs. With a store, the transactions live on disk
 //! (`known`) and the rest, which stays small, is saved beside them after each block.
 

@@ -1,6 +1,6 @@
 //! The java-tron full-node HTTP client behind the chain port.
 //!
-//! Hex addresses on the wire (`visible: false`, tron-protocol.md §1). Transactions are built
+//! Hex addresses on the wire (`visible: false`, docs/tron-protocol.md §1). Transactions are built
 //! by the node, checked against what we asked for (§5) and signed locally; the signed
 //! protobuf goes out through `/wallet/broadcasthex`, so the node hashes the exact bytes we
 //! verified (§3.10).
@@ -153,7 +153,7 @@ impl EnergyTotals {
     }
 }
 
-/// What a broadcast answer means for the saga (tron-protocol.md §3.9, §7).
+/// What a broadcast answer means for the saga (docs/tron-protocol.md §3.9, §7).
 pub fn classify_broadcast(code: &str, message: &str) -> Result<(), ChainError> {
     match code {
         "SUCCESS" | "DUP_TRANSACTION_ERROR" => Ok(()),
@@ -538,7 +538,7 @@ pub struct VerifiedRaw {
     pub expires_at: DateTime<Utc>,
 }
 
-/// tron-protocol.md §5: the node's `raw_data_hex` must hash to its `txID` and be, byte for
+/// docs/tron-protocol.md §5: the node's `raw_data_hex` must hash to its `txID` and be, byte for
 /// byte, what we would encode from our own intent and the node's ref block, expiration and
 /// timestamp. Anything else is refused (never signed).
 pub fn verify_built(

@@ -1,5 +1,5 @@
 //! Supplier keys: secp256k1 private keys that never print, TRON address derivation
-//! (Keccak-256 of the public key, tron-protocol.md §1) and recoverable signatures over a
+//! (Keccak-256 of the public key, docs/tron-protocol.md §1) and recoverable signatures over a
 //! transaction id (§4).
 
 use crate::config::{item_name, list_items, Origin};

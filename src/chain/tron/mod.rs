@@ -1,5 +1,5 @@
 //! TRON: the java-tron HTTP client (`client`), the transaction's protobuf (`proto`) and the
-//! supplier keys (`keys`). tron-protocol.md is the reference for every fact used here.
+//! supplier keys (`keys`). docs/tron-protocol.md is the reference for every fact used here.
 
 pub mod client;
 pub mod keys;

@@ -1,5 +1,5 @@
 //! The few protobuf messages of a TRON transaction, encoded and decoded by hand
-//! (tron-protocol.md §4.1). The encoder is canonical — fields in number order, proto3
+//! (docs/tron-protocol.md §4.1). The encoder is canonical — fields in number order, proto3
 //! defaults omitted — so bytes rebuilt from an intent can be compared with a node's bytes.
 
 use sha2::{Digest, Sha256};
