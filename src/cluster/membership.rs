@@ -8,6 +8,7 @@
 //! paused past its session still believes it owns its partitions until librdkafka tells it
 //! otherwise, and the epoch fence is what keeps its decisions from counting.
 
+use crate::log::kafka::Quiet;
 use crate::log::KafkaSettings;
 use flashrent_events::PartitionId;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
@@ -33,9 +34,18 @@ struct Group {
     held: AtomicUsize,
     /// Set once the first rebalance has given this member its share (possibly none).
     joined: watch::Sender<bool>,
+    quiet: Quiet,
 }
 
-impl ClientContext for Group {}
+impl ClientContext for Group {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.quiet.log(level, fac, log_message)
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.quiet.error(error, reason)
+    }
+}
 
 impl ConsumerContext for Group {
     /// The group's assignment is taken as ownership, but never handed to the consumer to
@@ -138,6 +148,7 @@ impl Membership {
                 on_assignment,
                 held: AtomicUsize::new(0),
                 joined: joined_tx,
+                quiet: Quiet::after_connect(),
             })?;
         let topic = settings.topic();
         consumer.subscribe(&[&topic])?;
@@ -180,6 +191,17 @@ impl Membership {
         tokio::time::timeout(timeout, joined.wait_for(|j| *j))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Runs `then` once the group's first assignment to this instance has come (at once if
+    /// it has). A small task of its own, which ends with the membership.
+    pub fn when_joined(&self, then: impl FnOnce() + Send + 'static) {
+        let mut joined = self.joined.clone();
+        tokio::spawn(async move {
+            if joined.wait_for(|j| *j).await.is_ok() {
+                then();
+            }
+        });
     }
 
     pub fn leave(&self) {

@@ -49,7 +49,15 @@ pub struct HttpRemote {
 }
 
 fn unavailable(why: impl std::fmt::Display) -> EngineError {
-    EngineError::Log(LogError::Unavailable(why.to_string()))
+    EngineError::Log(LogError::unavailable(why.to_string()))
+}
+
+/// The owner at `owner` could not be asked or its answer read.
+fn unreachable(owner: &str, e: reqwest::Error) -> EngineError {
+    EngineError::Log(LogError::unavailable_by(
+        format!("asking {owner}"),
+        e.without_url(),
+    ))
 }
 
 /// One try at the owner.
@@ -108,7 +116,7 @@ impl HttpRemote {
             .json(request)
             .send()
             .await
-            .map_err(|e| unavailable(format!("{owner}: {}", e.without_url())))?;
+            .map_err(|e| unreachable(owner, e))?;
         let status = answer.status().as_u16();
         if answer.headers().contains_key(FENCED) {
             return Ok(Sent::NotThere(format!(
@@ -120,12 +128,9 @@ impl HttpRemote {
                 .json()
                 .await
                 .map(Sent::Decided)
-                .map_err(|e| unavailable(format!("{owner}: {}", e.without_url()))),
+                .map_err(|e| unreachable(owner, e)),
             422 => {
-                let r: Refusal = answer
-                    .json()
-                    .await
-                    .map_err(|e| unavailable(format!("{owner}: {}", e.without_url())))?;
+                let r: Refusal = answer.json().await.map_err(|e| unreachable(owner, e))?;
                 Err(EngineError::Domain(r.refused))
             }
             401 => {
