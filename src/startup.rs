@@ -188,9 +188,9 @@ impl Application {
         // Every saga task has returned (or was aborted): nothing of it runs any more.
         drop(fulfilment);
         aborted += engine.stop(STOP_GRACE).await;
-        if let Some(m) = &membership {
+        if let Some(m) = membership {
             // The other instances take the partitions over now, not after the session timeout.
-            m.leave();
+            m.leave_and_wait(STOP_GRACE).await;
         }
         aborted += read_side.stop(STOP_GRACE).await;
         if let Some(devnet) = devnet {
@@ -496,7 +496,7 @@ async fn join_writers(
         admin_token.clone(),
         instance.url.clone(),
     );
-    let _ = remote.engine.set(engine.clone());
+    let _ = remote.engine.set(engine.partitions());
     engine.set_remote(remote);
     let assign = engine.clone();
     let membership = Membership::join(kafka, Arc::new(move |ps, mine| assign.assign(ps, mine)))

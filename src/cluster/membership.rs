@@ -121,6 +121,8 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<PartitionId> {
 pub struct Membership {
     stop: Arc<AtomicBool>,
     joined: watch::Receiver<bool>,
+    /// The thread that polls the group, until it has left it.
+    polling: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Membership {
@@ -154,7 +156,7 @@ impl Membership {
         consumer.subscribe(&[&topic])?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        std::thread::Builder::new()
+        let polling = std::thread::Builder::new()
             .name("writers-group".into())
             .spawn(move || {
                 let mut empty_since = Instant::now();
@@ -182,7 +184,11 @@ impl Membership {
                 // Dropping the consumer leaves the group (its partitions are revoked here).
                 drop(consumer);
             })?;
-        Ok(Membership { stop, joined })
+        Ok(Membership {
+            stop,
+            joined,
+            polling: Some(polling),
+        })
     }
 
     /// Waits (at most `timeout`) for the group's first assignment to this instance.
@@ -206,6 +212,18 @@ impl Membership {
 
     pub fn leave(&self) {
         self.stop.store(true, Ordering::Release);
+    }
+
+    /// Leaves the group and waits, up to `limit`, until the group's thread has (its
+    /// partitions revoked): with the broker gone, librdkafka's close may take its time.
+    pub async fn leave_and_wait(mut self, limit: Duration) {
+        self.leave();
+        if let Some(polling) = self.polling.take() {
+            let left = tokio::task::spawn_blocking(move || polling.join());
+            if tokio::time::timeout(limit, left).await.is_err() {
+                tracing::warn!(?limit, "the writers' group was not left in time; going on");
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 
 use crate::config::Secret;
 use crate::domain::{Command, DomainError, Reply};
-use crate::engine::{CommandMeta, Engine, EngineError, Executed, Remote};
+use crate::engine::{CommandMeta, EngineError, Executed, Partitions, Remote};
 use flashrent_events::{LogError, PartitionId};
 use flashrent_projections::ReadModels;
 use serde::{Deserialize, Serialize};
@@ -43,9 +43,10 @@ pub struct HttpRemote {
     pub admin_token: Secret,
     /// This instance's own URL (what its claims name).
     pub instance_url: String,
-    /// The engine, to learn where the log ends and whether this instance writes a partition
-    /// (set once the engine is started: the engine holds this remote).
-    pub engine: OnceLock<Engine>,
+    /// The engine's log and partitions, to learn where the log ends and whether this
+    /// instance writes a partition (set once the engine is started: the engine holds this
+    /// remote, so this must not hold the engine).
+    pub engine: OnceLock<Partitions>,
 }
 
 fn unavailable(why: impl std::fmt::Display) -> EngineError {

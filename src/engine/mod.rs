@@ -167,6 +167,24 @@ pub struct Engine {
     remote: Arc<OnceLock<Arc<dyn Remote>>>,
 }
 
+/// See [`Engine::partitions`].
+#[derive(Clone)]
+pub struct Partitions {
+    log: Arc<dyn EventLog>,
+    owned: Arc<Vec<Owned>>,
+}
+
+impl Partitions {
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// As [`Engine::owns`].
+    pub fn owns(&self, partition: PartitionId) -> bool {
+        self.owned.get(partition as usize).is_some_and(Owned::get)
+    }
+}
+
 /// Where writers keep their state between snapshots, and how often they write one.
 pub struct WriterSnapshots<'a> {
     /// The data dir's sled database: each partition's snapshot is a tree of its own there.
@@ -261,6 +279,16 @@ impl Engine {
         match writing {
             Some(stage) => stage.stop(grace).await,
             None => 0,
+        }
+    }
+
+    /// Where the log is and which partitions this instance writes, without the rest of
+    /// the engine: for what the engine itself holds (its [`Remote`]), which would otherwise
+    /// keep the engine alive through a cycle.
+    pub fn partitions(&self) -> Partitions {
+        Partitions {
+            log: self.log.clone(),
+            owned: self.owned.clone(),
         }
     }
 
