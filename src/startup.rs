@@ -154,7 +154,7 @@ impl Application {
     /// 6. The in-process devnet, then the read models are written to sled and synced, and
     ///    the log is closed.
     ///
-    /// A task still running [`STOP_GRACE`] into its stage is aborted and named in the log.
+    /// A task still running 10 s into its stage is aborted and named in the log.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Application {
             server,
