@@ -1,6 +1,6 @@
-//! Settings of `flashrent serve`, from flags or `FLASHRENT_*` environment variables.
+//! The command line of `flashrent serve` (flags, or `FLASHRENT_*` environment variables) and
+//! how secrets are read; [`crate::settings::Settings`] is what `serve` is built from.
 
-use crate::domain::pricing::PriceTable;
 use clap::Args;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -251,25 +251,6 @@ fn rate_change(s: &str) -> Result<f64, String> {
     }
 }
 
-impl KafkaArgs {
-    /// The settings for a log of `partitions` partitions, when brokers are configured.
-    pub fn settings(
-        &self,
-        partitions: u32,
-    ) -> Result<Option<crate::log::KafkaSettings>, SecretError> {
-        let Some(brokers) = &self.brokers else {
-            return Ok(None);
-        };
-        Ok(Some(crate::log::KafkaSettings {
-            brokers: brokers.clone(),
-            topic_prefix: self.kafka_topic_prefix.clone(),
-            partitions,
-            replication: self.kafka_replication,
-            extra: kafka_config(self.kafka_config_file.as_deref())?,
-        }))
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at startup).
@@ -411,54 +392,20 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The admin token from `FLASHRENT_ADMIN_TOKEN` or `--admin-token-file`, if given.
-    pub fn admin_token(&self) -> Result<Option<Secret>, SecretError> {
-        read_single_secret(
-            "FLASHRENT_ADMIN_TOKEN",
-            "--admin-token-file",
-            self.admin_token_file.as_deref(),
-        )
-    }
-
-    pub fn api_keys(&self) -> Result<Vec<Secret>, SecretError> {
-        api_keys(self.api_keys_file.as_deref())
-    }
-
-    pub fn tron_api_key(&self) -> Result<Option<Secret>, SecretError> {
-        read_single_secret(
-            "FLASHRENT_TRON_API_KEY",
-            "--tron-api-key-file",
-            self.tron_api_key_file.as_deref(),
-        )
-    }
-
-    /// The supplier keys' text and where it came from, if given.
-    pub fn supplier_keys(&self) -> Result<Option<(Secret, Origin)>, SecretError> {
-        read_secret(
-            "FLASHRENT_SUPPLIER_KEYS",
-            "--supplier-keys-file",
-            self.supplier_keys_file.as_deref(),
-        )
-    }
-
-    /// The order rate limits in force: as configured, else none on a loopback-only server
-    /// (its clients are the operator's own) and a default per user and per key otherwise.
-    pub fn order_rates(&self, loopback: bool) -> crate::http::access::OrderRates {
-        let rate = |set: Option<u32>, default: u32| {
-            std::num::NonZeroU32::new(set.unwrap_or(if loopback { 0 } else { default }))
-        };
-        crate::http::access::OrderRates {
-            per_user: rate(self.order_rate_per_user, 60),
-            per_key: rate(self.order_rate_per_key, 6000),
+    /// `serve`'s arguments alone, from `args` (the first is the program's name) and the
+    /// `FLASHRENT_*` environment, as the command line would give them: for a server built
+    /// in another program (the tests' in-process app).
+    pub fn parse_from<I, T>(args: I) -> Result<ServeArgs, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
         }
-    }
-
-    pub fn price_table(&self) -> anyhow::Result<PriceTable> {
-        Ok(PriceTable::parse(
-            &self.prices,
-            self.min_energy,
-            self.max_energy,
-        )?)
+        <Serve as clap::Parser>::try_parse_from(args).map(|s| s.args)
     }
 }
 

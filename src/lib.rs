@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod chain;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod consistency;
@@ -20,4 +21,7 @@ pub mod notify;
 pub mod priority;
 pub mod read_side;
 pub mod saga;
+pub mod settings;
+pub mod shutdown;
 pub mod startup;
+pub mod store;

@@ -1,7 +1,10 @@
 use clap::{Parser, Subcommand};
 use flashrent::config::{ServeArgs, StoreArgs};
 use flashrent::devnet::{Devnet, DevnetConfig};
-use flashrent::startup::{self, Application};
+use flashrent::settings::{Settings, StoreSettings};
+use flashrent::startup::Application;
+use flashrent_events::ErrorChain;
+use std::process::ExitCode;
 
 /// flashrent — an event-sourced order engine for renting TRON energy.
 #[derive(Parser)]
@@ -70,14 +73,28 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 static JEMALLOC_CONF: &[u8; 47] = b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
-fn main() -> anyhow::Result<()> {
+/// An error that stops the process is one line on stderr: what went wrong, through each of
+/// its causes (the innermost says what was refused, the outer ones where), never a
+/// backtrace, whatever `RUST_BACKTRACE` says: most are the operator's to fix (a broker that
+/// does not answer, a missing file, a bad flag), and a backtrace would bury the line.
+fn main() -> ExitCode {
     // A multi-threaded runtime for the engine (partition writers, projectors, saga);
     // actix-web runs its HTTP workers on threads of their own. Under `actix_web::main`
     // every engine task would share the one system thread.
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run())
+        .build();
+    let done = match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => Err(anyhow::Error::new(e).context("starting the async runtime")),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", ErrorChain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -85,7 +102,7 @@ async fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_json);
-            let app = Application::build(*args).await?;
+            let app = Application::build(Settings::from_args(*args)?).await?;
             // Tests and scripts read this line to learn the port when listening on port 0.
             println!("flashrent listening on http://127.0.0.1:{}", app.port());
             app.run_until_stopped().await
@@ -114,7 +131,8 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Rebuild { store, verify } => {
             init_tracing(false);
-            let report = startup::rebuild(&store, verify).await?;
+            let store = StoreSettings::from_args(&store)?;
+            let report = flashrent::cli::rebuild::rebuild(&store, verify).await?;
             println!("rebuilt the read models from {} records", report.records);
             match report.differences {
                 Some(0) => {

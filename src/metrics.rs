@@ -1,26 +1,20 @@
-//! Operations telemetry: `GET /metrics` in the Prometheus text format.
+//! Operations telemetry: the process's Prometheus registry and what fills it.
 //!
-//! Three sources: a middleware times every request by route; an observer follows the log
-//! from where it stood at startup and counts order outcomes and chain confirmations (it
-//! keeps only in-memory counters, like any Prometheus counter they restart from zero);
-//! the rest (orders by status, projector lag, saga work in flight) is read at scrape time.
+//! Three sources: the HTTP layer times every request by route (`http::track`); an observer,
+//! a reactor fed by the projection, counts order outcomes and chain confirmations (it keeps
+//! only in-memory counters, like any Prometheus counter they restart from zero); the rest
+//! (orders by status, projector lag, saga work in flight) is read when `GET /metrics` is
+//! scraped (`http::routes::ops`).
 
-use crate::http::AppState;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use flashrent_events::{Event, FailureReason, OrderId, OrderStatus};
-use flashrent_projections::ProjectedRecord;
+use flashrent_projections::{ProjectedRecord, Reactor};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::LazyLock;
-use std::time::Instant;
-use tokio::sync::mpsc;
 
 pub struct Metrics {
     pub registry: Registry,
@@ -34,6 +28,8 @@ pub struct Metrics {
     pub reclaims_refused: IntGauge,
     pub energy_rate_refused: IntCounter,
     pub observed_events: IntCounter,
+    /// Records a lossy reactor had no room for, per reactor (set at scrape time).
+    pub reactor_dropped: IntGaugeVec,
     pub success_ratio: prometheus::Gauge,
 }
 
@@ -100,7 +96,15 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "metrics_observed_events_total",
         "Events the metrics observer has read from the log",
     )?;
+    let reactor_dropped = IntGaugeVec::new(
+        Opts::new(
+            "reactor_dropped_records",
+            "Records a reactor that may lag (the metrics observer) had no room for, since this process started",
+        ),
+        &["reactor"],
+    )?;
     registry.register(Box::new(http_duration.clone()))?;
+    registry.register(Box::new(reactor_dropped.clone()))?;
     registry.register(Box::new(orders.clone()))?;
     registry.register(Box::new(order_outcomes.clone()))?;
     registry.register(Box::new(delegations.clone()))?;
@@ -129,6 +133,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         reclaims_refused,
         energy_rate_refused,
         observed_events,
+        reactor_dropped,
         success_ratio,
     })
 }
@@ -137,65 +142,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
 pub static METRICS: LazyLock<Metrics> =
     LazyLock::new(|| build().expect("metric names and labels are valid"));
 
-/// Middleware: observes every request's latency under its route pattern (never the raw
-/// path, so ids do not explode the label set).
-pub async fn track<B: MessageBody, F>(
-    req: ServiceRequest,
-    next: impl FnOnce(ServiceRequest) -> F,
-) -> Result<ServiceResponse<B>, actix_web::Error>
-where
-    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
-{
-    let started = Instant::now();
-    let method = method_label(req.method());
-    let res = next(req).await;
-    // Asked after routing: the router then names the resource it matched. Asked before,
-    // actix matches the path against every route's regex a second time.
-    let (route, status) = match &res {
-        Ok(r) => (r.request().match_pattern(), r.status()),
-        Err(e) => (None, e.as_response_error().status_code()),
-    };
-    METRICS
-        .http_duration
-        .with_label_values(&[
-            method,
-            route.as_deref().unwrap_or("unmatched"),
-            status.as_str(),
-        ])
-        .observe(started.elapsed().as_secs_f64());
-    res
-}
-
-/// The method as a label: the standard ones by name, any other as `other`, so invented
-/// methods cannot grow the label set without bound.
-fn method_label(method: &actix_web::http::Method) -> &'static str {
-    use actix_web::http::Method;
-    const KNOWN: [(Method, &str); 9] = [
-        (Method::GET, "GET"),
-        (Method::POST, "POST"),
-        (Method::PUT, "PUT"),
-        (Method::DELETE, "DELETE"),
-        (Method::PATCH, "PATCH"),
-        (Method::HEAD, "HEAD"),
-        (Method::OPTIONS, "OPTIONS"),
-        (Method::CONNECT, "CONNECT"),
-        (Method::TRACE, "TRACE"),
-    ];
-    KNOWN
-        .iter()
-        .find(|(m, _)| m == method)
-        .map_or("other", |(_, name)| name)
-}
-
-/// `GET /metrics`.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn render(state: web::Data<AppState>) -> HttpResponse {
-    let m = &*METRICS;
-    if let Ok(counts) = state.models.status_counts() {
+impl Metrics {
+    /// Sets the orders-by-status gauges and the success ratio from the read models' counts.
+    pub fn set_status_counts(&self, counts: impl IntoIterator<Item = (OrderStatus, u64)>) {
         let (mut completed, mut ended) = (0u64, 0u64);
         for (status, n) in counts {
-            m.orders.with_label_values(&[status.as_str()]).set(n as i64);
+            self.orders
+                .with_label_values(&[status.as_str()])
+                .set(n as i64);
             match status {
                 OrderStatus::Completed => {
                     completed += n;
@@ -205,30 +159,19 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
                 _ => {}
             }
         }
-        m.success_ratio.set(if ended == 0 {
+        self.success_ratio.set(if ended == 0 {
             1.0
         } else {
             completed as f64 / ended as f64
         });
     }
-    let log = state.engine.log();
-    for p in 0..log.partition_count() {
-        let end = log.end_offset(p).await.unwrap_or(0);
-        let applied = state.models.applied(p);
-        m.projector_lag
-            .with_label_values(&[&p.to_string()])
-            .set(end.saturating_sub(applied) as i64);
+
+    /// Everything registered, in the Prometheus text format.
+    pub fn text(&self) -> Result<Vec<u8>, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(buf)
     }
-    m.saga_in_flight.set(state.saga.in_flight() as i64);
-    m.reclaims_refused.set(state.saga.reclaims_refused() as i64);
-    let mut buf = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut buf) {
-        tracing::error!(error = %e, "cannot encode the metrics");
-        return HttpResponse::InternalServerError().finish();
-    }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(buf)
 }
 
 /// What the observer folds: broadcasts waiting for their outcome.
@@ -279,22 +222,18 @@ impl Observer {
     }
 }
 
-/// Counts the events of every record the read models apply, then passes the record on to
-/// `next` (the saga). The records come from the projectors and the writers' own applies, so
-/// each is counted once, and a fenced writer's are not counted at all.
-pub fn spawn_observer(
-    mut records: mpsc::Receiver<ProjectedRecord>,
-    next: mpsc::Sender<ProjectedRecord>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut observer = Observer::default();
-        while let Some(r) = records.recv().await {
-            for env in &r.record.events {
-                observer.observe(&METRICS, &env.event, env.occurred_at);
-            }
-            if next.send(r).await.is_err() {
-                return;
-            }
+/// The metrics observer is a reactor beside the saga, with a queue of its own that drops
+/// what it has no room for ([`flashrent_projections::Delivery::Lossy`]): counters that lag
+/// never hold up fulfilment. The records come from the projectors and the writers' own
+/// applies, so each is counted once, and a fenced writer's are not counted at all.
+impl Reactor for Observer {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn react(&mut self, record: &ProjectedRecord) {
+        for env in &record.record.events {
+            self.observe(&METRICS, &env.event, env.occurred_at);
         }
-    })
+    }
 }

@@ -23,7 +23,7 @@ mod tests {
     use flashrent_events::OwnedPartitions;
     use flashrent_events::{encode_record, Envelope, Event, EventLog, Sun, UserId};
     use flashrent_projections::{
-        spawn_projectors, PartitionProjector, Projector, ReadModels, StepOutcome,
+        spawn_projectors, PartitionProjector, Projector, ReactorSink, ReadModels, StepOutcome,
     };
     use std::sync::atomic::Ordering;
     use std::time::Duration;
@@ -67,8 +67,12 @@ mod tests {
         let log = Arc::new(HeldBack::open(&dir.path().join("log"), gate));
         let models = ReadModels::open(&dir.path().join("models"), 1, 1 << 20).unwrap();
         let (_stop, shutdown) = watch::channel(false);
-        let (live, _applier) =
-            LiveApplier::spawn(log.clone(), models.clone(), None, shutdown.clone());
+        let (live, _applier) = LiveApplier::spawn(
+            log.clone(),
+            models.clone(),
+            ReactorSink::none(),
+            shutdown.clone(),
+        );
         let live: Arc<dyn DurableRecords> = Arc::new(live);
         let engine = Engine::start(log.clone(), Ownership::Sole, Some(live), None)
             .await
@@ -76,7 +80,7 @@ mod tests {
         let _projectors = spawn_projectors(
             log.clone(),
             models.clone(),
-            None,
+            ReactorSink::none(),
             engine.owned_partitions(),
             shutdown,
         );
@@ -146,7 +150,7 @@ mod tests {
             Projector::new(models.clone()),
             log.clone(),
             0,
-            None,
+            ReactorSink::none(),
             owned_rx,
         );
         assert_eq!(

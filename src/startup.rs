@@ -1,338 +1,124 @@
-//! Building and running the service: open the log and the read models, catch up, start
-//! the writers, the projectors and the saga, then serve HTTP.
+//! The service as one value ([`Application`]): `build` starts its parts in named stages,
+//! each a function below, in the order they depend on each other; `run_until_stopped`
+//! serves until SIGTERM or SIGINT, then stops the parts the other way round and waits for
+//! each ([`crate::shutdown`]).
 
-use crate::chain::tron::{parse_keys, EnergyTotals, SecretKey, TronClient, TronConfig};
+use crate::chain::demo::{self, DEMO_SUPPLIER};
+use crate::chain::tron::TronClient;
 use crate::chain::Chain;
 use crate::cluster::membership::Membership;
 use crate::cluster::remote::HttpRemote;
-use crate::config::{client_routes_open, private_dir, Secret, ServeArgs, StoreArgs};
-use crate::devnet::{AccountSeed, Devnet, DevnetConfig};
+use crate::config::{client_routes_open, Secret};
+use crate::devnet::InProcess;
 use crate::domain::pool::Command as PoolCmd;
 use crate::domain::DomainError;
 use crate::engine::{CommandMeta, DurableRecords, Engine, EngineError, Ownership, WriterSnapshots};
 use crate::http::{self, AppState};
-use crate::log::{EmbeddedLog, KafkaLog};
-use crate::saga::{FaultPoints, Saga, SagaConfig};
+use crate::log::KafkaSettings;
+use crate::saga::Saga;
+use crate::settings::Settings;
+use crate::shutdown::{self, Stage};
+use crate::store::{catch_up, open_store, Store};
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 use flashrent_events::{EnergyAmount, EventLog, TronAddress};
-use flashrent_projections::{spawn_projectors, LiveApplier, Projector, ReadModels};
-use flashrent_store::SledStore;
+use flashrent_projections::{
+    spawn_projectors, Delivery, LiveApplier, ReactorSink, Reactors, ReadModels,
+};
+use std::future::Future;
+use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-/// The demo supplier wallet of the in-process devnet (tron-protocol.md §8 vector A's address).
-pub const DEMO_SUPPLIER: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
-/// Its key: a *published* test key (tronpy's test suite, vector A). Devnet only — never fund
-/// it on a real network.
-const DEMO_SUPPLIER_KEY: &str = "279ff36d9bf9f305af3280034bb4187c6dd299bac6b26a3c20b999c7c0d50e6e";
-/// The renter address of the README's examples, activated on the in-process devnet.
-pub const DEMO_RENTER: &str = "TQ5kjKLLm9X4L2D1JgogNis6V1YoAm6sv2";
+/// How long each stage of a stop may take before its remaining tasks are aborted: a saga
+/// step waits on the chain for a request's timeout at most, an append on Kafka for its own.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Records a reactor's queue holds.
+const REACTOR_QUEUE: usize = 16_384;
 
 pub struct Application {
     port: u16,
-    /// Where the saga runs: a thread of its own, at the configured priority.
-    fulfilment: tokio::runtime::Runtime,
     server: actix_web::dev::Server,
     log: Arc<dyn EventLog>,
     models: ReadModels,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    engine: Engine,
+    /// What makes commands: the saga's tasks, the inventory refresh, the key-usage recorder.
+    /// Stopped before the writers, which decide their last commands.
+    commands: Stage,
+    /// What applies and follows the log: the live applier, the projectors, the metrics
+    /// observer. Stopped after the writers, so it applies everything they made durable.
+    read_side: Stage,
+    /// Where the saga runs: a thread of its own, at the configured priority.
+    fulfilment: SagaRuntime,
     /// On Kafka: this instance's place in the writers' group.
     membership: Option<Membership>,
-}
-
-/// The log as a follower reads it (audit, notify): on Kafka when brokers are configured
-/// (the topic must exist; its partition count is read from it), else the data dir's log,
-/// opened read-only beside a running `serve`.
-pub async fn open_follower_log(
-    data_dir: &Path,
-    kafka: &crate::config::KafkaArgs,
-) -> anyhow::Result<Arc<dyn EventLog>> {
-    Ok(match kafka.settings(0)? {
-        Some(k) => Arc::new(
-            KafkaLog::open_existing(k)
-                .await
-                .context("opening the event log on Kafka")?,
-        ),
-        None => {
-            let dir = data_dir.join("log");
-            Arc::new(EmbeddedLog::open_read_only(&dir).with_context(|| {
-                format!(
-                    "opening the event log in {} (has `serve` run?)",
-                    dir.display()
-                )
-            })?)
-        }
-    })
-}
-
-/// The event log: Kafka when brokers are configured, else the embedded log in the data dir.
-pub async fn open_log(store: &StoreArgs) -> anyhow::Result<Arc<dyn EventLog>> {
-    Ok(match store.kafka.settings(store.partitions)? {
-        Some(k) => {
-            let brokers = k.brokers.clone();
-            let topic = k.topic();
-            let log = KafkaLog::open(k)
-                .await
-                .with_context(|| format!("opening the event log on Kafka at {brokers}"))?;
-            tracing::info!(%brokers, %topic, "event log: Kafka");
-            Arc::new(log)
-        }
-        None => Arc::new(
-            EmbeddedLog::open(&store.data_dir.join("log"), store.partitions)
-                .context("opening the event log")?,
-        ),
-    })
-}
-
-/// The log, the data dir's sled database (read models and writers' snapshots) and the read
-/// models in it.
-pub async fn open_store(
-    store: &StoreArgs,
-) -> anyhow::Result<(Arc<dyn EventLog>, SledStore, ReadModels)> {
-    private_dir(&store.data_dir)
-        .with_context(|| format!("creating the data dir {}", store.data_dir.display()))?;
-    let log = open_log(store).await?;
-    let sled = SledStore::open(
-        &store.data_dir.join("read-models"),
-        store.sled_cache_mb << 20,
-    )
-    .context("opening the read models (is another flashrent using this data dir?)")?;
-    let models = ReadModels::open_in(&sled, store.partitions).context("opening the read models")?;
-    Ok((log, sled, models))
-}
-
-/// Applies everything in the log to the read models.
-pub async fn catch_up(log: &dyn EventLog, models: &ReadModels) -> anyhow::Result<u64> {
-    let projector = Projector::new(models.clone());
-    // One partition after the other: Tansu times out on concurrent watermark requests.
-    let mut total = 0;
-    for p in 0..log.partition_count() {
-        total += projector.catch_up(log, p).await?;
-    }
-    Ok(total)
+    /// Demo mode: the in-process devnet.
+    devnet: Option<InProcess>,
+    /// What `/readyz` answers: up once this instance takes its share of the writing (on
+    /// Kafka, once the writers' group has assigned it), down once it stops.
+    ready: Arc<AtomicBool>,
 }
 
 impl Application {
-    pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
-        let prices = args.price_table()?;
-        // Every secret first: a bad one stops the start before anything is opened.
-        let configured_token = args.admin_token()?;
-        let api_keys = args.api_keys()?;
-        let tron_api_key = args.tron_api_key()?;
-        let supplier_keys = match args.supplier_keys()? {
-            Some((text, origin)) => parse_keys(text.expose(), &origin)?,
-            None => vec![],
-        };
-        args.store.kafka.settings(args.store.partitions)?;
-        let (log, sled, models) = open_store(&args.store).await?;
-        let dyn_log = log.clone();
-        let started = std::time::Instant::now();
-        let records = catch_up(dyn_log.as_ref(), &models).await?;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(records, elapsed_ms, data_dir = %args.store.data_dir.display(), "read models caught up with the event log");
-        let listener = std::net::TcpListener::bind(&args.listen)
-            .with_context(|| format!("binding {}", args.listen))?;
-        let port = listener.local_addr()?.port();
-        if args.webhook_allow_private {
-            tracing::warn!("FLASHRENT_WEBHOOK_ALLOW_PRIVATE is set: orders may name loopback, private and link-local callback_urls");
-        }
-        let any_key = !api_keys.is_empty() || models.any_api_key()?;
-        if client_routes_open(&listener.local_addr()?, any_key) {
-            tracing::warn!(listen = %args.listen, "listening beyond loopback with no API keys: client routes (orders, balances, deductions) are open to anyone who can reach this address; issue keys (POST /api/admin/api-keys) or set FLASHRENT_API_KEYS or --api-keys-file");
-        }
-        // On a shared log every writer claims its partition (fencing out any earlier one);
-        // the claim names where this instance takes requests.
-        let instance_url = match &args.advertised_url {
-            Some(u) => u.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", listener.local_addr()?),
-        };
-        let ownership = if args.store.kafka.brokers.is_some() {
-            Ownership::Claim {
-                owner: instance_url.clone(),
-            }
-        } else {
-            Ownership::Sole
-        };
-        let shared_log = matches!(ownership, Ownership::Claim { .. });
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let (reactor_tx, reactor_rx) = mpsc::channel(16_384);
-        // Every record this instance writes reaches its read models through the live
-        // applier; on a shared log, projector tasks also follow the other instances' records.
-        let (live, live_task) = LiveApplier::spawn(
-            dyn_log.clone(),
-            models.clone(),
-            Some(reactor_tx.clone()),
-            shutdown_rx.clone(),
-        );
-        let live: Arc<dyn DurableRecords> = Arc::new(live);
-        let snapshots = WriterSnapshots {
-            store: &sled,
-            every: args.writer_snapshot_every,
-        };
-        let engine = Engine::start(dyn_log.clone(), ownership, Some(live), Some(snapshots))
-            .await
-            .context("loading aggregate state from the event log")?;
-
-        let (tron, demo) = tron_client(&args, supplier_keys, tron_api_key)?;
-        let chain: Arc<dyn Chain> = tron.clone();
-        match tron.head_block().await {
-            Ok(head) => {
-                tracing::info!(number = head.number, time = %head.time, "TRON node reachable; head block")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "TRON node not reachable yet; the saga will keep trying")
-            }
-        }
-
-        let saga = Saga::new(
-            engine.clone(),
-            models.clone(),
-            chain.clone(),
-            SagaConfig {
-                poll_interval: Duration::from_millis(args.poll_ms.max(1)),
-                rental_time_scale: args.rental_time_scale,
-                concurrency: args.saga_concurrency,
-                queue: args.saga_queue,
-                start_rate: args.saga_rate,
-                inactive_receiver_ttl: Duration::from_secs(args.inactive_receiver_cache_secs),
-                faults: FaultPoints::from_env()?,
-                ..Default::default()
-            },
-            shutdown_rx.clone(),
-        );
-        let admin_token = admin_token(&args, configured_token)?;
-        let between_instances = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
-        let (observed_tx, observed_rx) = mpsc::channel(16_384);
-        let mut tasks = vec![
-            crate::metrics::spawn_observer(reactor_rx, observed_tx),
-            live_task,
-        ];
-        if shared_log {
-            tasks.extend(spawn_projectors(
-                dyn_log.clone(),
-                models.clone(),
-                Some(reactor_tx),
-                engine.owned_partitions(),
-                shutdown_rx,
-            ));
-        }
-        let fulfilment = fulfilment_runtime(args.saga_nice)?;
-        tasks.extend({
-            let _on_it = fulfilment.enter();
-            saga.spawn(observed_rx)?
-        });
-        let membership = match args.store.kafka.settings(args.store.partitions)? {
-            Some(kafka) => Some(
-                join_writers(
-                    &engine,
-                    &kafka,
-                    &models,
-                    &admin_token,
-                    &instance_url,
-                    &between_instances,
-                )
-                .await?,
-            ),
-            None => None,
-        };
-
-        let registered: std::collections::HashSet<TronAddress> =
-            models.pool_wallets()?.iter().map(|w| w.address).collect();
-        if demo {
-            if args.demo_supplier_energy > 0 && registered.is_empty() {
-                let address = TronAddress::parse(DEMO_SUPPLIER).expect("demo address is valid");
-                let energy = EnergyAmount::new(args.demo_supplier_energy).expect("positive");
-                // Ready means the quickstart's wallet is in the pool that requests read.
-                if register_supplier(&engine, &models, address, energy).await? {
-                    tracing::info!(%address, energy = args.demo_supplier_energy, "registered the demo supplier wallet of the in-process devnet");
-                }
-            }
-        } else {
-            // Supplier wallets whose keys we hold join the pool with what the chain says they
-            // can delegate (getcandelegatedmaxsize).
-            match tron.supplier_inventory().await {
-                Ok(inventory) => {
-                    for (address, energy) in inventory {
-                        if !registered.contains(&address)
-                            && register_supplier(&engine, &models, address, energy).await?
-                        {
-                            tracing::info!(%address, energy = energy.get(), "registered a supplier wallet from the chain");
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read supplier inventory from the chain")
-                }
-            }
-            if args.inventory_refresh_secs > 0 {
-                tasks.push(tokio::spawn(refresh_inventory(
-                    tron.clone(),
-                    engine.clone(),
-                    Duration::from_secs(args.inventory_refresh_secs),
-                    shutdown.subscribe(),
-                )));
-            }
-        }
-
-        let ready = Arc::new(AtomicBool::new(true));
-        let client_timeout = Duration::from_millis(args.client_timeout_ms.max(1));
-        let order_rates = args.order_rates(listener.local_addr()?.ip().is_loopback());
-        tracing::info!(per_user = ?order_rates.per_user, per_key = ?order_rates.per_key, "order rate limits (orders per minute)");
-        let state = web::Data::new(AppState {
-            engine,
-            models: models.clone(),
-            prices,
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = open_store_caught_up(&settings).await?;
+        let (listener, instance) = bind_http(&settings, &store.models)?;
+        let (mut commands, mut read_side) = (Stage::new("commands"), Stage::new("read side"));
+        let reactors = start_reactor_queues(&mut read_side);
+        let live = start_projection(&store, &reactors.sink, &mut read_side);
+        let engine = start_engine(&settings, &store, &instance, live).await?;
+        follow_other_writers(&store, &engine, &instance, &reactors.sink, &mut read_side);
+        let (tron, devnet) = start_chain(&settings).await?;
+        let saga = start_saga(
+            &settings,
+            &engine,
+            &store.models,
+            tron.clone(),
+            reactors.saga,
+            commands.token(),
+        )?;
+        commands.track_all("saga", saga.tasks);
+        let admin_token = admin_token(&settings.store.data_dir, &settings.secrets.admin_token)?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let membership =
+            join_writers(&engine, &store.models, &admin_token, &instance, &ready).await?;
+        let demo_mode = devnet.is_some();
+        fill_pool(
+            &settings,
+            &engine,
+            &store.models,
+            &tron,
+            demo_mode,
+            &mut commands,
+        )
+        .await?;
+        let parts = Parts {
+            engine: engine.clone(),
+            models: store.models.clone(),
+            tron,
+            saga: saga.saga,
+            reactors: reactors.sink,
             admin_token,
-            api_keys,
-            allow_private_callbacks: args.webhook_allow_private,
-            chain,
             ready: ready.clone(),
-            saga,
-            instance_url,
-            shared_log,
-            client_timeout,
-            keys_issued: Default::default(),
-            key_usage: Default::default(),
-            order_limits: http::access::OrderLimits::new(order_rates),
-        });
-        tasks.push(tokio::spawn(record_key_uses(
-            state.clone().into_inner(),
-            Duration::from_secs(args.key_usage_record_secs.max(1)),
-            shutdown.subscribe(),
-        )));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(from_fn(http::edge))
-                .configure(http::configure)
-        })
-        .workers(if args.http_workers == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            args.http_workers
-        })
-        .client_request_timeout(client_timeout)
-        .listen(listener)?
-        .backlog(4096)
-        .shutdown_timeout(5)
-        .run();
+            instance,
+        };
+        let port = listener.local_addr()?.port();
+        let server = start_http(&settings, listener, parts, &mut commands)?;
         Ok(Application {
             port,
-            fulfilment,
             server,
-            log,
-            models,
-            shutdown,
-            tasks,
+            log: store.log,
+            models: store.models,
+            engine,
+            commands,
+            read_side,
+            fulfilment: saga.runtime,
             membership,
+            devnet,
+            ready,
         })
     }
 
@@ -340,22 +126,330 @@ impl Application {
         self.port
     }
 
-    /// Serves until a stop signal, then stops every task and syncs the stores.
+    /// The event log this instance writes (tests wait on where it ends).
+    pub fn log(&self) -> Arc<dyn EventLog> {
+        self.log.clone()
+    }
+
+    /// The read models (tests wait on where they stand).
+    pub fn models(&self) -> ReadModels {
+        self.models.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops as [`Application::run_until`] does.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
+        self.run_until(stop_signal()).await
+    }
+
+    /// Serves until `stop` resolves (or the HTTP server fails), then stops every part, each
+    /// stage once the one before has finished:
+    ///
+    /// 1. HTTP: no new connection; requests under way are answered (within 5 s).
+    /// 2. What makes commands: the saga finishes the step it is taking, the timers the round
+    ///    they are in, the key-usage recorder records the last uses.
+    /// 3. The writers: each decides what is queued for it, and its appender makes that
+    ///    durable and answers every caller.
+    /// 4. On Kafka, the writers' group is left, so other instances take the partitions now.
+    /// 5. The read side: the live applier applies every record the writers handed it.
+    /// 6. The in-process devnet, then the read models are written to sled and synced, and
+    ///    the log is closed.
+    ///
+    /// A task still running 10 s into its stage is aborted and named in the log.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Application {
+            server,
+            log,
+            models,
+            engine,
+            commands,
+            read_side,
+            fulfilment,
+            membership,
+            devnet,
+            ready,
+            ..
+        } = self;
+        let http = server.handle();
+        let mut serving = tokio::spawn(server);
+        let served = tokio::select! {
+            _ = stop => None,
+            served = &mut serving => Some(served),
+        };
         tracing::info!("stopping");
-        if let Some(m) = &self.membership {
+        ready.store(false, Ordering::Release);
+        let served = match served {
+            Some(served) => served,
+            None => {
+                http.stop(true).await;
+                serving.await
+            }
+        };
+        let mut aborted = commands.stop(STOP_GRACE).await;
+        // Every saga task has returned (or was aborted): nothing of it runs any more.
+        drop(fulfilment);
+        aborted += engine.stop(STOP_GRACE).await;
+        if let Some(m) = membership {
             // The other instances take the partitions over now, not after the session timeout.
-            m.leave();
+            m.leave_and_wait(STOP_GRACE).await;
         }
-        self.shutdown.send_replace(true);
-        for t in self.tasks {
-            t.abort();
+        aborted += read_side.stop(STOP_GRACE).await;
+        if let Some(devnet) = devnet {
+            devnet.stop().await;
         }
-        self.fulfilment.shutdown_background();
-        self.models.flush()?;
-        self.log.close();
+        let closed = models.close();
+        log.close();
+        if aborted == 0 {
+            tracing::info!("stopped: every task finished its work");
+        } else {
+            tracing::warn!(aborted, "stopped; some tasks had to be aborted");
+        }
+        closed.context("writing the read models to disk")?;
+        served
+            .context("the HTTP server's task")?
+            .context("the HTTP server")?;
         Ok(())
+    }
+}
+
+/// Resolves at SIGTERM or SIGINT.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch for SIGTERM; stop with SIGINT");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Stage: the log, the sled database and the read models, with the read models caught up
+/// with the log.
+async fn open_store_caught_up(settings: &Settings) -> anyhow::Result<Store> {
+    let store = open_store(&settings.store).await?;
+    let started = std::time::Instant::now();
+    let records = catch_up(store.log.as_ref(), &store.models).await?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(records, elapsed_ms, data_dir = %settings.store.data_dir.display(), "read models caught up with the event log");
+    Ok(store)
+}
+
+/// Where this instance takes requests, and how its writers hold their partitions.
+struct Instance {
+    url: String,
+    ownership: Ownership,
+    kafka: Option<KafkaSettings>,
+}
+
+impl Instance {
+    /// Whether other instances write partitions of this log (Kafka): only then can a command
+    /// land on an instance that does not write its partition.
+    fn shared_log(&self) -> bool {
+        matches!(self.ownership, Ownership::Claim { .. })
+    }
+}
+
+/// Stage: the HTTP port, bound now so the address other instances are told is the real one.
+fn bind_http(settings: &Settings, models: &ReadModels) -> anyhow::Result<(TcpListener, Instance)> {
+    let listener = TcpListener::bind(&settings.listen).with_context(|| {
+        format!(
+            "binding {} (is another flashrent listening there? choose another --listen)",
+            settings.listen
+        )
+    })?;
+    let address = listener.local_addr()?;
+    if settings.http.allow_private_callbacks {
+        tracing::warn!("FLASHRENT_WEBHOOK_ALLOW_PRIVATE is set: orders may name loopback, private and link-local callback_urls");
+    }
+    let any_key = !settings.secrets.api_keys.is_empty() || models.any_api_key()?;
+    if client_routes_open(&address, any_key) {
+        tracing::warn!(listen = %settings.listen, "listening beyond loopback with no API keys: client routes (orders, balances, deductions) are open to anyone who can reach this address; issue keys (POST /api/admin/api-keys) or set FLASHRENT_API_KEYS or --api-keys-file");
+    }
+    let url = match &settings.advertised_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => format!("http://{address}"),
+    };
+    // On a shared log every writer claims its partition (fencing out any earlier one); the
+    // claim names where this instance takes requests.
+    let kafka = settings.store.kafka.clone();
+    let ownership = match kafka {
+        Some(_) => Ownership::Claim { owner: url.clone() },
+        None => Ownership::Sole,
+    };
+    Ok((
+        listener,
+        Instance {
+            url,
+            ownership,
+            kafka,
+        },
+    ))
+}
+
+/// The reactors' fan-out, and the saga's queue in it.
+struct ReactorQueues {
+    sink: ReactorSink,
+    saga: tokio::sync::mpsc::Receiver<flashrent_projections::ProjectedRecord>,
+}
+
+/// Stage: the reactors' queues, side by side behind one fan-out. The saga sees every
+/// record; the metrics observer drops what it has no room for, so a lagging counter never
+/// holds up fulfilment. The observer runs from here; the saga takes its queue later.
+fn start_reactor_queues(read_side: &mut Stage) -> ReactorQueues {
+    let mut reactors = Reactors::new();
+    let saga = reactors.queue("saga", REACTOR_QUEUE, Delivery::Every);
+    let observer = reactors.spawn(
+        crate::metrics::Observer::default(),
+        REACTOR_QUEUE,
+        Delivery::Lossy,
+        read_side.token(),
+    );
+    read_side.track("metrics observer", observer);
+    ReactorQueues {
+        sink: reactors.sink(),
+        saga,
+    }
+}
+
+/// Stage: the live applier, through which every record this instance's writers make durable
+/// reaches the read models, and then the reactors.
+fn start_projection(
+    store: &Store,
+    reactors: &ReactorSink,
+    read_side: &mut Stage,
+) -> Arc<dyn DurableRecords> {
+    let (live, task) = LiveApplier::spawn(
+        store.log.clone(),
+        store.models.clone(),
+        reactors.clone(),
+        read_side.token(),
+    );
+    read_side.track("live applier", task);
+    Arc::new(live)
+}
+
+/// Stage: a writer per partition, each with its state loaded (from its snapshot, then the
+/// log), handing what it makes durable to the live applier.
+async fn start_engine(
+    settings: &Settings,
+    store: &Store,
+    instance: &Instance,
+    live: Arc<dyn DurableRecords>,
+) -> anyhow::Result<Engine> {
+    let snapshots = WriterSnapshots {
+        store: &store.sled,
+        every: settings.writer_snapshot_every,
+    };
+    Engine::start(
+        store.log.clone(),
+        instance.ownership.clone(),
+        Some(live),
+        Some(snapshots),
+    )
+    .await
+    .context("loading aggregate state from the event log")
+}
+
+/// Stage, on a shared log: a projector per partition follows the other instances' records
+/// (the partitions this one writes, the live applier has).
+fn follow_other_writers(
+    store: &Store,
+    engine: &Engine,
+    instance: &Instance,
+    reactors: &ReactorSink,
+    read_side: &mut Stage,
+) {
+    if instance.shared_log() {
+        read_side.track_all(
+            "projector",
+            spawn_projectors(
+                store.log.clone(),
+                store.models.clone(),
+                reactors.clone(),
+                engine.owned_partitions(),
+                read_side.token(),
+            ),
+        );
+    }
+}
+
+/// Stage: the TRON client, against the configured nodes, or against the in-process devnet
+/// of demo mode when none is configured.
+async fn start_chain(settings: &Settings) -> anyhow::Result<(Arc<TronClient>, Option<InProcess>)> {
+    let (tron, devnet) = if settings.chain.nodes.is_empty() {
+        let demo = demo::start(settings)?;
+        (demo.client, Some(demo.devnet))
+    } else {
+        tracing::info!(nodes = ?settings.chain.nodes, suppliers = settings.secrets.supplier_keys.len(), "using TRON full nodes");
+        let config = settings.tron_config(settings.chain.nodes.clone());
+        let client = TronClient::new(config, settings.secrets.supplier_keys.clone())?;
+        (Arc::new(client), None)
+    };
+    match tron.head_block().await {
+        Ok(head) => {
+            tracing::info!(number = head.number, time = %head.time, "TRON node reachable; head block")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "TRON node not reachable yet; the saga will keep trying")
+        }
+    }
+    Ok((tron, devnet))
+}
+
+/// The saga, the runtime it runs on, and its tasks.
+struct Fulfilment {
+    saga: Saga,
+    runtime: SagaRuntime,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Stage: the saga, on a runtime of its own, resuming unfinished orders and following its
+/// queue of the reactors' fan-out, until `stop` (its tasks are awaited with the stage that
+/// signals it).
+fn start_saga(
+    settings: &Settings,
+    engine: &Engine,
+    models: &ReadModels,
+    chain: Arc<dyn Chain>,
+    records: tokio::sync::mpsc::Receiver<flashrent_projections::ProjectedRecord>,
+    stop: shutdown::Token,
+) -> anyhow::Result<Fulfilment> {
+    let runtime = SagaRuntime(Some(fulfilment_runtime(settings.saga_nice)?));
+    let saga = Saga::new(
+        engine.clone(),
+        models.clone(),
+        chain,
+        settings.saga.clone(),
+        stop,
+    );
+    let tasks = {
+        let _on_it = runtime.0.as_ref().expect("running").enter();
+        saga.spawn(records)?
+    };
+    Ok(Fulfilment {
+        saga,
+        runtime,
+        tasks,
+    })
+}
+
+/// The saga's runtime, let go of without blocking when dropped: a stop drops it from async
+/// code (a test's in-process server may even be dropped unstopped), where a runtime's own
+/// drop would block.
+struct SagaRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for SagaRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -373,6 +467,168 @@ fn fulfilment_runtime(nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
         .on_thread_start(move || crate::priority::lower_this_thread(nice))
         .build()
         .context("starting the saga's runtime")
+}
+
+/// How long startup waits for the writers' group to give this instance its share.
+const GROUP_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Stage, on Kafka: joins the writers' group, whose assignments say which partitions this
+/// instance claims and writes, and sends commands for a partition another instance writes
+/// to that instance. Ready once the group has given this instance its share.
+async fn join_writers(
+    engine: &Engine,
+    models: &ReadModels,
+    admin_token: &Secret,
+    instance: &Instance,
+    ready: &Arc<AtomicBool>,
+) -> anyhow::Result<Option<Membership>> {
+    let Some(kafka) = &instance.kafka else {
+        ready.store(true, Ordering::Release);
+        return Ok(None);
+    };
+    let ready = ready.clone();
+    let between_instances = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let remote = HttpRemote::new(
+        models.clone(),
+        between_instances,
+        admin_token.clone(),
+        instance.url.clone(),
+    );
+    let _ = remote.engine.set(engine.partitions());
+    engine.set_remote(remote);
+    let assign = engine.clone();
+    let membership = Membership::join(kafka, Arc::new(move |ps, mine| assign.assign(ps, mine)))
+        .context("joining the writers' consumer group")?;
+    if membership.joined(GROUP_JOIN_TIMEOUT).await {
+        tracing::info!("joined the writers' group");
+        ready.store(true, Ordering::Release);
+        return Ok(Some(membership));
+    } else {
+        tracing::warn!(timeout = ?GROUP_JOIN_TIMEOUT, "the writers' group has not assigned partitions yet; commands go to other instances until it does");
+        membership.when_joined(move || ready.store(true, Ordering::Release));
+    }
+    Ok(Some(membership))
+}
+
+/// Stage: the supplier wallets in the pool. In demo mode, the devnet's demo supplier on
+/// first start; else those whose keys this instance holds, with what the chain says they
+/// can delegate, then kept in line with the chain.
+async fn fill_pool(
+    settings: &Settings,
+    engine: &Engine,
+    models: &ReadModels,
+    tron: &Arc<TronClient>,
+    demo_mode: bool,
+    commands: &mut Stage,
+) -> anyhow::Result<()> {
+    let registered: std::collections::HashSet<TronAddress> =
+        models.pool_wallets()?.iter().map(|w| w.address).collect();
+    if demo_mode {
+        let energy = settings.chain.demo.supplier_energy;
+        if energy > 0 && registered.is_empty() {
+            let address = TronAddress::parse(DEMO_SUPPLIER).expect("demo address is valid");
+            let energy = EnergyAmount::new(energy).expect("positive");
+            // Ready means the quickstart's wallet is in the pool that requests read.
+            if register_supplier(engine, models, address, energy).await? {
+                tracing::info!(%address, energy = energy.get(), "registered the demo supplier wallet of the in-process devnet");
+            }
+        }
+        return Ok(());
+    }
+    match tron.supplier_inventory().await {
+        Ok(inventory) => {
+            for (address, energy) in inventory {
+                if !registered.contains(&address)
+                    && register_supplier(engine, models, address, energy).await?
+                {
+                    tracing::info!(%address, energy = energy.get(), "registered a supplier wallet from the chain");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read supplier inventory from the chain")
+        }
+    }
+    if let Some(every) = settings.chain.inventory_refresh {
+        commands.track(
+            "inventory refresh",
+            tokio::spawn(refresh_inventory(
+                tron.clone(),
+                engine.clone(),
+                every,
+                commands.token(),
+            )),
+        );
+    }
+    Ok(())
+}
+
+/// What the HTTP layer serves from.
+struct Parts {
+    engine: Engine,
+    models: ReadModels,
+    tron: Arc<TronClient>,
+    saga: Saga,
+    reactors: ReactorSink,
+    admin_token: Secret,
+    ready: Arc<AtomicBool>,
+    instance: Instance,
+}
+
+/// Stage: the HTTP server on the bound port (its route table is [`http::configure`]), and
+/// the recorder of the API keys' last uses that its requests feed.
+fn start_http(
+    settings: &Settings,
+    listener: TcpListener,
+    parts: Parts,
+    commands: &mut Stage,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let rates = settings
+        .http
+        .order_rates(listener.local_addr()?.ip().is_loopback());
+    tracing::info!(per_user = ?rates.per_user, per_key = ?rates.per_key, "order rate limits (orders per minute)");
+    let state = web::Data::new(AppState {
+        shared_log: parts.instance.shared_log(),
+        instance_url: parts.instance.url,
+        engine: parts.engine,
+        models: parts.models,
+        prices: settings.prices.clone(),
+        admin_token: parts.admin_token,
+        api_keys: settings.secrets.api_keys.clone(),
+        allow_private_callbacks: settings.http.allow_private_callbacks,
+        chain: parts.tron,
+        ready: parts.ready,
+        saga: parts.saga,
+        reactors: parts.reactors,
+        client_timeout: settings.http.client_timeout,
+        keys_issued: Default::default(),
+        key_usage: Default::default(),
+        order_limits: http::access::OrderLimits::new(rates),
+    });
+    commands.track(
+        "key usage recorder",
+        tokio::spawn(record_key_uses(
+            state.clone().into_inner(),
+            settings.http.key_usage_record_every,
+            commands.token(),
+        )),
+    );
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(http::edge))
+            .configure(http::configure)
+    })
+    .workers(settings.http.worker_threads())
+    .client_request_timeout(settings.http.client_timeout)
+    .listen(listener)?
+    .backlog(4096)
+    .shutdown_timeout(5)
+    // `run_until` watches for the stop and stops the server first, then the rest.
+    .disable_signals()
+    .run())
 }
 
 /// Registers a supplier wallet at startup, wherever the pool is written, and waits until the
@@ -399,39 +655,6 @@ async fn register_supplier(
     }
 }
 
-/// How long startup waits for the writers' group to give this instance its share.
-const GROUP_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// On Kafka: joins the writers' group, whose assignments say which partitions this instance
-/// claims and writes, and sends commands for a partition another instance writes to that
-/// instance.
-async fn join_writers(
-    engine: &Engine,
-    kafka: &crate::log::KafkaSettings,
-    models: &ReadModels,
-    admin_token: &Secret,
-    instance_url: &str,
-    client: &reqwest::Client,
-) -> anyhow::Result<Membership> {
-    let remote = HttpRemote::new(
-        models.clone(),
-        client.clone(),
-        admin_token.clone(),
-        instance_url.to_owned(),
-    );
-    let _ = remote.engine.set(engine.clone());
-    engine.set_remote(remote);
-    let assign = engine.clone();
-    let membership = Membership::join(kafka, Arc::new(move |ps, mine| assign.assign(ps, mine)))
-        .context("joining the writers' consumer group")?;
-    if membership.joined(GROUP_JOIN_TIMEOUT).await {
-        tracing::info!("joined the writers' group");
-    } else {
-        tracing::warn!(timeout = ?GROUP_JOIN_TIMEOUT, "the writers' group has not assigned partitions yet; commands go to other instances until it does");
-    }
-    Ok(membership)
-}
-
 /// Keeps the pool's capacities in line with the chain: every `every`, each supplier wallet
 /// we hold a key for is asked what it can still delegate (stakes change, and the energy of a
 /// staked TRX drifts with the network's totals).
@@ -439,12 +662,12 @@ async fn refresh_inventory(
     tron: Arc<TronClient>,
     engine: Engine,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    mut stop: shutdown::Token,
 ) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown::stopped(&mut stop) => return,
         }
         for address in tron.supplier_addresses() {
             match tron.delegatable_energy(&address).await {
@@ -453,7 +676,7 @@ async fn refresh_inventory(
                         .observe_chain_inventory(CommandMeta::new(Uuid::now_v7()), address, energy)
                         .await
                     {
-                        tracing::warn!(%address, error = %e, "cannot record the chain's inventory");
+                        tracing::warn!(%address, error = %flashrent_events::ErrorChain(&e), "cannot record the chain's inventory");
                     }
                 }
                 Err(e) => {
@@ -464,19 +687,15 @@ async fn refresh_inventory(
     }
 }
 
-/// Records in the log, every `every`, when the issued API keys this instance let in were
-/// last used (one event for all of them), and forgets the order rate limits' idle buckets.
-/// A key's use is recorded by the instance that writes the keys' partition: on a shared log
-/// another instance's uses wait until it writes that partition itself.
-async fn record_key_uses(
-    state: Arc<AppState>,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Records in the log, every `every` and once more when stopped, when the issued API keys
+/// this instance let in were last used (one event for all of them), and forgets the order
+/// rate limits' idle buckets. A key's use is recorded by the instance that writes the keys'
+/// partition: on a shared log another instance's uses wait until it writes that partition.
+async fn record_key_uses(state: Arc<AppState>, every: Duration, mut stop: shutdown::Token) {
     loop {
         let stopping = tokio::select! {
             _ = tokio::time::sleep(every) => false,
-            _ = shutdown.changed() => true,
+            _ = shutdown::stopped(&mut stop) => true,
         };
         state.order_limits.prune();
         let uses = state.key_usage.take();
@@ -495,7 +714,7 @@ async fn record_key_uses(
                     state.key_usage.put_back(uses);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot record the API keys' last use");
+                    tracing::warn!(error = %flashrent_events::ErrorChain(&e), "cannot record the API keys' last use");
                     state.key_usage.put_back(uses);
                 }
             }
@@ -506,91 +725,24 @@ async fn record_key_uses(
     }
 }
 
-/// The TRON client: against the configured nodes, or against an in-process devnet with a
-/// funded demo supplier when none is configured (`true` in the second place).
-fn tron_client(
-    args: &ServeArgs,
-    mut keys: Vec<SecretKey>,
-    api_key: Option<Secret>,
-) -> anyhow::Result<(Arc<TronClient>, bool)> {
-    let demo = args.tron_nodes.iter().all(|n| n.trim().is_empty());
-    let nodes = if demo {
-        let key = SecretKey::from_hex(DEMO_SUPPLIER_KEY).expect("demo key is valid");
-        let mut config = DevnetConfig {
-            block_interval_ms: args.devnet_block_ms,
-            // It stands in for a node on another machine: its work waits like the saga's.
-            nice: args.saga_nice,
-            ..Default::default()
-        };
-        config.faults.fail_rate = args.devnet_failure_rate;
-        let totals = EnergyTotals {
-            limit: config.total_energy_limit,
-            weight: config.total_energy_weight,
-        };
-        // Enough stake for the demo energy, with room for per-delegation rounding.
-        let stake = totals
-            .energy_to_sun(args.demo_supplier_energy.max(1))
-            .map_err(|e| anyhow::anyhow!("demo supplier energy: {e}"))?
-            + 1_000_000_000;
-        config.accounts = vec![
-            AccountSeed {
-                address: Some(key.address().to_base58()),
-                balance_sun: 1_000_000_000,
-                energy_stake_sun: stake as i64,
-                ..Default::default()
-            },
-            AccountSeed {
-                address: Some(DEMO_RENTER.to_owned()),
-                balance_sun: 1_000_000,
-                ..Default::default()
-            },
-        ];
-        keys.push(key);
-        let store = crate::devnet::StateStore {
-            dir: args.store.data_dir.join("devnet"),
-            legacy_json: Some(args.store.data_dir.join("devnet-state.json")),
-        };
-        let (url, _) = Devnet::start_with(config, "127.0.0.1:0", Some(store))?.spawn();
-        tracing::info!(
-            node = %url,
-            block_ms = args.devnet_block_ms,
-            supplier = DEMO_SUPPLIER,
-            "no TRON node configured (FLASHRENT_TRON_NODES): started an in-process TRON devnet with a funded demo supplier; orders are delegated on it over HTTP"
-        );
-        vec![url]
-    } else {
-        tracing::info!(nodes = ?args.tron_nodes, suppliers = keys.len(), "using TRON full nodes");
-        args.tron_nodes.clone()
-    };
-    let mut config = TronConfig::new(nodes);
-    if demo {
-        config.block_interval = Duration::from_millis(args.devnet_block_ms);
-    }
-    config.api_key = api_key;
-    config.use_lock = args.tron_lock;
-    config.request_timeout = Duration::from_millis(args.tron_timeout_ms.max(1));
-    config.max_rate_change = args.tron_max_rate_change;
-    config.max_answer_bytes = args.tron_max_answer_bytes.max(1);
-    Ok((Arc::new(TronClient::new(config, keys)?), demo))
-}
-
 /// The configured admin token, or the one kept in the data dir (created, mode 0600, on first start).
-fn admin_token(args: &ServeArgs, configured: Option<Secret>) -> anyhow::Result<Secret> {
+fn admin_token(data_dir: &Path, configured: &Option<Secret>) -> anyhow::Result<Secret> {
     if let Some(t) = configured {
-        return Ok(t);
+        return Ok(t.clone());
     }
-    let path = args.store.data_dir.join("admin-token");
+    let path = data_dir.join("admin-token");
     if let Ok(t) = std::fs::read_to_string(&path) {
         tracing::info!(path = %path.display(), "admin token read from the data dir");
         return Ok(Secret::new(t.trim().to_owned()));
     }
     let token = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-    write_private(&path, &token)?;
+    write_private(&path, &token)
+        .with_context(|| format!("writing the admin token to {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated an admin token and stored it (mode 0600)");
     Ok(Secret::new(token))
 }
 
-fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -600,54 +752,4 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
         .open(path)?;
     f.write_all(content.as_bytes())?;
     Ok(())
-}
-
-pub struct RebuildReport {
-    pub records: u64,
-    /// With `verify`: how many keys differ between the old and the rebuilt read models.
-    pub differences: Option<usize>,
-}
-
-/// `flashrent rebuild`: drops the read models and the writers' snapshots, and rebuilds the
-/// read models from offset 0 (the writers fold the log at the next start).
-pub async fn rebuild(store: &StoreArgs, verify: bool) -> anyhow::Result<RebuildReport> {
-    let (log, sled, mut models) = open_store(store).await?;
-    let log_ref = log.as_ref() as &dyn EventLog;
-    let before = if verify {
-        // Bring the old models up to the end of the log first, so both cover the same records.
-        catch_up(log_ref, &models).await?;
-        Some(models.dump()?)
-    } else {
-        None
-    };
-    models.drop_all()?;
-    crate::engine::drop_snapshots(&sled).context("dropping the writers' snapshots")?;
-    let records = catch_up(log_ref, &models).await?;
-    models.flush()?;
-    let differences = match before {
-        Some(before) => {
-            let after = models.dump()?;
-            let old: std::collections::BTreeMap<_, _> = before.into_iter().collect();
-            let new: std::collections::BTreeMap<_, _> = after.into_iter().collect();
-            let keys: std::collections::BTreeSet<_> = old.keys().chain(new.keys()).collect();
-            let diff: Vec<_> = keys
-                .into_iter()
-                .filter(|k| old.get(*k) != new.get(*k))
-                .collect();
-            for k in diff.iter().take(20) {
-                tracing::error!(key = %String::from_utf8_lossy(k), "read model differs after rebuild");
-            }
-            Some(diff.len())
-        }
-        None => None,
-    };
-    log.close();
-    Ok(RebuildReport {
-        records,
-        differences,
-    })
-}
-
-pub fn mark_ready(flag: &AtomicBool) {
-    flag.store(true, Ordering::Release);
 }

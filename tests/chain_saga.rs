@@ -19,6 +19,18 @@ fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// Returns once the order's rental has ended by the clock (the engine is down meanwhile,
+/// so its end is due when it comes back).
+async fn until_rental_ended(order: &Value) {
+    let ends: chrono::DateTime<chrono::Utc> = order["rental_ends_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no rental end: {order}"))
+        .parse()
+        .unwrap();
+    let left = (ends - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(100)).await;
+}
+
 async fn place(app: &TestApp, user: &str, duration: &str, cost: &str) -> String {
     assert_eq!(app.credit(user, "10", "start").await.status, 201);
     let r = app.order(user, 65000, duration, cost).await;
@@ -110,8 +122,11 @@ async fn crash_and_resume(crash_at: &str, tx_expiration_ms: Option<u64>) {
     let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
     let o = app.wait_final(&id).await;
     assert_eq!(o["status"], "completed", "{o}");
-    // Let any stray second delegation land before counting.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Any stray second delegation has landed before counting: the saga has nothing left to
+    // do, and the devnet has made a block after that.
+    app.until_saga_idle(30).await;
+    just_after_a_block(&devnet).await;
+    just_after_a_block(&devnet).await;
     let state = devnet.state().await;
     assert_eq!(state["delegations_applied"], 1, "{state}");
     assert_eq!(state["delegated_resources"].as_array().unwrap().len(), 1);
@@ -214,7 +229,7 @@ async fn a_rental_that_ends_while_the_engine_is_down_is_reclaimed_after_restart(
     assert!(o["rental_ended_at"].is_null());
     app.kill();
     assert_eq!(devnet.state().await["delegations_applied"], 1);
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    until_rental_ended(&o).await;
 
     let app = TestApp::spawn_in(temp.path(), &refs(&env)).await;
     let o = app
@@ -255,7 +270,7 @@ async fn the_in_process_devnet_keeps_its_chain_across_a_restart() {
     assert!(o["rental_ended_at"].is_null());
     app.kill();
     assert!(temp.path().join("devnet").join("conf").exists());
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    until_rental_ended(&o).await;
     let app = TestApp::spawn_in(temp.path(), &env).await;
     // The reclaim needs the delegation the first devnet confirmed.
     let o = app

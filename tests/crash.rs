@@ -42,7 +42,16 @@ async fn a_killed_server_resumes_every_acknowledged_order_without_losing_or_doub
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The kill comes in the middle of the load: once part of it is acknowledged and the
+    // saga is driving orders on the slow chain.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 40 || app.saga_in_flight().await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     app.kill();
     for l in load {
         let _ = l.await;

@@ -192,7 +192,7 @@ async fn a_typo_in_the_supplier_keys_prints_no_key_whether_it_is_tolerated_or_re
         let errors: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(errors.len(), 1, "not a one-line error:\n{out}");
         assert!(
-            errors[0].starts_with("Error: FLASHRENT_SUPPLIER_KEYS: ") && errors[0].contains(item),
+            errors[0].starts_with("error: FLASHRENT_SUPPLIER_KEYS: ") && errors[0].contains(item),
             "{out}"
         );
         assert_no_secret(&out, &[k1, k2]);

@@ -32,6 +32,13 @@ fn delegation(energy: u64) -> Delegation {
     }
 }
 
+/// Returns once the wall clock (what the devnet judges expiry by) is past `at`.
+async fn until_past(at: chrono::DateTime<chrono::Utc>) {
+    let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(20)).await;
+    assert!(chrono::Utc::now() > at);
+}
+
 async fn until_final(c: &TronClient, id: &TxId) -> TxStatus {
     for _ in 0..200 {
         match c.status(id).await.unwrap() {
@@ -140,7 +147,7 @@ async fn each_tron_error_class_maps_to_what_the_saga_expects() {
 
     // Stale: really expired.
     let late = c.sign_delegation(&delegation(20_000)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    until_past(late.expires_at).await;
     match c.broadcast(&late).await {
         Err(ChainError::Stale(why)) => assert!(why.contains("TRANSACTION_EXPIRATION_ERROR")),
         other => panic!("expected stale, got {other:?}"),

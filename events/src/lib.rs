@@ -7,6 +7,7 @@ pub mod address;
 pub mod callback;
 pub mod codec;
 pub mod envelope;
+pub mod error;
 pub mod event;
 pub mod fence;
 pub mod ids;
@@ -19,6 +20,7 @@ pub use address::TronAddress;
 pub use callback::{forbidden_address, ip_literal_host, redact_url, CallbackUrl, CallbackUrlError};
 pub use codec::{decode_record, encode_record, DecodeError};
 pub use envelope::{AggregateKind, CommandRecord, Envelope};
+pub use error::ErrorChain;
 pub use event::{
     Event, FailureReason, KeyScope, KeyUse, LegChange, OrderKind, OrderStatus, API_KEYS_KEY,
     WALLET_POOL_KEY,
@@ -26,8 +28,8 @@ pub use event::{
 pub use fence::{Admission, EpochFence};
 pub use ids::{ApiKeyId, OrderId, UserId};
 pub use log::{
-    partition_for_key, AppendFuture, EventLog, LogError, Offset, OwnedPartitions, PartitionId,
-    RecordMeta, StoredRecord,
+    partition_for_key, AppendFuture, ErrorSource, EventLog, LogError, Offset, OwnedPartitions,
+    PartitionId, RecordMeta, StoredRecord,
 };
 pub use rental::{EnergyAmount, RentalDuration};
 pub use sun::{Sun, SunDelta};

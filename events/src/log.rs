@@ -43,17 +43,72 @@ pub struct StoredRecord {
     pub bytes: Vec<u8>,
 }
 
+/// The error under a [`LogError`]: shared, so one failed append can fail every command of
+/// its record with the same cause.
+pub type ErrorSource = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LogError {
-    #[error("the event log is unavailable: {0}")]
-    Unavailable(String),
-    #[error("the event log failed: {0}")]
-    Failed(String),
+    /// The log cannot be reached now (a broker down, the log closed): retry later.
+    #[error("the event log is unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
+    /// The log refused or broke (an I/O error, a record that does not decode, a log that
+    /// lost records).
+    #[error("the event log failed: {context}")]
+    Failed {
+        context: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
     #[error("no partition {0}")]
     NoSuchPartition(PartitionId),
     /// Another writer claimed the partition: this one's records no longer count.
     #[error("partition {0} is written by another instance now")]
     Fenced(PartitionId),
+}
+
+impl LogError {
+    /// Unavailable, for the reason `context` alone.
+    pub fn unavailable(context: impl Into<String>) -> LogError {
+        LogError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Unavailable while doing `context`, because of `source`.
+    pub fn unavailable_by(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> LogError {
+        LogError::Unavailable {
+            context: context.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
+
+    /// Failed, for the reason `context` alone.
+    pub fn failed(context: impl Into<String>) -> LogError {
+        LogError::Failed {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Failed while doing `context`, because of `source`.
+    pub fn failed_by(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> LogError {
+        LogError::Failed {
+            context: context.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
 }
 
 /// The key and event names of a record, for logs that store them beside the payload.

@@ -15,6 +15,7 @@ pub mod apply;
 pub mod keys;
 pub mod live;
 pub mod projector;
+pub mod reactor;
 pub mod store;
 pub mod stored_order;
 pub mod views;
@@ -23,5 +24,6 @@ pub use live::LiveApplier;
 pub use projector::{
     spawn_projectors, PartitionProjector, ProjectedRecord, Projector, StepOutcome, READ_MODELS,
 };
+pub use reactor::{Delivery, Reactor, ReactorSink, Reactors};
 pub use store::{stored_u64, ReadModels, StoreError, StoredOrder};
 pub use views::{ApiKeyView, BalanceView, LedgerEntry, OrderView, PoolWalletView, WalletView};

@@ -11,7 +11,7 @@
 //! between, read and decoded here, so the read models never skip a record.
 
 use crate::projector::{read_decoded, ProjectError, ProjectedRecord, Projector, Run};
-use crate::ReadModels;
+use crate::{ReactorSink, ReadModels};
 use flashrent_events::{CommandRecord, EventLog, Offset, PartitionId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,16 +28,18 @@ pub struct LiveApplier {
 }
 
 impl LiveApplier {
-    /// Starts the applier. Each record whose events it applied is then offered to `reactor`
-    /// (the saga, the metrics), in the order applied.
+    /// Starts the applier. Each record whose events it applied is then offered to the
+    /// reactors (the saga, the metrics), in the order applied. Told to stop, it applies what
+    /// it was handed before it returns: stopped after the writers, it leaves nothing they
+    /// made durable to the next start's catch-up.
     pub fn spawn(
         log: Arc<dyn EventLog>,
         models: ReadModels,
-        reactor: Option<mpsc::Sender<ProjectedRecord>>,
+        reactors: ReactorSink,
         shutdown: watch::Receiver<bool>,
     ) -> (LiveApplier, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(log, Projector::new(models), rx, reactor, shutdown));
+        let task = tokio::spawn(run(log, Projector::new(models), rx, reactors, shutdown));
         (LiveApplier { tx }, task)
     }
 
@@ -56,13 +58,21 @@ async fn run(
     log: Arc<dyn EventLog>,
     projector: Projector,
     mut rx: mpsc::UnboundedReceiver<ProjectedRecord>,
-    reactor: Option<mpsc::Sender<ProjectedRecord>>,
+    reactors: ReactorSink,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut stopping = false;
     loop {
-        let first = tokio::select! {
-            r = rx.recv() => r,
-            _ = shutdown.changed() => None,
+        let first = if stopping {
+            rx.try_recv().ok()
+        } else {
+            tokio::select! {
+                r = rx.recv() => r,
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    stopping = true;
+                    rx.try_recv().ok()
+                }
+            }
         };
         let Some(first) = first else { return };
         let mut taken = vec![first];
@@ -85,19 +95,21 @@ async fn run(
                 Err(e) => {
                     // Never skip: the same records again after a pause (the log or sled
                     // may be back), with whatever the log holds before them.
-                    tracing::error!(error = %e, "live applier step failed; retrying");
+                    tracing::error!(error = %flashrent_events::ErrorChain(&e), "live applier step failed; retrying");
                     applied.clear();
+                    // Stopping: what is left is in the log, for the next start's catch-up.
+                    if stopping {
+                        return;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => return,
+                        _ = shutdown.wait_for(|stop| *stop) => return,
                     }
                 }
             }
         }
-        if let Some(r) = &reactor {
-            for projected in applied {
-                let _ = r.send(projected).await;
-            }
+        for projected in &applied {
+            reactors.offer(projected).await;
         }
     }
 }

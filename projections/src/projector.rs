@@ -4,13 +4,14 @@
 use crate::apply::Staged;
 use crate::keys;
 use crate::store::{ReadModels, StoreError};
+use crate::ReactorSink;
 use flashrent_events::{
     decode_record, Admission, CommandRecord, EventLog, LogError, Offset, OwnedPartitions,
     PartitionId,
 };
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// A record whose events the read models have just applied (once, and only if the epoch fence
 /// counted them), passed on to reactors (the saga, the metrics) that act on events.
@@ -209,7 +210,7 @@ impl Projector {
             }
             let batch = read_decoded(log, partition, from, Duration::from_secs(10)).await?;
             if batch.is_empty() {
-                return Err(ProjectError::Log(LogError::Unavailable(format!(
+                return Err(ProjectError::Log(LogError::unavailable(format!(
                     "partition {partition}: no record at {from} though the log ends at {end}"
                 ))));
             }
@@ -277,25 +278,25 @@ pub struct PartitionProjector {
     projector: Projector,
     log: Arc<dyn EventLog>,
     partition: PartitionId,
-    reactor: Option<mpsc::Sender<ProjectedRecord>>,
+    reactors: ReactorSink,
     owned: watch::Receiver<OwnedPartitions>,
 }
 
 impl PartitionProjector {
     /// Follows `partition` of `log`, leaving it to the live applier while `owned` has it.
-    /// Each record whose events it applied is then offered to `reactor` (if any).
+    /// Each record whose events it applied is then offered to the reactors.
     pub fn new(
         projector: Projector,
         log: Arc<dyn EventLog>,
         partition: PartitionId,
-        reactor: Option<mpsc::Sender<ProjectedRecord>>,
+        reactors: ReactorSink,
         owned: watch::Receiver<OwnedPartitions>,
     ) -> PartitionProjector {
         PartitionProjector {
             projector,
             log,
             partition,
-            reactor,
+            reactors,
             owned,
         }
     }
@@ -306,13 +307,13 @@ impl PartitionProjector {
         while !*shutdown.borrow() {
             let stepped = tokio::select! {
                 stepped = self.step() => stepped,
-                _ = shutdown.changed() => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
             };
             if let Err(e) = stepped {
-                tracing::error!(partition = self.partition, error = %e, "projector step failed; retrying from the same position");
+                tracing::error!(partition = self.partition, error = %flashrent_events::ErrorChain(&e), "projector step failed; retrying from the same position");
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_PAUSE) => {}
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }
         }
@@ -365,10 +366,8 @@ impl PartitionProjector {
                 })
             })?
         };
-        if let Some(r) = &self.reactor {
-            for projected in applied {
-                let _ = r.send(projected).await;
-            }
+        for projected in &applied {
+            self.reactors.offer(projected).await;
         }
         Ok(StepOutcome::Applied { next })
     }
@@ -412,7 +411,7 @@ impl PartitionProjector {
 pub fn spawn_projectors(
     log: Arc<dyn EventLog>,
     models: ReadModels,
-    reactor: Option<mpsc::Sender<ProjectedRecord>>,
+    reactors: ReactorSink,
     owned: watch::Receiver<OwnedPartitions>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -422,7 +421,7 @@ pub fn spawn_projectors(
                 Projector::new(models.clone()),
                 log.clone(),
                 partition,
-                reactor.clone(),
+                reactors.clone(),
                 owned.clone(),
             );
             tokio::spawn(projector.run(shutdown.clone()))

@@ -131,6 +131,14 @@ impl ReadModels {
         Ok(())
     }
 
+    /// At shutdown, once nothing applies records any more: stops the background flusher,
+    /// writes everything applied to sled and syncs it.
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.overlay.close(&self.atomic)?;
+        self.store.flush()?;
+        Ok(())
+    }
+
     /// The value at `key` as the projectors last left it (pending, or in sled).
     pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
         Ok(self.overlay.get_or_stored(self.atomic.data(), key)?)

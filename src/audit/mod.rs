@@ -203,7 +203,7 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<AuditRun> {
         "--api-key-file",
         args.api_key_file.as_deref(),
     )?;
-    let log = crate::startup::open_follower_log(&args.data_dir, &args.kafka).await?;
+    let log = crate::store::open_follower_log(&args.data_dir, &args.kafka).await?;
     let started = Instant::now();
     let report = replay(log.as_ref(), opts).await?;
     let elapsed = started.elapsed();

@@ -1,6 +1,7 @@
 //! The chain port: what the saga needs from TRON. `tron::TronClient` implements it against a
 //! java-tron full node over HTTP — a real one, or the devnet (`crate::devnet`).
 
+pub mod demo;
 pub mod tron;
 
 use chrono::{DateTime, Utc};

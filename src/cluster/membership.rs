@@ -8,6 +8,7 @@
 //! paused past its session still believes it owns its partitions until librdkafka tells it
 //! otherwise, and the epoch fence is what keeps its decisions from counting.
 
+use crate::log::kafka::Quiet;
 use crate::log::KafkaSettings;
 use flashrent_events::PartitionId;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
@@ -33,9 +34,18 @@ struct Group {
     held: AtomicUsize,
     /// Set once the first rebalance has given this member its share (possibly none).
     joined: watch::Sender<bool>,
+    quiet: Quiet,
 }
 
-impl ClientContext for Group {}
+impl ClientContext for Group {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.quiet.log(level, fac, log_message)
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.quiet.error(error, reason)
+    }
+}
 
 impl ConsumerContext for Group {
     /// The group's assignment is taken as ownership, but never handed to the consumer to
@@ -111,6 +121,8 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<PartitionId> {
 pub struct Membership {
     stop: Arc<AtomicBool>,
     joined: watch::Receiver<bool>,
+    /// The thread that polls the group, until it has left it.
+    polling: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Membership {
@@ -138,12 +150,13 @@ impl Membership {
                 on_assignment,
                 held: AtomicUsize::new(0),
                 joined: joined_tx,
+                quiet: Quiet::after_connect(),
             })?;
         let topic = settings.topic();
         consumer.subscribe(&[&topic])?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        std::thread::Builder::new()
+        let polling = std::thread::Builder::new()
             .name("writers-group".into())
             .spawn(move || {
                 let mut empty_since = Instant::now();
@@ -171,7 +184,11 @@ impl Membership {
                 // Dropping the consumer leaves the group (its partitions are revoked here).
                 drop(consumer);
             })?;
-        Ok(Membership { stop, joined })
+        Ok(Membership {
+            stop,
+            joined,
+            polling: Some(polling),
+        })
     }
 
     /// Waits (at most `timeout`) for the group's first assignment to this instance.
@@ -182,8 +199,31 @@ impl Membership {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Runs `then` once the group's first assignment to this instance has come (at once if
+    /// it has). A small task of its own, which ends with the membership.
+    pub fn when_joined(&self, then: impl FnOnce() + Send + 'static) {
+        let mut joined = self.joined.clone();
+        tokio::spawn(async move {
+            if joined.wait_for(|j| *j).await.is_ok() {
+                then();
+            }
+        });
+    }
+
     pub fn leave(&self) {
         self.stop.store(true, Ordering::Release);
+    }
+
+    /// Leaves the group and waits, up to `limit`, until the group's thread has (its
+    /// partitions revoked): with the broker gone, librdkafka's close may take its time.
+    pub async fn leave_and_wait(mut self, limit: Duration) {
+        self.leave();
+        if let Some(polling) = self.polling.take() {
+            let left = tokio::task::spawn_blocking(move || polling.join());
+            if tokio::time::timeout(limit, left).await.is_err() {
+                tracing::warn!(?limit, "the writers' group was not left in time; going on");
+            }
+        }
     }
 }
 

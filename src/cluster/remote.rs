@@ -10,7 +10,7 @@
 
 use crate::config::Secret;
 use crate::domain::{Command, DomainError, Reply};
-use crate::engine::{CommandMeta, Engine, EngineError, Executed, Remote};
+use crate::engine::{CommandMeta, EngineError, Executed, Partitions, Remote};
 use flashrent_events::{LogError, PartitionId};
 use flashrent_projections::ReadModels;
 use serde::{Deserialize, Serialize};
@@ -43,13 +43,22 @@ pub struct HttpRemote {
     pub admin_token: Secret,
     /// This instance's own URL (what its claims name).
     pub instance_url: String,
-    /// The engine, to learn where the log ends and whether this instance writes a partition
-    /// (set once the engine is started: the engine holds this remote).
-    pub engine: OnceLock<Engine>,
+    /// The engine's log and partitions, to learn where the log ends and whether this
+    /// instance writes a partition (set once the engine is started: the engine holds this
+    /// remote, so this must not hold the engine).
+    pub engine: OnceLock<Partitions>,
 }
 
 fn unavailable(why: impl std::fmt::Display) -> EngineError {
-    EngineError::Log(LogError::Unavailable(why.to_string()))
+    EngineError::Log(LogError::unavailable(why.to_string()))
+}
+
+/// The owner at `owner` could not be asked or its answer read.
+fn unreachable(owner: &str, e: reqwest::Error) -> EngineError {
+    EngineError::Log(LogError::unavailable_by(
+        format!("asking {owner}"),
+        e.without_url(),
+    ))
 }
 
 /// One try at the owner.
@@ -108,7 +117,7 @@ impl HttpRemote {
             .json(request)
             .send()
             .await
-            .map_err(|e| unavailable(format!("{owner}: {}", e.without_url())))?;
+            .map_err(|e| unreachable(owner, e))?;
         let status = answer.status().as_u16();
         if answer.headers().contains_key(FENCED) {
             return Ok(Sent::NotThere(format!(
@@ -120,12 +129,9 @@ impl HttpRemote {
                 .json()
                 .await
                 .map(Sent::Decided)
-                .map_err(|e| unavailable(format!("{owner}: {}", e.without_url()))),
+                .map_err(|e| unreachable(owner, e)),
             422 => {
-                let r: Refusal = answer
-                    .json()
-                    .await
-                    .map_err(|e| unavailable(format!("{owner}: {}", e.without_url())))?;
+                let r: Refusal = answer.json().await.map_err(|e| unreachable(owner, e))?;
                 Err(EngineError::Domain(r.refused))
             }
             401 => {

@@ -111,6 +111,31 @@ pub struct Devnet {
     pub port: u16,
     pub state: Shared,
     server: actix_web::dev::Server,
+    /// Tells the block producer to stop, and its thread.
+    blocks_stop: Arc<std::sync::atomic::AtomicBool>,
+    blocks: std::thread::JoinHandle<()>,
+}
+
+/// A devnet serving in the background of this process (`serve`'s demo mode).
+pub struct InProcess {
+    pub url: String,
+    pub state: Shared,
+    server: actix_web::dev::ServerHandle,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    blocks_stop: Arc<std::sync::atomic::AtomicBool>,
+    blocks: std::thread::JoinHandle<()>,
+}
+
+impl InProcess {
+    /// Stops serving and making blocks; the chain was saved at its last block.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.served.await;
+        self.blocks_stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        let blocks = self.blocks;
+        let _ = tokio::task::spawn_blocking(move || blocks.join()).await;
+    }
 }
 
 impl Devnet {
@@ -176,22 +201,32 @@ impl Devnet {
         .disable_signals()
         .listen(listener)?
         .run();
-        {
+        let blocks_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let blocks = {
             // In immediate mode a broadcast makes its block at once; empty blocks still come
             // every second, since a real chain's time never stops (expiry is judged by it).
             // A thread of its own: a block is made and synced under the chain's lock, which
             // must not hold up a runtime's worker.
             let every = Duration::from_millis(if interval > 0 { interval } else { 1000 });
             let state = state.clone();
+            let stop = blocks_stop.clone();
             std::thread::Builder::new()
                 .name("devnet-blocks".into())
                 .spawn(move || {
                     crate::priority::lower_this_thread(nice);
                     let mut next = std::time::Instant::now() + every;
                     loop {
-                        std::thread::sleep(
-                            next.saturating_duration_since(std::time::Instant::now()),
-                        );
+                        // Sleeps in steps, to see a stop within one.
+                        loop {
+                            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                                return;
+                            }
+                            let left = next.saturating_duration_since(std::time::Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            std::thread::sleep(left.min(Duration::from_millis(50)));
+                        }
                         // Late blocks are not caught up in a burst: the next comes a whole
                         // interval after this one.
                         next = std::time::Instant::now() + every;
@@ -199,8 +234,8 @@ impl Devnet {
                         s.produce_block();
                         save_locked(&mut s);
                     }
-                })?;
-        }
+                })?
+        };
         tracing::info!(
             port,
             block_interval_ms = interval,
@@ -211,6 +246,8 @@ impl Devnet {
             port,
             state,
             server,
+            blocks_stop,
+            blocks,
         })
     }
 
@@ -219,10 +256,17 @@ impl Devnet {
     }
 
     /// Serves in the background (the in-process devnet of `serve`).
-    pub fn spawn(self) -> (String, Shared) {
+    pub fn spawn(self) -> InProcess {
         let url = self.url();
-        tokio::spawn(self.server);
-        (url, self.state)
+        let server = self.server.handle();
+        InProcess {
+            url,
+            state: self.state,
+            server,
+            served: tokio::spawn(self.server),
+            blocks_stop: self.blocks_stop,
+            blocks: self.blocks,
+        }
     }
 
     /// Serves until the process is stopped (`flashrent devnet`).

@@ -192,8 +192,8 @@ pub(super) async fn append_batches(
             // Everything queued behind a failed append fails too: the writer reloads.
             while let Ok(queued) = rx.try_recv() {
                 if let ToAppender::Decided(d) = queued {
-                    d.caller.answer(Err(LogError::Unavailable(
-                        "an earlier append failed; retry".into(),
+                    d.caller.answer(Err(LogError::unavailable(
+                        "an earlier append failed; retry",
                     )));
                 }
             }

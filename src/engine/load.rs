@@ -17,7 +17,7 @@ pub(super) struct LoadedPartition {
 }
 
 pub(super) fn snapshot_failed(partition: PartitionId, e: SnapshotError) -> LogError {
-    LogError::Failed(format!("partition {partition}: {e}"))
+    LogError::failed_by(format!("partition {partition}"), e)
 }
 
 /// Folds a partition's history (what the log holds now) into the state its writer decides
@@ -43,7 +43,7 @@ pub(super) async fn load_partition(
                 log_end = end,
                 "the event log ends before this instance's snapshot of it; this partition takes no commands"
             );
-            return Err(LogError::Failed(format!(
+            return Err(LogError::failed(format!(
                 "partition {partition} ends at {end} but this data directory's snapshot of it is at {}",
                 r.next
             )));
@@ -113,7 +113,7 @@ pub(super) async fn read_fenced(
             .read(partition, *next, max, Duration::from_secs(15))
             .await?;
         if batch.is_empty() {
-            return Err(LogError::Unavailable(format!(
+            return Err(LogError::unavailable(format!(
                 "partition {partition}: no record at {next} though the log ends at {end}"
             )));
         }
@@ -127,12 +127,12 @@ pub(super) async fn read_fenced(
                     found = rec.offset,
                     "the event log lost acknowledged records; this partition takes no commands"
                 );
-                return Err(LogError::Failed(format!(
+                return Err(LogError::failed(format!(
                     "partition {partition}: record {next} is missing from the log"
                 )));
             }
             let record = decode_record(&rec.bytes).map_err(|e| {
-                LogError::Failed(format!("partition {partition} offset {}: {e}", rec.offset))
+                LogError::failed_by(format!("partition {partition} offset {}", rec.offset), e)
             })?;
             if fence.admit(&record) == Admission::Events {
                 admitted(&record)?;

@@ -157,12 +157,32 @@ pub trait DurableRecords: Send + Sync {
 #[derive(Clone)]
 pub struct Engine {
     log: Arc<dyn EventLog>,
+    /// The writers' tasks, until [`Engine::stop`].
+    writing: Arc<std::sync::Mutex<Option<crate::shutdown::Stage>>>,
     writers: Arc<Vec<mpsc::Sender<Job>>>,
     assignments: Arc<Vec<watch::Sender<Assignment>>>,
     owned: Arc<Vec<Owned>>,
     owned_partitions: Arc<watch::Sender<OwnedPartitions>>,
     taken: broadcast::Sender<(PartitionId, Offset)>,
     remote: Arc<OnceLock<Arc<dyn Remote>>>,
+}
+
+/// See [`Engine::partitions`].
+#[derive(Clone)]
+pub struct Partitions {
+    log: Arc<dyn EventLog>,
+    owned: Arc<Vec<Owned>>,
+}
+
+impl Partitions {
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// As [`Engine::owns`].
+    pub fn owns(&self, partition: PartitionId) -> bool {
+        self.owned.get(partition as usize).is_some_and(Owned::get)
+    }
 }
 
 /// Where writers keep their state between snapshots, and how often they write one.
@@ -200,8 +220,10 @@ impl Engine {
         let mut assignments = Vec::new();
         let mut owned = Vec::new();
         let sole = matches!(ownership, Ownership::Sole);
+        let mut writing = crate::shutdown::Stage::new("writers");
         if let Some(s) = &snapshots {
-            snapshot::drop_former(s.store).map_err(|e| LogError::Failed(e.to_string()))?;
+            snapshot::drop_former(s.store)
+                .map_err(|e| LogError::failed_by("dropping the writers' former snapshots", e))?;
         }
         for partition in 0..partitions {
             let (assignment, watched) = watch::channel(Assignment {
@@ -210,8 +232,9 @@ impl Engine {
             });
             let pager = match &snapshots {
                 Some(s) => Pager::on_disk(
-                    snapshot::tree(s.store, partition)
-                        .map_err(|e| LogError::Failed(e.to_string()))?,
+                    snapshot::tree(s.store, partition).map_err(|e| {
+                        LogError::failed_by(format!("opening partition {partition}'s snapshot"), e)
+                    })?,
                     s.every,
                 ),
                 None => Pager::in_memory(),
@@ -231,12 +254,13 @@ impl Engine {
             }
             let (tx, rx) = mpsc::channel(4096);
             owned.push(flag);
-            tokio::spawn(w.run(rx, watched));
+            writing.track("writer", tokio::spawn(w.run(rx, watched, writing.token())));
             writers.push(tx);
             assignments.push(assignment);
         }
         Ok(Engine {
             log,
+            writing: Arc::new(std::sync::Mutex::new(Some(writing))),
             writers: Arc::new(writers),
             assignments: Arc::new(assignments),
             owned: Arc::new(owned),
@@ -244,6 +268,28 @@ impl Engine {
             taken,
             remote: Arc::default(),
         })
+    }
+
+    /// Stops every writer, each once it has decided the commands queued for it and its
+    /// appender has made them durable and answered their callers (the live applier is handed
+    /// each record as usual). A command sent after this is refused with
+    /// [`EngineError::Stopped`]. A writer still at it after `grace` is aborted; how many were.
+    pub async fn stop(&self, grace: std::time::Duration) -> usize {
+        let writing = self.writing.lock().expect("engine lock").take();
+        match writing {
+            Some(stage) => stage.stop(grace).await,
+            None => 0,
+        }
+    }
+
+    /// Where the log is and which partitions this instance writes, without the rest of
+    /// the engine: for what the engine itself holds (its [`Remote`]), which would otherwise
+    /// keep the engine alive through a cycle.
+    pub fn partitions(&self) -> Partitions {
+        Partitions {
+            log: self.log.clone(),
+            owned: self.owned.clone(),
+        }
     }
 
     pub fn log(&self) -> &Arc<dyn EventLog> {

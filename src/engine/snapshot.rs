@@ -425,6 +425,17 @@ impl Pager {
         });
     }
 
+    /// Writes what is pending of the last snapshot to sled, and starts no background flush
+    /// after it: the writer stops.
+    pub fn close(&mut self) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.pending.close(&store.atomic) {
+                // The snapshot on disk stays the one before: the next start folds more log.
+                tracing::warn!(error = %e, "cannot write the last writer snapshot");
+            }
+        }
+    }
+
     /// Drops the snapshot: the next load folds the partition from offset 0.
     fn discard(&mut self) {
         if let Some(store) = &self.store {

@@ -349,7 +349,7 @@ async fn a_snapshot_that_does_not_read_back_is_dropped_and_the_log_folded_again(
         .credit(meta, user, Sun::from_sun(20_000_000), "deposit-0".into())
         .await;
     assert!(
-        matches!(refused, Err(EngineError::Log(LogError::Failed(_)))),
+        matches!(refused, Err(EngineError::Log(LogError::Failed { .. }))),
         "{refused:?}"
     );
     // Reloaded from the log: the deposit is still known, and credited only once.
@@ -391,7 +391,7 @@ async fn a_snapshot_ahead_of_its_log_is_refused() {
     let other: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("b"), 1).unwrap());
     let refused = Engine::start(other, Ownership::Sole, None, Some(snapshots())).await;
     assert!(
-        matches!(&refused, Err(LogError::Failed(why)) if why.contains("snapshot")),
+        matches!(&refused, Err(LogError::Failed { context, .. }) if context.contains("snapshot")),
         "{:?}",
         refused.err()
     );

@@ -25,6 +25,8 @@ struct Held {
     /// The assignment it was taken under.
     generation: u64,
     appender: mpsc::UnboundedSender<ToAppender>,
+    /// The appender's task: it returns once its channel is closed and drained.
+    appending: tokio::task::JoinHandle<()>,
     poisoned: Arc<AtomicBool>,
     fenced: Arc<AtomicBool>,
 }
@@ -41,6 +43,8 @@ pub(super) struct Writer {
     owned: Owned,
     taken: broadcast::Sender<(PartitionId, Offset)>,
     held: Option<Held>,
+    /// Appenders of earlier holds, still confirming what was handed to them.
+    letting_go: Vec<tokio::task::JoinHandle<()>>,
     /// The last failed (re)load: while the log is down, one attempt a second, and the
     /// commands queued behind a failed attempt fail at once instead of each waiting it out.
     last_failure: Option<(std::time::Instant, LogError)>,
@@ -66,6 +70,7 @@ impl Writer {
             owned,
             taken,
             held: None,
+            letting_go: Vec::new(),
             last_failure: None,
         }
     }
@@ -78,14 +83,20 @@ impl Writer {
         Ok(())
     }
 
+    /// Decides commands until `stop` says stop, then finishes ([`Writer::finish`]).
     pub(super) async fn run(
         mut self,
         mut rx: mpsc::Receiver<Job>,
         mut assignment: watch::Receiver<Assignment>,
+        mut stop: crate::shutdown::Token,
     ) {
         loop {
             tokio::select! {
                 biased;
+                _ = crate::shutdown::stopped(&mut stop) => {
+                    self.finish(&mut rx, &assignment).await;
+                    return;
+                }
                 changed = assignment.changed() => {
                     if changed.is_err() {
                         return;
@@ -110,6 +121,33 @@ impl Writer {
         }
     }
 
+    /// Takes no more commands, decides those already queued, and returns once its appenders
+    /// have made everything decided durable and answered every caller; then writes what is
+    /// pending of its snapshot. Commands sent after this are refused ([`EngineError::Stopped`]).
+    async fn finish(
+        &mut self,
+        rx: &mut mpsc::Receiver<Job>,
+        assignment: &watch::Receiver<Assignment>,
+    ) {
+        rx.close();
+        let mut decided = 0;
+        while let Some(job) = rx.recv().await {
+            let now = *assignment.borrow();
+            self.handle(job, now).await;
+            decided += 1;
+        }
+        // Its channel closed, the appender confirms what it was handed and returns.
+        if let Some(held) = self.held.take() {
+            drop(held.appender);
+            let _ = held.appending.await;
+        }
+        for appending in self.letting_go.drain(..) {
+            let _ = appending.await;
+        }
+        self.pager.close();
+        tracing::debug!(partition = self.partition, decided, "writer stopped");
+    }
+
     fn hold(&mut self, loaded: LoadedPartition, generation: u64) {
         let poisoned = Arc::new(AtomicBool::new(false));
         let fenced = Arc::new(AtomicBool::new(false));
@@ -125,17 +163,21 @@ impl Writer {
         };
         self.seen_end.fetch_max(loaded.next, Ordering::AcqRel);
         let at = (self.partition, loaded.fence, loaded.next);
-        tokio::spawn(append_batches(
+        let appending = tokio::spawn(append_batches(
             self.log.clone(),
             at,
             rx,
             flags,
             self.records.clone(),
         ));
+        if let Some(earlier) = self.held.take() {
+            self.letting_go.push(earlier.appending);
+        }
         self.held = Some(Held {
             state: loaded.state,
             generation,
             appender: tx,
+            appending,
             poisoned,
             fenced,
         });
@@ -152,7 +194,14 @@ impl Writer {
     /// Stops deciding; whether it held the partition.
     fn let_go(&mut self) -> bool {
         self.owned.released();
-        self.held.take().is_some()
+        self.letting_go.retain(|a| !a.is_finished());
+        match self.held.take() {
+            Some(held) => {
+                self.letting_go.push(held.appending);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Makes sure this writer holds its partition under `assignment`, claiming or reloading
@@ -204,7 +253,7 @@ impl Writer {
                     seen,
                     "the event log lost acknowledged records; this partition takes no commands"
                 );
-                return Err(LogError::Failed(format!(
+                return Err(LogError::failed(format!(
                     "partition {partition} ends at {} but held records up to {seen}",
                     loaded.next
                 )));
@@ -295,9 +344,8 @@ impl Writer {
         if let Err(mpsc::error::SendError(ToAppender::Decided(d))) =
             held.appender.send(ToAppender::Decided(decided))
         {
-            d.caller.answer(Err(LogError::Failed(
-                "the writer's appender stopped".into(),
-            )));
+            d.caller
+                .answer(Err(LogError::failed("the writer's appender stopped")));
         }
         if self.pager.due() {
             self.snapshot().await;

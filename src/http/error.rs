@@ -6,7 +6,7 @@ use crate::domain::DomainError;
 use crate::engine::EngineError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use flashrent_events::Sun;
+use flashrent_events::{ErrorChain, Sun};
 use serde_json::{json, Map, Value};
 use std::fmt;
 
@@ -56,8 +56,11 @@ impl ApiError {
         self
     }
 
-    pub fn internal(what: impl fmt::Display) -> ApiError {
-        tracing::error!(error = %what, "request failed");
+    /// A 500 for a failure of ours: `error` (an error, with the errors under it, or what
+    /// went wrong in words) is logged with its whole cause chain, and the client told nothing.
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
+        let error = error.into();
+        tracing::error!(error.cause_chain = %ErrorChain(&*error), "request failed");
         ApiError::server_fault()
     }
 
@@ -72,8 +75,10 @@ impl ApiError {
         )
     }
 
-    pub fn unavailable(what: impl fmt::Display) -> ApiError {
-        tracing::warn!(error = %what, "event log unavailable");
+    /// A 503 for a store that cannot be reached now; `error` is logged with its causes.
+    pub fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
+        let error = error.into();
+        tracing::warn!(error.cause_chain = %ErrorChain(&*error), "event log unavailable");
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
@@ -125,7 +130,7 @@ impl ApiError {
                 "unsupported content type",
             ),
             s if s < 500 => ("bad_request", "请求无效", "bad request"),
-            _ => return ApiError::internal(detail),
+            _ => return ApiError::internal(detail.to_owned()),
         };
         ApiError::new(status, code, zh, en)
     }
@@ -283,5 +288,48 @@ impl From<EngineError> for ApiError {
 impl From<flashrent_projections::StoreError> for ApiError {
     fn from(e: flashrent_projections::StoreError) -> ApiError {
         ApiError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the order")]
+    struct Reading(#[source] std::io::Error);
+
+    #[test]
+    fn an_internal_error_logs_its_whole_cause_chain_and_tells_the_client_nothing_of_it() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let cause = std::io::Error::other("the disk is gone");
+        let e =
+            tracing::subscriber::with_default(subscriber, || ApiError::internal(Reading(cause)));
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            logged.contains("error.cause_chain=reading the order: the disk is gone"),
+            "{logged}"
+        );
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.body(true).to_string().contains("disk"));
     }
 }

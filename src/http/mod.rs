@@ -8,6 +8,7 @@ pub mod extract;
 pub mod guard;
 pub mod openapi;
 pub mod routes;
+pub mod track;
 
 use crate::chain::Chain;
 use crate::config::Secret;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub chain: Arc<dyn Chain>,
     pub ready: Arc<AtomicBool>,
     pub saga: crate::saga::Saga,
+    /// The reactors' fan-out, for what `/metrics` tells of it.
+    pub reactors: flashrent_projections::ReactorSink,
     /// Where this instance takes requests (what its claims on a shared log name).
     pub instance_url: String,
     /// Whether other instances write partitions of this log (Kafka): only then can a command
@@ -94,7 +97,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/healthz").route(get().to(health::healthz)))
         .service(resource("/readyz").route(get().to(health::readyz)))
-        .service(resource("/metrics").route(get().to(crate::metrics::render)))
+        .service(resource("/metrics").route(get().to(ops::metrics)))
         // Between instances only (`cluster::remote`); not part of the public API.
         .service(resource(crate::cluster::remote::PATH).route(post().to(cluster::command)))
         .default_service(web::to(|| async {
@@ -113,7 +116,7 @@ pub async fn edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    crate::metrics::track(req, |req| {
+    track::track(req, |req| {
         localize(req, |req| guard::body(req, |req| next.call(req)))
     })
     .await

@@ -899,7 +899,7 @@ impl Modify for Security {
     paths(
         crate::http::routes::health::healthz,
         crate::http::routes::health::readyz,
-        crate::metrics::render,
+        crate::http::routes::ops::metrics,
         openapi_json,
         crate::http::routes::wallets::list,
         crate::http::routes::wallets::add,

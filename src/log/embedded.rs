@@ -64,12 +64,12 @@ impl EmbeddedLog {
     /// Opens (or creates) the log in `dir`. The partition count is fixed at creation;
     /// reopening with another count is refused rather than silently remapping keys.
     pub fn open(dir: &Path, partitions: u32) -> Result<EmbeddedLog, LogError> {
-        let io = |e: std::io::Error| LogError::Failed(format!("{}: {e}", dir.display()));
+        let io = |e: std::io::Error| LogError::failed_by(format!("{}", dir.display()), e);
         std::fs::create_dir_all(dir).map_err(io)?;
         let meta = dir.join("partitions");
         match std::fs::read_to_string(&meta) {
             Ok(text) if text.trim() != partitions.to_string() => {
-                return Err(LogError::Failed(format!(
+                return Err(LogError::failed(format!(
                     "the log in {} has {} partitions, {partitions} were configured",
                     dir.display(),
                     text.trim()
@@ -127,12 +127,14 @@ impl EmbeddedLog {
     /// stops at the first frame that is incomplete (still being written) or fails its CRC,
     /// so a reader sees a consistent prefix — the records as of the moment it opened.
     pub fn open_read_only(dir: &Path) -> Result<EmbeddedLog, LogError> {
-        let io = |e: std::io::Error| LogError::Failed(format!("{}: {e}", dir.display()));
+        let io = |e: std::io::Error| LogError::failed_by(format!("{}", dir.display()), e);
         let partitions: u32 = std::fs::read_to_string(dir.join("partitions"))
             .map_err(io)?
             .trim()
             .parse()
-            .map_err(|_| LogError::Failed(format!("{}: bad partitions file", dir.display())))?;
+            .map_err(|e| {
+                LogError::failed_by(format!("{}: bad partitions file", dir.display()), e)
+            })?;
         let mut file = File::open(dir.join("events.wal")).map_err(io)?;
         let (index, scanned) = scan(&mut file, partitions).map_err(io)?;
         let next: Vec<Offset> = index.iter().map(|p| p.len() as Offset).collect();
@@ -156,7 +158,7 @@ impl EmbeddedLog {
             return Ok(());
         };
         let mut scanned = scanned.lock().expect("log follow lock");
-        let io = |e: std::io::Error| LogError::Failed(format!("reading the event log: {e}"));
+        let io = |e: std::io::Error| LogError::failed_by("reading the event log", e);
         let len = self.shared.reader.metadata().map_err(io)?.len();
         if len <= *scanned {
             return Ok(());
@@ -262,7 +264,7 @@ fn frame(partition: PartitionId, offset: Offset, payload: &[u8]) -> Vec<u8> {
 }
 
 fn write_loop(file: File, mut pos: u64, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
-    let mut failed: Option<String> = None;
+    let mut failed: Option<LogError> = None;
     let mut buf = Vec::with_capacity(MAX_GROUP_BYTES);
     // How far the file reaches; `None` once allocating ahead failed (not tried again).
     let mut allocated = Some(pos);
@@ -278,9 +280,9 @@ fn write_loop(file: File, mut pos: u64, rx: mpsc::Receiver<Job>, shared: Arc<Sha
                 Err(_) => break,
             }
         }
-        if let Some(why) = &failed {
+        if let Some(failure) = &failed {
             for job in group {
-                let _ = job.done.send(Err(LogError::Failed(why.clone())));
+                let _ = job.done.send(Err(failure.clone()));
             }
             continue;
         }
@@ -298,11 +300,11 @@ fn write_loop(file: File, mut pos: u64, rx: mpsc::Receiver<Job>, shared: Arc<Sha
         if let Err(e) = result {
             // After a failed write or sync the file's state is unknown; refuse everything
             // from here on (a restart re-reads what is really on disk).
-            let why = format!("write to the event log failed: {e}");
-            tracing::error!("{why}");
-            failed = Some(why.clone());
+            let failure = LogError::failed_by("writing to the event log", e);
+            tracing::error!(error = %flashrent_events::ErrorChain(&failure), "the event log takes no more appends");
+            failed = Some(failure.clone());
             for job in group {
-                let _ = job.done.send(Err(LogError::Failed(why.clone())));
+                let _ = job.done.send(Err(failure.clone()));
             }
             continue;
         }
@@ -367,7 +369,7 @@ impl EventLog for EmbeddedLog {
                 .ok_or(LogError::NoSuchPartition(partition))?;
             let sender = sender
                 .as_ref()
-                .ok_or_else(|| LogError::Unavailable("the log is closed".into()))?;
+                .ok_or_else(|| LogError::unavailable("the log is closed"))?;
             let offset = *slot;
             sender
                 .send(Job {
@@ -376,14 +378,14 @@ impl EventLog for EmbeddedLog {
                     frame: frame(partition, offset, &record),
                     done,
                 })
-                .map_err(|_| LogError::Failed("the log writer stopped".into()))?;
+                .map_err(|_| LogError::failed("the log writer stopped"))?;
             *slot += 1;
             Ok(())
         })();
         Box::pin(async move {
             queued?;
             rx.await
-                .map_err(|_| LogError::Failed("the log writer stopped".into()))?
+                .map_err(|_| LogError::failed("the log writer stopped"))?
         })
     }
 
@@ -424,8 +426,7 @@ impl EventLog for EmbeddedLog {
             let mut out = Vec::with_capacity(positions.len());
             let mut header = [0u8; HEADER];
             for (i, pos) in positions.into_iter().enumerate() {
-                let io =
-                    |e: std::io::Error| LogError::Failed(format!("reading the event log: {e}"));
+                let io = |e: std::io::Error| LogError::failed_by("reading the event log", e);
                 shared.reader.read_exact_at(&mut header, pos).map_err(io)?;
                 let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
                 let mut bytes = vec![0u8; len];

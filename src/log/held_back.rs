@@ -39,7 +39,7 @@ impl EventLog for HeldBack {
         Box::pin(async move {
             match gate.acquire().await {
                 Ok(permit) => permit.forget(),
-                Err(_) => return Err(LogError::Unavailable("the log went away".into())),
+                Err(_) => return Err(LogError::unavailable("the log went away")),
             }
             durable.await
         })

@@ -18,13 +18,14 @@ use flashrent_events::{
 };
 use futures_util::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Message, TopicPartitionList};
-use std::sync::atomic::{AtomicU64, Ordering};
+use rdkafka::{ClientConfig, ClientContext, Message, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ use std::time::Duration;
 const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a read of records known to exist may take before the log counts as unavailable.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long startup waits for a broker to answer at all.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long startup waits for the broker to create or describe the topic.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Idle cursors kept per partition.
@@ -77,8 +80,110 @@ impl KafkaSettings {
     }
 }
 
+/// Why the log on Kafka cannot be opened. Each says what is wrong and, where it is the
+/// operator's to fix, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaOpenError {
+    #[error("no Kafka broker answered at {brokers} within {waited:?} (start one there, or point --kafka / FLASHRENT_KAFKA_BROKERS at one that runs)")]
+    Unreachable {
+        brokers: String,
+        waited: Duration,
+        #[source]
+        source: Option<KafkaError>,
+    },
+    #[error(
+        "the Kafka client cannot be set up (check FLASHRENT_KAFKA_CONFIG / --kafka-config-file)"
+    )]
+    Client(#[source] KafkaError),
+    #[error("asking the broker about topic {topic}")]
+    Metadata {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot create topic {topic}")]
+    CreateTopic {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("the broker did not create or describe topic {topic} within {waited:?}")]
+    TopicTimeout { topic: String, waited: Duration },
+    #[error("topic {topic} does not exist (has `serve --kafka` run?)")]
+    NoTopic { topic: String },
+    #[error(
+        "topic {topic} has {found} partitions but flashrent is configured for {configured} \
+         (FLASHRENT_PARTITIONS): records are placed by key modulo the partition count, so they \
+         must be equal"
+    )]
+    PartitionCount {
+        topic: String,
+        found: usize,
+        configured: u32,
+    },
+    #[error(
+        "topic {topic} has {key}={value} — an event log must keep every record (set it to -1)"
+    )]
+    Retention {
+        topic: String,
+        key: &'static str,
+        value: String,
+    },
+    #[error("topic {topic} has cleanup.policy={policy}: compaction would drop events")]
+    Compacted { topic: String, policy: String },
+}
+
+/// Where librdkafka's own log lines and errors go: through `tracing`, at debug until the
+/// log has reached a broker once (an unreachable broker at startup is reported as one
+/// [`KafkaOpenError::Unreachable`], not as librdkafka's retries), at warn at most after it
+/// (a broker that goes away is retried, and the appends it fails answer for it).
+#[derive(Clone, Default)]
+pub(crate) struct Quiet {
+    connected: Arc<AtomicBool>,
+}
+
+impl Quiet {
+    /// For a client of a log that has reached a broker already.
+    pub(crate) fn after_connect() -> Quiet {
+        let quiet = Quiet::default();
+        quiet.connected();
+        quiet
+    }
+
+    fn connected(&self) {
+        self.connected.store(true, Ordering::Release);
+    }
+
+    fn note(&self, what: &str, text: &str) {
+        if self.connected.load(Ordering::Acquire) {
+            tracing::warn!(target: "librdkafka", "{what}: {text}");
+        } else {
+            tracing::debug!(target: "librdkafka", "{what}: {text}");
+        }
+    }
+}
+
+impl ClientContext for Quiet {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => self.note(fac, log_message),
+            _ => tracing::debug!(target: "librdkafka", "{fac}: {log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.note(&error.to_string(), reason);
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
 struct Cursor {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<Quiet>,
     next: Offset,
     /// Not paused: put back short of the partition's end, so still fetching ahead for the
     /// reader's next read from where it stands.
@@ -88,12 +193,13 @@ struct Cursor {
 pub struct KafkaLog {
     settings: KafkaSettings,
     topic: String,
-    producer: Mutex<Arc<FutureProducer>>,
+    producer: Mutex<Arc<FutureProducer<Quiet>>>,
     /// Set when an append failed: the next append starts a new producer (a new producer id)
     /// rather than have librdkafka bump the old one's epoch, which Tansu 0.6.0 mishandles
     /// after a restart (it panics on the produce).
     producer_failed: Arc<std::sync::atomic::AtomicBool>,
-    meta: Arc<BaseConsumer>,
+    meta: Arc<BaseConsumer<Quiet>>,
+    quiet: Quiet,
     cursors: Vec<Mutex<Vec<Cursor>>>,
     /// Per partition, the furthest end this process has asked for (`end_offset`): a cursor
     /// put back short of it is left fetching, as its reader reads on.
@@ -108,83 +214,117 @@ fn known_ends(partitions: u32) -> Vec<AtomicU64> {
     (0..partitions).map(|_| AtomicU64::new(0)).collect()
 }
 
-fn new_producer(settings: &KafkaSettings) -> rdkafka::error::KafkaResult<FutureProducer> {
+fn new_producer(
+    settings: &KafkaSettings,
+    quiet: &Quiet,
+) -> rdkafka::error::KafkaResult<FutureProducer<Quiet>> {
     let timeout = APPEND_TIMEOUT.as_millis().to_string();
     settings
         .client_config_with(&[("linger.ms", "1"), ("message.timeout.ms", &timeout)])
         // Never weakened by configuration: the log's guarantees rest on these two.
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .create()
+        .create_with_context(quiet.clone())
 }
 
-fn unavailable(e: impl std::fmt::Display) -> LogError {
-    LogError::Unavailable(format!("kafka: {e}"))
+fn unavailable(e: KafkaError) -> LogError {
+    LogError::unavailable_by("kafka", e)
 }
 
 impl KafkaLog {
     /// Connects, creates the topic if it is missing, and checks it: exactly the configured
     /// partitions (records are placed by key modulo that count) and no retention limit (an
     /// event log is never expired).
-    pub async fn open(settings: KafkaSettings) -> anyhow::Result<KafkaLog> {
-        let log = KafkaLog::connect(settings)?;
+    pub async fn open(settings: KafkaSettings) -> Result<KafkaLog, KafkaOpenError> {
+        let log = KafkaLog::connect(settings).await?;
         match tokio::time::timeout(STARTUP_TIMEOUT, log.ensure_topic()).await {
             Ok(checked) => checked?,
-            Err(_) => anyhow::bail!(
-                "no Kafka broker at {} answered within {STARTUP_TIMEOUT:?}",
-                log.settings.brokers
-            ),
+            Err(_) => {
+                return Err(KafkaOpenError::TopicTimeout {
+                    topic: log.topic.clone(),
+                    waited: STARTUP_TIMEOUT,
+                })
+            }
         }
         Ok(log)
     }
 
     /// A log on a topic that must already exist, with as many partitions as it has: for the
     /// log's followers (audit, notify), which never create or write anything.
-    pub async fn open_existing(settings: KafkaSettings) -> anyhow::Result<KafkaLog> {
-        let mut log = KafkaLog::connect(settings)?;
+    pub async fn open_existing(settings: KafkaSettings) -> Result<KafkaLog, KafkaOpenError> {
+        let mut log = KafkaLog::connect(settings).await?;
         let partitions = log.topic_partitions().await?;
-        anyhow::ensure!(
-            partitions > 0,
-            "topic {} does not exist (has `serve --kafka` run?)",
-            log.topic
-        );
+        if partitions == 0 {
+            return Err(KafkaOpenError::NoTopic {
+                topic: log.topic.clone(),
+            });
+        }
         log.settings.partitions = partitions as u32;
         log.cursors = idle_cursors(log.settings.partitions);
         log.ends = known_ends(log.settings.partitions);
         Ok(log)
     }
 
-    /// The clients, not yet used: librdkafka connects on first need.
-    fn connect(settings: KafkaSettings) -> anyhow::Result<KafkaLog> {
-        let meta: BaseConsumer = settings
+    /// The clients, once a broker has answered (within [`CONNECT_TIMEOUT`]).
+    async fn connect(settings: KafkaSettings) -> Result<KafkaLog, KafkaOpenError> {
+        let quiet = Quiet::default();
+        let meta: BaseConsumer<Quiet> = settings
             .client_config()
             .set("group.id", "flashrent-metadata")
             .set("enable.auto.commit", "false")
-            .create()?;
+            .create_with_context(quiet.clone())
+            .map_err(KafkaOpenError::Client)?;
+        let meta = Arc::new(meta);
+        let asked = meta.clone();
+        let answered = tokio::task::spawn_blocking(move || {
+            asked.fetch_metadata(None, CONNECT_TIMEOUT).map(|_| ())
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        if let Err(e) = answered {
+            return Err(KafkaOpenError::Unreachable {
+                brokers: settings.brokers.clone(),
+                waited: CONNECT_TIMEOUT,
+                source: Some(e),
+            });
+        }
+        quiet.connected();
         Ok(KafkaLog {
             cursors: idle_cursors(settings.partitions),
             ends: known_ends(settings.partitions),
             topic: settings.topic(),
-            producer: Mutex::new(Arc::new(new_producer(&settings)?)),
+            producer: Mutex::new(Arc::new(
+                new_producer(&settings, &quiet).map_err(KafkaOpenError::Client)?,
+            )),
             producer_failed: Arc::default(),
-            meta: Arc::new(meta),
+            meta,
+            quiet,
             settings,
         })
     }
 
     /// How many partitions the broker says the topic has (0 when it does not exist).
-    async fn topic_partitions(&self) -> anyhow::Result<usize> {
+    async fn topic_partitions(&self) -> Result<usize, KafkaOpenError> {
         let meta = self.meta.clone();
         let topic = self.topic.clone();
-        Ok(tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             meta.fetch_metadata(Some(&topic), Duration::from_secs(10))
                 .map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
         })
-        .await??)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(|source| KafkaOpenError::Metadata {
+            topic: self.topic.clone(),
+            source,
+        })
     }
 
-    async fn ensure_topic(&self) -> anyhow::Result<()> {
-        let admin: AdminClient<DefaultClientContext> = self.settings.client_config().create()?;
+    async fn ensure_topic(&self) -> Result<(), KafkaOpenError> {
+        let admin: AdminClient<Quiet> = self
+            .settings
+            .client_config()
+            .create_with_context(self.quiet.clone())
+            .map_err(KafkaOpenError::Client)?;
         let opts = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(10)))
             .request_timeout(Some(Duration::from_secs(10)));
@@ -198,25 +338,31 @@ impl KafkaLog {
         // maintenance: its policy query reads retention.ms=-1 as "older than -1 ms".
         .set("retention.ms", "-1")
         .set("retention.bytes", "-1");
-        let created = admin.create_topics([&new], &opts).await?;
+        let create_failed = |source| KafkaOpenError::CreateTopic {
+            topic: self.topic.clone(),
+            source,
+        };
+        let created = admin
+            .create_topics([&new], &opts)
+            .await
+            .map_err(create_failed)?;
         for r in created {
             match r {
                 Ok(t) => {
                     tracing::info!(topic = %t, partitions = self.settings.partitions, "created the event topic")
                 }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((t, e)) => anyhow::bail!("cannot create topic {t}: {e}"),
+                Err((_, code)) => return Err(create_failed(KafkaError::AdminOp(code))),
             }
         }
         let found = self.topic_partitions().await?;
-        anyhow::ensure!(
-            found == self.settings.partitions as usize,
-            "topic {} has {found} partitions but flashrent is configured for {} \
-             (FLASHRENT_PARTITIONS): records are placed by key modulo the partition count, so \
-             they must be equal",
-            self.topic,
-            self.settings.partitions
-        );
+        if found != self.settings.partitions as usize {
+            return Err(KafkaOpenError::PartitionCount {
+                topic: self.topic.clone(),
+                found,
+                configured: self.settings.partitions,
+            });
+        }
         match admin
             .describe_configs([&ResourceSpecifier::Topic(&self.topic)], &opts)
             .await
@@ -226,23 +372,24 @@ impl KafkaLog {
                     let entries = r.entry_map();
                     for key in ["retention.ms", "retention.bytes"] {
                         let value = entries.get(key).and_then(|e| e.value.as_deref());
-                        anyhow::ensure!(
-                            value.is_none_or(|v| v == "-1"),
-                            "topic {} has {key}={} — an event log must keep every record \
-                             (set it to -1)",
-                            self.topic,
-                            value.unwrap_or_default()
-                        );
+                        if value.is_some_and(|v| v != "-1") {
+                            return Err(KafkaOpenError::Retention {
+                                topic: self.topic.clone(),
+                                key,
+                                value: value.unwrap_or_default().to_owned(),
+                            });
+                        }
                     }
                     if let Some(p) = entries
                         .get("cleanup.policy")
                         .and_then(|e| e.value.as_deref())
                     {
-                        anyhow::ensure!(
-                            !p.contains("compact"),
-                            "topic {} has cleanup.policy={p}: compaction would drop events",
-                            self.topic
-                        );
+                        if p.contains("compact") {
+                            return Err(KafkaOpenError::Compacted {
+                                topic: self.topic.clone(),
+                                policy: p.to_owned(),
+                            });
+                        }
                     }
                 }
             }
@@ -314,7 +461,7 @@ impl KafkaLog {
             .set("max.partition.fetch.bytes", "8388608")
             // A cursor left fetching for its reader holds two such fetches ahead at most.
             .set("queued.max.messages.kbytes", "16384")
-            .create::<StreamConsumer>()
+            .create_with_context::<_, StreamConsumer<Quiet>>(self.quiet.clone())
             .map_err(unavailable)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
@@ -421,7 +568,7 @@ impl EventLog for KafkaLog {
         let producer = {
             let mut current = self.producer.lock().expect("producer lock");
             if self.producer_failed.swap(false, Ordering::AcqRel) {
-                match new_producer(&self.settings) {
+                match new_producer(&self.settings, &self.quiet) {
                     Ok(p) => *current = Arc::new(p),
                     Err(e) => {
                         self.producer_failed.store(true, Ordering::Release);
@@ -438,7 +585,7 @@ impl EventLog for KafkaLog {
                 let result = match delivery.await {
                     Ok(Ok(d)) => Ok(d.offset as Offset),
                     Ok(Err((e, _))) => Err(unavailable(e)),
-                    Err(_) => Err(unavailable("the producer stopped")),
+                    Err(_) => Err(LogError::unavailable("kafka: the producer stopped")),
                 };
                 if result.is_err() {
                     failed.store(true, Ordering::Release);
@@ -487,8 +634,8 @@ impl EventLog for KafkaLog {
             Err(_elapsed) => {
                 self.put_back(partition, cursor);
                 if wait == FETCH_TIMEOUT {
-                    return Err(unavailable(format!(
-                        "no record from partition {partition} offset {from} within {FETCH_TIMEOUT:?}"
+                    return Err(LogError::unavailable(format!(
+                        "kafka: no record from partition {partition} offset {from} within {FETCH_TIMEOUT:?}"
                     )));
                 }
                 return Ok(out);
@@ -517,7 +664,7 @@ impl EventLog for KafkaLog {
                 .map_err(unavailable)
         })
         .await
-        .map_err(unavailable)?
+        .map_err(|e| LogError::unavailable_by("kafka: asking where the log ends", e))?
         .inspect(|end| self.saw_end(partition, *end))
     }
 

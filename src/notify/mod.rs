@@ -171,7 +171,7 @@ pub async fn run(args: &NotifyArgs, mut shutdown: watch::Receiver<bool>) -> anyh
         backoff: Duration::from_millis(args.backoff_ms.max(1)),
         backoff_max: Duration::from_millis(args.backoff_max_ms.max(args.backoff_ms.max(1))),
     };
-    let log = crate::startup::open_follower_log(&args.data_dir, &args.kafka).await?;
+    let log = crate::store::open_follower_log(&args.data_dir, &args.kafka).await?;
     let store = Store::open(&state_dir(&args.data_dir))
         .context("opening the notifier's state (is another notifier running?)")?;
     let clients = Clients {

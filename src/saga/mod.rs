@@ -129,7 +129,9 @@ impl Saga {
         }))
     }
 
-    /// Resumes every unfinished order, then follows the projected records for new work.
+    /// Resumes every unfinished order, then follows the projected records for new work. Each
+    /// task returns once the shutdown signal given to [`Saga::new`] says stop (a worker
+    /// after the step it is taking), so a stop can await them all.
     pub fn spawn(
         &self,
         mut records: mpsc::Receiver<ProjectedRecord>,
@@ -138,8 +140,14 @@ impl Saga {
         // (`refill`), however many there are.
         tracing::info!("saga resuming unfinished orders");
         let this = self.clone();
+        let mut shutdown = self.0.shutdown.clone();
         let follower = tokio::spawn(async move {
-            while let Some(r) = records.recv().await {
+            loop {
+                let r = tokio::select! {
+                    r = records.recv() => r,
+                    _ = shutdown.wait_for(|stop| *stop) => None,
+                };
+                let Some(r) = r else { return };
                 for (id, events) in by_order(&r.record.events) {
                     this.hand(id, events);
                 }
@@ -194,9 +202,14 @@ impl Saga {
     /// previous owner left in it are resumed here, once the read models hold all of them.
     async fn resume_taken(&self) {
         let mut taken = self.0.engine.taken();
+        let mut shutdown = self.0.shutdown.clone();
         loop {
             use tokio::sync::broadcast::error::RecvError;
-            let mut claims = match taken.recv().await {
+            let claim = tokio::select! {
+                c = taken.recv() => c,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let mut claims = match claim {
                 Ok(t) => vec![t],
                 // Claims were missed: scan anyway (without knowing what to wait for).
                 Err(RecvError::Lagged(_)) => vec![],

@@ -164,11 +164,14 @@ impl<P> Scheduler<P> {
     /// The next order to drive (woken ones first), with what is known of it; `None` once
     /// the scheduler is dropped.
     pub(super) async fn next(&self) -> Option<(OrderId, Option<P>)> {
+        let mut shutdown = self.shutdown.clone();
         let id = {
             let mut q = self.queued.lock().await;
             let q = &mut *q;
             tokio::select! {
                 biased;
+                // A stop ends the workers waiting here (one driving ends after its step).
+                _ = shutdown.wait_for(|stop| *stop) => None,
                 Some(id) = q.urgent.recv() => Some(id),
                 id = q.normal.recv() => {
                     self.queued_len.fetch_sub(1, Ordering::AcqRel);

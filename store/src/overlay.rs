@@ -54,6 +54,10 @@ pub struct Overlay {
     /// Held by the one flush writing to sled.
     flush: Mutex<Instant>,
     flush_running: AtomicBool,
+    /// The background flusher, if one was started: joined by [`Overlay::close`].
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by [`Overlay::close`]: no flusher starts any more, and a running one returns.
+    closing: AtomicBool,
 }
 
 impl Default for Overlay {
@@ -68,6 +72,8 @@ impl Overlay {
             tables: RwLock::default(),
             flush: Mutex::new(Instant::now()),
             flush_running: AtomicBool::new(false),
+            flusher: Mutex::new(None),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -161,26 +167,48 @@ impl Overlay {
     /// [`FLUSH_EVERY`] (sooner once [`FLUSH_AT_KEYS`] wait) while anything is pending, and
     /// ends when nothing is.
     pub fn flush_in_background(self: &Arc<Self>, tree: AtomicTree) {
-        if self.flush_running.swap(true, Ordering::AcqRel) {
+        if self.closing.load(Ordering::Acquire) || self.flush_running.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
         let spawned = std::thread::Builder::new()
             .name("read-model-flush".into())
             .spawn(move || this.flush_while_pending(&tree));
-        if spawned.is_err() {
-            self.flush_running.store(false, Ordering::Release);
+        match spawned {
+            // The one before it has returned (the flag was down).
+            Ok(handle) => *self.flusher.lock().expect("overlay flusher lock") = Some(handle),
+            Err(_) => self.flush_running.store(false, Ordering::Release),
         }
     }
 
+    /// Stops the background flusher (waiting for a flush under way) and writes what is
+    /// pending to `tree`. Nothing is flushed in the background after this.
+    pub fn close(&self, tree: &AtomicTree) -> sled::Result<()> {
+        self.closing.store(true, Ordering::Release);
+        let flusher = self.flusher.lock().expect("overlay flusher lock").take();
+        if let Some(flusher) = flusher {
+            let _ = flusher.join();
+        }
+        self.flush(tree)
+    }
+
     fn flush_while_pending(&self, tree: &AtomicTree) {
+        let closing = || self.closing.load(Ordering::Acquire);
         loop {
             let started = Instant::now();
             if let Err(e) = self.flush(tree) {
                 tracing::error!(error = %e, "writing the read models to sled failed; trying again");
             }
-            while started.elapsed() < FLUSH_EVERY && self.pending_keys() < FLUSH_AT_KEYS {
+            while started.elapsed() < FLUSH_EVERY
+                && self.pending_keys() < FLUSH_AT_KEYS
+                && !closing()
+            {
                 std::thread::sleep(FLUSH_EVERY / 10);
+            }
+            if closing() {
+                // What is left, `close` writes itself.
+                self.flush_running.store(false, Ordering::Release);
+                return;
             }
             if self.pending_keys() == 0 {
                 self.flush_running.store(false, Ordering::Release);

@@ -1,5 +1,13 @@
-//! `TestApp`: the real `flashrent` binary on port 0 with its own data dir, driven over HTTP.
+//! `TestApp`: the real `flashrent` binary on port 0 with its own data dir, driven over HTTP
+//! (for what needs a process of its own: crashes, signals, the binary's output). And
+//! `spawn_app()`: the same `Application` built in the test's process ([`in_process`]), whose
+//! log and read models a test can wait on. Both are driven through [`Api`].
 #![allow(dead_code)]
+
+pub mod in_process;
+
+#[allow(unused_imports)]
+pub use in_process::{spawn_app, spawn_app_in, InProcessApp};
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -53,11 +61,26 @@ pub fn topic_prefix(dir: &Path) -> String {
 }
 
 pub struct TestApp {
-    pub base: String,
+    pub api: Api,
     pub data_dir: PathBuf,
     child: Child,
     _temp: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A server under test, over HTTP: its address, a client, and one helper per common call.
+pub struct Api {
+    pub base: String,
     pub http: reqwest::Client,
+    /// The server's log, for what a failed wait prints.
+    log_file: Option<PathBuf>,
 }
 
 pub struct Resp {
@@ -129,11 +152,10 @@ impl TestApp {
             })
             .to_owned();
         TestApp {
-            base,
+            api: Api::new(base, Some(dir.join("server.log"))),
             data_dir: dir.to_path_buf(),
             child,
             _temp: None,
-            http: http_client(),
         }
     }
 
@@ -157,15 +179,42 @@ impl TestApp {
 
     /// Stops the server the way an operator does (SIGTERM) and waits for it to exit.
     pub fn stop(&mut self) {
+        self.terminate();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `secs` for the server to exit; its exit status if it did.
+    pub fn stop_within(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        self.terminate();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn terminate(&self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+impl Api {
+    pub fn new(base: String, log_file: Option<PathBuf>) -> Api {
+        Api {
+            base,
+            http: http_client(),
+            log_file,
+        }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
@@ -244,9 +293,13 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The last `lines` of this server's log (it lives in the temp data dir, gone after the test).
+    /// The last `lines` of this server's log (it lives in the temp data dir, gone after the
+    /// test); nothing for an in-process server.
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
+        let Some(file) = &self.log_file else {
+            return String::new();
+        };
+        let log = std::fs::read_to_string(file).unwrap_or_default();
         let all: Vec<&str> = log.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -307,10 +360,28 @@ impl TestApp {
         }
         false
     }
+}
 
+impl Api {
     /// The pool's wallets (admin view).
     pub async fn pool(&self) -> Value {
         self.get_admin("/api/admin/wallet-pool/wallets").await.body
+    }
+
+    /// Orders the saga is working on now (`/readyz`).
+    pub async fn saga_in_flight(&self) -> u64 {
+        self.get("/readyz").await.body["saga_in_flight"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until the saga has no order in flight (or panics after `secs`).
+    pub async fn until_saga_idle(&self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.saga_in_flight().await > 0 {
+            assert!(Instant::now() < deadline, "the saga never went idle");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -136,7 +136,7 @@ fn serve_fails(env: &[(&str, &str)]) -> String {
 fn without_a_broker_or_with_a_topic_of_other_partitions_serve_stops_with_a_clear_error() {
     let err = serve_fails(&[("FLASHRENT_KAFKA_BROKERS", "127.0.0.1:1")]);
     assert!(
-        err.contains("opening the event log on Kafka at 127.0.0.1:1"),
+        err.contains("no Kafka broker answered at 127.0.0.1:1"),
         "{err}"
     );
 

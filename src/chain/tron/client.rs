@@ -205,19 +205,35 @@ fn text_of(v: &Value) -> String {
         .unwrap_or_else(|| s.to_owned())
 }
 
+/// Why a [`TronClient`] cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no TRON node configured")]
+    NoNode,
+    /// Says nothing of the key.
+    #[error("the TRON API key (FLASHRENT_TRON_API_KEY / --tron-api-key-file) is not a valid HTTP header value")]
+    BadApiKey,
+    #[error("cannot set up the HTTP client for the TRON nodes")]
+    Http(#[source] reqwest::Error),
+}
+
 impl TronClient {
-    pub fn new(config: TronConfig, keys: Vec<SecretKey>) -> anyhow::Result<TronClient> {
-        anyhow::ensure!(!config.nodes.is_empty(), "no TRON node configured");
+    pub fn new(config: TronConfig, keys: Vec<SecretKey>) -> Result<TronClient, ClientError> {
+        if config.nodes.is_empty() {
+            return Err(ClientError::NoNode);
+        }
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(k) = &config.api_key {
-            let mut v = reqwest::header::HeaderValue::from_str(k.expose())?;
+            let mut v = reqwest::header::HeaderValue::from_str(k.expose())
+                .map_err(|_| ClientError::BadApiKey)?;
             v.set_sensitive(true);
             headers.insert("TRON-PRO-API-KEY", v);
         }
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .default_headers(headers)
-            .build()?;
+            .build()
+            .map_err(ClientError::Http)?;
         Ok(TronClient {
             http,
             nodes: config

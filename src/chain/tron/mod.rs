@@ -5,5 +5,5 @@ pub mod client;
 pub mod keys;
 pub mod proto;
 
-pub use client::{EnergyTotals, TronClient, TronConfig};
-pub use keys::{parse_keys, recover_signer, SecretKey};
+pub use client::{ClientError, EnergyTotals, TronClient, TronConfig};
+pub use keys::{parse_keys, recover_signer, KeyError, SecretKey};

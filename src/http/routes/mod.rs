@@ -3,6 +3,7 @@ pub mod balance;
 pub mod cluster;
 pub mod health;
 pub mod keys;
+pub mod ops;
 pub mod orders;
 pub mod pool;
 pub mod wallets;

@@ -1,0 +1,3 @@
+//! What the subcommands other than `serve` do, as library functions `main` calls.
+
+pub mod rebuild;
